@@ -1,0 +1,330 @@
+"""Placing one gang: topology tiers, tightest domain first, one sub-domain filled before the next.
+
+A trial never touches the node table: it writes a Plan, and a failed trial rolls the plan back to a
+mark. Only a gang that fits completely is committed (by the allocate action).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from scheduler.api.pod import Pod
+from scheduler.api.podgroup import TopologyConstraint
+from scheduler.api.reasons import Reason
+from scheduler.framework.jobs import Group, Job, task_priority
+from scheduler.framework.nodes import Domain, NodeTable, SparseReq, TopologyTree
+from scheduler.framework.plan import Plan
+from scheduler.framework.record import LevelAttempt
+from scheduler.framework.session import Session
+
+INF = float("inf")
+
+
+class PlacementError(Exception):
+    """The gang cannot be placed as it stands; carries the reason for the record."""
+
+    def __init__(self, reason: Reason, message: str, attempts: tuple[LevelAttempt, ...] = ()) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.attempts = attempts
+
+
+@dataclass(slots=True, eq=False)
+class PodClass:
+    """Interchangeable pending pods of one group: same request, same static constraints."""
+
+    req: SparseReq
+    mask: bytearray
+    pods: list[Pod]
+    gpu: int  # request of dim 0 (gpu), for the sorted index's lower bound
+
+
+@dataclass(slots=True, eq=False)
+class Tier:
+    """How a group chooses its domain: a topology tree and the levels to try, narrowest first."""
+
+    tree: TopologyTree | None
+    levels: list[int]  # -1 = the tree's root (every node carrying all labels)
+    required: int | None
+    names: list[str]
+
+
+@dataclass(slots=True, eq=False)
+class GroupPlan:
+    group: Group
+    tier: Tier | None  # None: inherits the parent's domain
+    classes: list[PodClass]
+    need: int  # pods (leaf) that must be placed now; for inner groups: children that must be satisfied
+    need_vec: list[int]
+    children: list[GroupPlan] = field(default_factory=list)
+
+
+def _fits(free: list[int], need: list[int]) -> bool:
+    return all(f >= n for f, n in zip(free, need, strict=True))
+
+
+def _tightness(free: list[int], need: list[int]) -> float:
+    """The request over what the domain has free, on its dominant resource (1.0 = exactly full)."""
+    t = 0.0
+    for f, n in zip(free, need, strict=True):
+        if n > 0:
+            t = max(t, n / f if f > 0 else INF)
+    return t
+
+
+def root_of(dom: Domain) -> Domain:
+    while dom.parent is not None:
+        dom = dom.parent
+    return dom
+
+
+class GangPlacer:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.table: NodeTable = session.table
+
+    # --- preparing a job --------------------------------------------------------------------
+    def tier(self, constraint: TopologyConstraint, inherited: TopologyTree | None, what: str) -> Tier | None:
+        if constraint.is_empty():
+            return None
+        s = self.session
+        name = constraint.topology
+        tree: TopologyTree | None
+        if name:
+            tree = s.tree(name)
+            if tree is None:
+                known = ", ".join(sorted(s.snapshot.topologies)) or "none"
+                raise PlacementError(
+                    Reason.UNKNOWN_TOPOLOGY,
+                    f"{what} names Topology {name!r}, which does not exist (known: {known}); "
+                    "create it or fix kai.scheduler/topology",
+                )
+            if inherited is not None and inherited.topology.name != name:
+                raise PlacementError(
+                    Reason.INVALID_POD_GROUP,
+                    f"{what} names Topology {name!r} but its PodGroup uses {inherited.topology.name!r}; "
+                    "subgroups must use their PodGroup's Topology",
+                )
+        elif inherited is not None:
+            tree = inherited
+        elif len(s.snapshot.topologies) == 1:
+            tree = s.tree(next(iter(s.snapshot.topologies)))
+        else:
+            raise PlacementError(
+                Reason.UNKNOWN_TOPOLOGY,
+                f"{what} asks for topology placement but names no Topology and the cluster has "
+                f"{len(s.snapshot.topologies)}; set kai.scheduler/topology",
+            )
+        assert tree is not None
+        if tree.topology.problems:
+            raise PlacementError(
+                Reason.UNKNOWN_TOPOLOGY,
+                f"Topology {tree.topology.name} is invalid: {'; '.join(tree.topology.problems)}",
+            )
+        idx: dict[str, int | None] = {}
+        for kind, level in (("required", constraint.required_level), ("preferred", constraint.preferred_level)):
+            if not level:
+                idx[kind] = None
+                continue
+            i = tree.level_index(level)
+            if i is None:
+                raise PlacementError(
+                    Reason.UNKNOWN_TOPOLOGY_LEVEL,
+                    f"{what}: {kind} placement level {level!r} is not a level of Topology {tree.topology.name} "
+                    f"(levels: {', '.join(tree.levels)})",
+                )
+            idx[kind] = i
+        req, pref = idx["required"], idx["preferred"]
+        if pref is not None and (req is None or pref > req):
+            levels = list(range(pref, (req if req is not None else -1) - 1, -1))
+        elif req is not None:
+            levels = [req]
+        else:
+            levels = [-1]
+        names = [tree.levels[lv] if lv >= 0 else "cluster" for lv in levels]
+        return Tier(tree, levels, req, names)
+
+    def classes(self, pods: list[Pod]) -> list[PodClass]:
+        s = self.session
+        by_sig: dict[tuple[object, ...], PodClass] = {}
+        for pod in pods:
+            sig = (pod.request, pod.constraints, task_priority(pod))
+            cls = by_sig.get(sig)
+            if cls is None:
+                req = self.table.sparse(pod.request)
+                if req is None:
+                    missing = [n for n in pod.request.names() if n not in self.table.dim_index]
+                    raise PlacementError(
+                        Reason.NO_FEASIBLE_NODE,
+                        f"pod {pod.name} requests {', '.join(missing)}, which no node offers",
+                    )
+                mask, reasons, count = s.eligible(pod.constraints)
+                if count == 0:
+                    detail = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items()))
+                    raise PlacementError(
+                        Reason.NO_FEASIBLE_NODE,
+                        f"0/{len(self.table.nodes)} nodes are available for pod {pod.name}: {detail or 'no nodes'}",
+                    )
+                if not any(mask[i] and all(self.table.alloc[i][d] >= v for d, v in req) for i in range(len(mask))):
+                    raise PlacementError(
+                        Reason.GANG_TOO_LARGE,
+                        f"pod {pod.name} requests {pod.request}; no eligible node has that much allocatable "
+                        "even when empty",
+                    )
+                cls = by_sig[sig] = PodClass(req, mask, [], dict(req).get(0, 0))
+            cls.pods.append(pod)
+        # higher task priority first, then larger pods first (they are the hard ones to fit)
+        return sorted(
+            by_sig.values(),
+            key=lambda c: (-task_priority(c.pods[0]), [-v for _, v in c.req], c.pods[0].name),
+        )
+
+    def prepare(self, job: Job) -> GroupPlan:
+        what = f"PodGroup {job.key}" if job.pod_group is not None else f"pod {job.key}"
+        root_tier = self.tier(job.root.constraint, None, what)
+        return self._prepare_group(job.root, root_tier, root_tier.tree if root_tier else None, what, is_root=True)
+
+    def _prepare_group(
+        self, g: Group, tier: Tier | None, tree: TopologyTree | None, what: str, is_root: bool = False
+    ) -> GroupPlan:
+        if not is_root:
+            tier = self.tier(g.constraint, tree, f"{what} subgroup {g.name}")
+        dims = len(self.table.dims)
+        if g.is_leaf():
+            minimum = g.min_member if g.min_member is not None else 1
+            need = max(0, minimum - len(g.bound))
+            if need > len(g.pending):
+                have = len(g.pending) + len(g.bound)
+                label = "PodGroup" if is_root else f"subgroup {g.name}"
+                raise PlacementError(
+                    Reason.NOT_ENOUGH_PODS,
+                    f"{label} needs {minimum} pods (minMember) but only {have} exist; create the missing pods "
+                    "or lower minMember",
+                )
+            classes = self.classes(g.pending)
+            need_vec = [0] * dims
+            left = need
+            for cls in classes:
+                take = min(left, len(cls.pods))
+                for d, v in cls.req:
+                    need_vec[d] += v * take
+                left -= take
+            return GroupPlan(g, tier, classes, need, need_vec)
+        children = [self._prepare_group(c, None, tier.tree if tier else tree, what) for c in g.children]
+        need = g.min_sub_group if g.min_sub_group is not None else len(children)
+        if need > len(children):
+            raise PlacementError(
+                Reason.INVALID_POD_GROUP,
+                f"minSubGroup is {need} but {what} has only {len(children)} child subgroups",
+            )
+        need_vec = [0] * dims
+        for c in sorted(children, key=lambda c: sum(c.need_vec))[:need]:
+            need_vec = [a + b for a, b in zip(need_vec, c.need_vec, strict=True)]
+        return GroupPlan(g, tier, [], need, need_vec, children)
+
+    # --- node order -------------------------------------------------------------------------
+    def iter_nodes(self, dom: Domain, need: list[int], gpu: int) -> Iterator[int]:
+        table = self.table
+        if dom.nodes:
+            if dom.index is not None:
+                if table.spread:
+                    yield from dom.index.irange_key(max_key=(-gpu + 1,), inclusive=(True, False))
+                else:
+                    yield from dom.index.irange_key(min_key=(gpu,))
+            else:
+                yield from sorted(dom.nodes, key=table.order_key())
+            return
+        children = dom.children
+        if children and children[0].nodes and len(children[0].nodes) == 1 and not children[0].children:
+            # hostname level: the children are nodes, ordered as nodes are
+            key = table.order_key()
+            yield from sorted((c.nodes[0] for c in children), key=key)
+            return
+        fit: list[Domain] = []
+        rest: list[Domain] = []
+        for c in children:
+            (fit if _fits(c.free, need) else rest).append(c)
+        fit.sort(key=lambda c: (-_tightness(c.free, need), c.path))
+        rest.sort(key=lambda c: (_tightness(c.free, need), c.path))
+        for c in fit + rest:
+            yield from self.iter_nodes(c, need, gpu)
+
+    # --- trials -----------------------------------------------------------------------------
+    def fill(self, dom: Domain, cls: PodClass, start: int, want: int, plan: Plan, need: list[int]) -> int:
+        """Place up to `want` pods of a class (from index `start`) inside a domain; returns how many."""
+        placed = 0
+        mask, req = cls.mask, cls.req
+        for node in self.iter_nodes(dom, need, cls.gpu):
+            if not mask[node]:
+                continue
+            k = plan.fit_count(node, req, want - placed)
+            if k > 0:
+                plan.add(node, req, tuple(cls.pods[start + placed : start + placed + k]))
+                placed += k
+                if placed >= want:
+                    break
+        return placed
+
+    def place_leaf(self, gp: GroupPlan, dom: Domain, plan: Plan, chosen: dict[int, tuple[Domain, int]]) -> int:
+        left = gp.need
+        for cls in gp.classes:
+            chosen[id(cls)] = (dom, 0)
+            if left <= 0:
+                continue
+            got = self.fill(dom, cls, 0, min(left, len(cls.pods)), plan, gp.need_vec)
+            chosen[id(cls)] = (dom, got)
+            left -= got
+        return gp.need - left
+
+    def place_group(self, gp: GroupPlan, dom: Domain, plan: Plan, chosen: dict[int, tuple[Domain, int]]) -> bool:
+        tier = gp.tier
+        if tier is None or tier.tree is None:
+            return self.place_members(gp, dom, plan, chosen)
+        same_tree = root_of(dom) is tier.tree.root
+        for lv in tier.levels:
+            if same_tree and lv <= dom.level:
+                # the parent's domain lies inside one domain of this level already
+                if self.place_members(gp, dom, plan, chosen):
+                    return True
+                if lv == tier.required:
+                    return False
+                continue
+            for sub in self.candidates(tier.tree, lv, dom, gp.need_vec):
+                mark = plan.mark()
+                if self.place_members(gp, sub, plan, chosen):
+                    return True
+                plan.rollback(mark)
+        return False
+
+    def place_members(self, gp: GroupPlan, dom: Domain, plan: Plan, chosen: dict[int, tuple[Domain, int]]) -> bool:
+        if not gp.children:
+            mark = plan.mark()
+            if self.place_leaf(gp, dom, plan, chosen) >= gp.need:
+                return True
+            plan.rollback(mark)
+            return False
+        satisfied = 0
+        required_all = gp.group.min_sub_group is None
+        for child in gp.children:
+            mark = plan.mark()
+            if self.place_group(child, dom, plan, chosen):
+                satisfied += 1
+            else:
+                plan.rollback(mark)
+                if required_all:
+                    return False
+        return satisfied >= gp.need
+
+    def candidates(self, tree: TopologyTree, level: int, within: Domain | None, need: list[int]) -> list[Domain]:
+        if level < 0:
+            doms = [tree.root]
+        else:
+            doms = tree.by_level[level]
+            if within is not None and within.level >= 0:
+                prefix = within.path + "/"
+                doms = [d for d in doms if d.path.startswith(prefix)]
+        fitting = [d for d in doms if _fits(d.free, need)]
+        fitting.sort(key=lambda d: (-_tightness(d.free, need), d.path))
+        return fitting

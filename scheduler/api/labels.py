@@ -1,0 +1,10 @@
+"""Label and annotation keys of the KAI API (see notes/kai-api.md)."""
+
+QUEUE_LABEL = "kai.scheduler/queue"
+SUBGROUP_LABEL = "kai.scheduler/subgroup-name"
+TASK_PRIORITY_LABEL = "kai.scheduler/task-priority"
+PREEMPTIBILITY_LABEL = "kai.scheduler/preemptibility"
+POD_GROUP_ANNOTATION = "pod-group-name"
+TOPOLOGY_ANNOTATION = "kai.scheduler/topology"
+REQUIRED_ANNOTATION = "kai.scheduler/topology-required-placement"
+PREFERRED_ANNOTATION = "kai.scheduler/topology-preferred-placement"

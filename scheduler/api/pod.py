@@ -1,0 +1,84 @@
+"""A pod reduced to what placement needs; constraints kept as plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from scheduler.api.resources import Resources
+
+
+@dataclass(frozen=True, slots=True)
+class Toleration:
+    key: str  # "" with operator Exists matches every key
+    operator: str  # Equal | Exists
+    value: str
+    effect: str  # "" matches every effect
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSelectorRequirement:
+    key: str
+    operator: str  # In | NotIn | Exists | DoesNotExist | Gt | Lt
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSelectorTerm:
+    """All expressions and fields must match; terms of a selector are ORed."""
+
+    match_expressions: tuple[NodeSelectorRequirement, ...] = ()
+    match_fields: tuple[NodeSelectorRequirement, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PodConstraints:
+    """The static (resource-free) part of feasibility: equal constraints give equal node sets."""
+
+    node_selector: tuple[tuple[str, str], ...] = ()
+    required_terms: tuple[NodeSelectorTerm, ...] = ()  # empty: no required node affinity
+    tolerations: tuple[Toleration, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    namespace: str
+    name: str
+    uid: str
+    scheduler_name: str
+    node_name: str  # "" while pending
+    phase: str
+    request: Resources  # includes pods=1
+    constraints: PodConstraints = field(default_factory=PodConstraints)
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    priority_class: str = ""
+    priority: int | None = None
+    creation: str = ""
+    owner_kind: str = ""
+    deleting: bool = False
+    # problems found while converting (malformed quantities, unsupported constraints): (code, message)
+    problems: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in ("Succeeded", "Failed")
+
+    @property
+    def bound(self) -> bool:
+        return bool(self.node_name)
+
+    def label(self, key: str) -> str | None:
+        for k, v in self.labels:
+            if k == key:
+                return v
+        return None
+
+    def annotation(self, key: str) -> str | None:
+        for k, v in self.annotations:
+            if k == key:
+                return v
+        return None

@@ -1,0 +1,30 @@
+"""Machine codes for why a gang waits. Public contract: simulate output, events and conditions use them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    # capacity and placement
+    INSUFFICIENT_RESOURCES = "InsufficientResources"
+    TOPOLOGY_REQUIRED_UNSATISFIABLE = "TopologyRequiredUnsatisfiable"
+    NO_FEASIBLE_NODE = "NoFeasibleNode"
+    GANG_TOO_LARGE = "GangTooLarge"
+    OVER_LIMIT = "OverLimit"
+    # gang membership
+    NOT_ENOUGH_PODS = "NotEnoughPods"
+    POD_GROUP_NOT_FOUND = "PodGroupNotFound"
+    # bad input
+    INVALID_POD_GROUP = "InvalidPodGroup"
+    INVALID_POD = "InvalidPod"
+    QUEUE_DOES_NOT_EXIST = "QueueDoesNotExist"
+    QUEUE_NOT_LEAF = "QueueNotLeaf"
+    QUEUE_CYCLE = "QueueCycle"
+    INVALID_QUEUE = "InvalidQueue"
+    UNKNOWN_TOPOLOGY = "UnknownTopology"
+    UNKNOWN_TOPOLOGY_LEVEL = "UnknownTopologyLevel"
+    # constraints we do not evaluate yet: the gang waits, never silently ignores them
+    UNSUPPORTED_POD_AFFINITY = "UnsupportedPodAffinity"
+    UNSUPPORTED_POD_ANTI_AFFINITY = "UnsupportedPodAntiAffinity"
+    UNSUPPORTED_TOPOLOGY_SPREAD = "UnsupportedTopologySpreadConstraints"

@@ -1,0 +1,84 @@
+"""One type for every quantity the scheduler reasons about.
+
+Units are fixed at the edge (kube/quantity.py): ``cpu`` in millicores, ``memory`` and every other
+byte-like resource in bytes, ``pods``, ``nvidia.com/gpu`` and any extended resource in whole units.
+Values are integers so that arithmetic is exact and replay is bit-for-bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+CPU = "cpu"
+MEMORY = "memory"
+PODS = "pods"
+GPU = "nvidia.com/gpu"
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """An immutable bag of named integer quantities; absent names are zero."""
+
+    items: tuple[tuple[str, int], ...] = field(default=())
+
+    @staticmethod
+    def of(values: Mapping[str, int] | Iterable[tuple[str, int]]) -> Resources:
+        pairs = values.items() if isinstance(values, Mapping) else values
+        merged: dict[str, int] = {}
+        for name, value in pairs:
+            merged[name] = merged.get(name, 0) + int(value)
+        return Resources(tuple(sorted((k, v) for k, v in merged.items() if v != 0)))
+
+    def get(self, name: str) -> int:
+        for key, value in self.items:
+            if key == name:
+                return value
+        return 0
+
+    def names(self) -> Iterator[str]:
+        return (k for k, _ in self.items)
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.items)
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources.of([*self.items, *other.items])
+
+    def __sub__(self, other: Resources) -> Resources:
+        return Resources.of([*self.items, *((k, -v) for k, v in other.items)])
+
+    def scaled(self, factor: int) -> Resources:
+        return Resources.of((k, v * factor) for k, v in self.items)
+
+    def max_with(self, other: Resources) -> Resources:
+        """Per-resource maximum (init containers against the sum of app containers)."""
+        merged = dict(self.items)
+        for k, v in other.items:
+            merged[k] = max(merged.get(k, 0), v)
+        return Resources.of(merged)
+
+    def fits_in(self, other: Resources) -> bool:
+        return all(v <= other.get(k) for k, v in self.items)
+
+    def shortfall(self, available: Resources) -> Resources:
+        """What ``available`` lacks to hold ``self`` (only positive parts)."""
+        return Resources.of((k, v - available.get(k)) for k, v in self.items if v > available.get(k))
+
+    def is_zero(self) -> bool:
+        return not self.items
+
+    def __str__(self) -> str:
+        return ", ".join(f"{format_quantity(k, v)} {k}" for k, v in self.items) or "nothing"
+
+
+def format_quantity(name: str, value: int) -> str:
+    """Human form of a value in our canonical units (for messages, not for parsing)."""
+    if name == CPU:
+        return f"{value}m" if value % 1000 else str(value // 1000)
+    if name == MEMORY or name.startswith("hugepages-") or name == "ephemeral-storage":
+        for unit, size in (("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
+            if value % size == 0 and value >= size:
+                return f"{value // size}{unit}"
+        return str(value)
+    return str(value)

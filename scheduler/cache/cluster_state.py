@@ -1,0 +1,187 @@
+"""ClusterState: the scheduler's view of the cluster, updated one watch event at a time.
+
+Per-node usage and per-gang membership are maintained incrementally, so `snapshot()` copies references
+and rebuilds only what changed since the last snapshot: its cost follows the change, not the cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from scheduler.api.labels import POD_GROUP_ANNOTATION, QUEUE_LABEL
+from scheduler.api.node import Node
+from scheduler.api.pod import Pod
+from scheduler.api.podgroup import PodGroup
+from scheduler.api.queue import Queue
+from scheduler.api.resources import Resources
+from scheduler.api.topology import PriorityClass, Topology
+from scheduler.kube import convert
+
+
+def pod_group_key(pod: Pod) -> str | None:
+    name = pod.annotation(POD_GROUP_ANNOTATION)
+    return f"{pod.namespace}/{name}" if name else None
+
+
+def _usage_key(pod: Pod) -> tuple[str, str]:
+    return (pod_group_key(pod) or "", pod.label(QUEUE_LABEL) or "")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An immutable, consistent view handed to one scheduling session."""
+
+    scheduler_name: str
+    nodes: Mapping[str, Node]
+    node_used: Mapping[str, Resources]
+    node_pods: Mapping[str, int]  # non-terminal pods bound per node (all schedulers)
+    usage: Mapping[tuple[str, str], Resources]  # (PodGroup key or "", queue label) -> our bound requests
+    pending: Mapping[str, Pod]  # our pods waiting for a node
+    members: Mapping[str, tuple[Pod, ...]]  # PodGroup key -> our non-terminal pods naming it
+    pod_groups: Mapping[str, PodGroup]
+    queues: Mapping[str, Queue]
+    topologies: Mapping[str, Topology]
+    priority_classes: Mapping[str, PriorityClass]
+
+
+class ClusterState:
+    """Mutable cache. Not thread-safe: one writer (the watch loop) and snapshots taken between events."""
+
+    def __init__(self, scheduler_name: str = "kai-scheduler") -> None:
+        self.scheduler_name = scheduler_name
+        self._nodes: dict[str, Node] = {}
+        self._pods: dict[str, Pod] = {}
+        self._node_used: dict[str, Resources] = {}
+        self._node_pods: dict[str, int] = {}
+        self._pending: dict[str, Pod] = {}
+        self._usage: dict[tuple[str, str], Resources] = {}
+        self._members: dict[str, dict[str, Pod]] = {}
+        self._members_frozen: dict[str, tuple[Pod, ...]] = {}
+        self._dirty_members: set[str] = set()
+        self._pod_groups: dict[str, PodGroup] = {}
+        self._queues: dict[str, Queue] = {}
+        self._topologies: dict[str, Topology] = {}
+        self._priority_classes: dict[str, PriorityClass] = {}
+        self.generation = 0  # bumps on every applied change
+
+    # --- raw Kubernetes objects -------------------------------------------------------------
+    def apply_object(self, obj: Mapping[str, Any], deleted: bool = False) -> None:
+        """Apply one Kubernetes object (an ADDED/MODIFIED watch event, or DELETED when `deleted`)."""
+        kind = obj.get("kind")
+        meta = obj.get("metadata") or {}
+        name, ns = str(meta.get("name", "")), str(meta.get("namespace") or "default")
+        if kind == "Node":
+            self.delete_node(name) if deleted else self.upsert_node(convert.node_from_k8s(obj))
+        elif kind == "Pod":
+            self.delete_pod(f"{ns}/{name}") if deleted else self.upsert_pod(convert.pod_from_k8s(obj))
+        elif kind == "PodGroup":
+            key = f"{ns}/{name}"
+            self._set(self._pod_groups, key, None if deleted else convert.podgroup_from_k8s(obj))
+        elif kind == "Queue":
+            self._set(self._queues, name, None if deleted else convert.queue_from_k8s(obj))
+        elif kind == "Topology":
+            self._set(self._topologies, name, None if deleted else convert.topology_from_k8s(obj))
+        elif kind == "PriorityClass":
+            self._set(self._priority_classes, name, None if deleted else convert.priority_class_from_k8s(obj))
+
+    def _set(self, table: dict[str, Any], key: str, value: Any) -> None:
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
+        self.generation += 1
+
+    # --- nodes --------------------------------------------------------------------------------
+    def upsert_node(self, node: Node) -> None:
+        self._nodes[node.name] = node
+        self._node_used.setdefault(node.name, Resources())
+        self._node_pods.setdefault(node.name, 0)
+        self.generation += 1
+
+    def delete_node(self, name: str) -> None:
+        self._nodes.pop(name, None)
+        self.generation += 1
+
+    # --- pods ---------------------------------------------------------------------------------
+    def _consumes(self, pod: Pod) -> bool:
+        return pod.bound and not pod.terminal
+
+    def upsert_pod(self, pod: Pod) -> None:
+        old = self._pods.get(pod.key)
+        if old is not None:
+            self._unindex(old)
+        self._pods[pod.key] = pod
+        self._index(pod)
+        self.generation += 1
+
+    def delete_pod(self, key: str) -> None:
+        old = self._pods.pop(key, None)
+        if old is not None:
+            self._unindex(old)
+            self.generation += 1
+
+    def _index(self, pod: Pod) -> None:
+        if self._consumes(pod):
+            self._node_used[pod.node_name] = self._node_used.get(pod.node_name, Resources()) + pod.request
+            self._node_pods[pod.node_name] = self._node_pods.get(pod.node_name, 0) + 1
+        if pod.scheduler_name != self.scheduler_name or pod.terminal:
+            return
+        if pod.bound:
+            key = _usage_key(pod)
+            self._usage[key] = self._usage.get(key, Resources()) + pod.request
+        if not pod.bound and not pod.deleting:
+            self._pending[pod.key] = pod
+        group = pod_group_key(pod)
+        if group is not None:
+            self._members.setdefault(group, {})[pod.key] = pod
+            self._dirty_members.add(group)
+
+    def _unindex(self, pod: Pod) -> None:
+        if self._consumes(pod):
+            self._node_used[pod.node_name] = self._node_used.get(pod.node_name, Resources()) - pod.request
+            self._node_pods[pod.node_name] = self._node_pods.get(pod.node_name, 0) - 1
+        self._pending.pop(pod.key, None)
+        if pod.bound and not pod.terminal and pod.scheduler_name == self.scheduler_name:
+            key = _usage_key(pod)
+            left = self._usage.get(key, Resources()) - pod.request
+            if left.is_zero():
+                self._usage.pop(key, None)
+            else:
+                self._usage[key] = left
+        group = pod_group_key(pod)
+        if group is not None and group in self._members:
+            self._members[group].pop(pod.key, None)
+            if not self._members[group]:
+                del self._members[group]
+            self._dirty_members.add(group)
+
+    def pod(self, key: str) -> Pod | None:
+        return self._pods.get(key)
+
+    def pods(self) -> Mapping[str, Pod]:
+        return self._pods
+
+    # --- snapshot -----------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        for group in self._dirty_members:
+            members = self._members.get(group)
+            if members:
+                self._members_frozen[group] = tuple(members[k] for k in sorted(members))
+            else:
+                self._members_frozen.pop(group, None)
+        self._dirty_members.clear()
+        return Snapshot(
+            scheduler_name=self.scheduler_name,
+            nodes=dict(self._nodes),
+            node_used=dict(self._node_used),
+            node_pods=dict(self._node_pods),
+            usage=dict(self._usage),
+            pending=dict(self._pending),
+            members=dict(self._members_frozen),
+            pod_groups=dict(self._pod_groups),
+            queues=dict(self._queues),
+            topologies=dict(self._topologies),
+            priority_classes=dict(self._priority_classes),
+        )

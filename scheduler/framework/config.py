@@ -1,0 +1,64 @@
+"""The one typed configuration object, loaded from YAML with defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+NODE_ORDERS = ("binpack", "spread")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    scheduler_name: str = "kai-scheduler"
+    schedule_period_seconds: float = 1.0
+    node_order: str = "binpack"  # binpack | spread
+    default_queue: str = "default-queue"
+    default_parent_queue: str = "default-parent-queue"
+    # create default-parent-queue -> default-queue when the cluster has no Queue of that name, as KAI's
+    # install does, so that pods without a queue label are schedulable out of the box
+    implicit_default_queue: bool = True
+    # pods and PodGroups without a PriorityClass get this priority
+    default_priority: int = 0
+
+    def __post_init__(self) -> None:
+        if self.node_order not in NODE_ORDERS:
+            raise ConfigError(f"nodeOrder must be one of {', '.join(NODE_ORDERS)}, got {self.node_order!r}")
+        if self.schedule_period_seconds <= 0:
+            raise ConfigError("schedulePeriodSeconds must be > 0")
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> SchedulerConfig:
+        names = {f.name: f for f in fields(SchedulerConfig)}
+        camel = {_camel(n): n for n in names}
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            name = camel.get(key, key if key in names else None)
+            if name is None:
+                raise ConfigError(f"unknown configuration key {key!r}; known keys: {', '.join(sorted(camel))}")
+            kwargs[name] = value
+        try:
+            return SchedulerConfig(**kwargs)
+        except TypeError as err:
+            raise ConfigError(str(err)) from err
+
+    @staticmethod
+    def load(path: str | Path | None) -> SchedulerConfig:
+        if path is None:
+            return SchedulerConfig()
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the configuration must be a mapping")
+        return SchedulerConfig.from_dict(data)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.capitalize() for p in rest)

@@ -1,0 +1,234 @@
+"""Jobs (gangs) built from a snapshot: a PodGroup with its pods, or a lone pod as a gang of one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from scheduler.api.labels import (
+    PREFERRED_ANNOTATION,
+    QUEUE_LABEL,
+    REQUIRED_ANNOTATION,
+    SUBGROUP_LABEL,
+    TASK_PRIORITY_LABEL,
+    TOPOLOGY_ANNOTATION,
+)
+from scheduler.api.pod import Pod
+from scheduler.api.podgroup import PodGroup, SubGroup, TopologyConstraint
+from scheduler.api.reasons import Reason
+from scheduler.cache.cluster_state import Snapshot, pod_group_key
+
+
+@dataclass(slots=True, eq=False)
+class Group:
+    """The gang itself (name "") or one of its subgroups."""
+
+    name: str
+    min_member: int | None
+    min_sub_group: int | None
+    constraint: TopologyConstraint
+    children: list[Group] = field(default_factory=list)
+    pending: list[Pod] = field(default_factory=list)
+    bound: list[Pod] = field(default_factory=list)
+
+    def is_leaf(self) -> bool:
+        return not self.children
+
+    def walk(self) -> list[Group]:
+        out = [self]
+        for child in self.children:
+            out.extend(child.walk())
+        return out
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    key: str
+    namespace: str
+    pod_group: PodGroup | None
+    queue: str
+    priority_class: str
+    creation: str
+    root: Group
+    problem: tuple[Reason, str] | None = None  # found while building; the job waits with it
+    priority: int = 0
+
+    @property
+    def pending(self) -> list[Pod]:
+        return [p for g in self.root.walk() for p in g.pending]
+
+    @property
+    def bound(self) -> list[Pod]:
+        return [p for g in self.root.walk() for p in g.bound]
+
+
+def task_priority(pod: Pod) -> int:
+    raw = pod.label(TASK_PRIORITY_LABEL)
+    try:
+        return int(raw) if raw is not None else 0
+    except ValueError:
+        return 0
+
+
+def _pod_constraint(pod: Pod) -> TopologyConstraint:
+    return TopologyConstraint(
+        pod.annotation(TOPOLOGY_ANNOTATION) or "",
+        pod.annotation(REQUIRED_ANNOTATION) or "",
+        pod.annotation(PREFERRED_ANNOTATION) or "",
+    )
+
+
+def _gang_constraint(pg: PodGroup, pods: list[Pod]) -> TopologyConstraint:
+    """spec.topologyConstraint, else the PodGroup's annotations, else the first pod's annotations."""
+    if not pg.constraint.is_empty():
+        return pg.constraint
+    from_annotations = TopologyConstraint(
+        pg.annotation(TOPOLOGY_ANNOTATION) or "",
+        pg.annotation(REQUIRED_ANNOTATION) or "",
+        pg.annotation(PREFERRED_ANNOTATION) or "",
+    )
+    if not from_annotations.is_empty():
+        return from_annotations
+    for pod in pods:
+        c = _pod_constraint(pod)
+        if not c.is_empty():
+            return c
+    return TopologyConstraint()
+
+
+def _build_groups(pg: PodGroup, pods: list[Pod]) -> tuple[Group, tuple[Reason, str] | None]:
+    root = Group("", pg.min_member, pg.min_sub_group, _gang_constraint(pg, pods))
+    problem: tuple[Reason, str] | None = None
+
+    def bad(message: str) -> None:
+        nonlocal problem
+        if problem is None:
+            problem = (Reason.INVALID_POD_GROUP, message)
+
+    for p in pg.problems:
+        bad(p)
+    if pg.min_member is not None and pg.min_member < 0:
+        bad(f"spec.minMember is {pg.min_member}; it must be >= 0 (0 means no gang requirement)")
+    if pg.min_member is not None and pg.min_sub_group is not None:
+        bad("spec.minMember and spec.minSubGroup are mutually exclusive; set only one")
+    groups: dict[str, Group] = {}
+    specs: dict[str, SubGroup] = {}
+    for sg in pg.sub_groups:
+        if not sg.name:
+            bad("a subGroups entry has no name")
+        elif sg.name in specs:
+            bad(f"subgroup name {sg.name!r} is used twice; subgroup names must be unique")
+        specs[sg.name] = sg
+        groups[sg.name] = Group(sg.name, sg.min_member, sg.min_sub_group, sg.constraint)
+    for name in sorted(specs):
+        sg = specs[name]
+        if sg.parent and sg.parent not in groups:
+            bad(f"subgroup {name!r} names parent {sg.parent!r}, which is not a subgroup of this PodGroup")
+            continue
+        # walk up to detect cycles
+        seen, cur = [name], sg.parent
+        while cur:
+            if cur in seen:
+                bad("subgroup parents form a cycle: " + " -> ".join([*seen, cur]))
+                break
+            seen.append(cur)
+            cur = specs[cur].parent if cur in specs else ""
+    if problem is None:
+        for sg in pg.sub_groups:  # keep declaration order: it is the user's order
+            (groups[sg.parent] if sg.parent else root).children.append(groups[sg.name])
+        for g in groups.values():
+            if g.is_leaf() and g.min_member is None:
+                bad(f"leaf subgroup {g.name!r} needs minMember")
+            if g.min_member is not None and g.min_member < 0:
+                bad(f"subgroup {g.name!r} has minMember {g.min_member}; it must be >= 0")
+    for pod in pods:
+        sub = pod.label(SUBGROUP_LABEL)
+        if sub:
+            target = groups.get(sub)
+            if target is None:
+                bad(
+                    f"pod {pod.name} names subgroup {sub!r} (label {SUBGROUP_LABEL}), "
+                    "which the PodGroup does not define"
+                )
+                continue
+            if not target.is_leaf():
+                bad(f"pod {pod.name} is in subgroup {sub!r}, which has child subgroups; only leaf subgroups hold pods")
+                continue
+        elif groups:
+            bad(f"pod {pod.name} has no {SUBGROUP_LABEL} label but its PodGroup defines subgroups")
+            continue
+        else:
+            target = root
+        (target.bound if pod.bound else target.pending).append(pod)
+    return root, problem
+
+
+def _member_order(pod: Pod) -> tuple[int, str]:
+    return (-task_priority(pod), pod.name)
+
+
+def build_jobs(snapshot: Snapshot, default_queue: str) -> list[Job]:
+    """Every job with at least one pending pod, in key order."""
+    by_group: dict[str, list[Pod]] = {}
+    singles: list[Pod] = []
+    for key in sorted(snapshot.pending):
+        pod = snapshot.pending[key]
+        group = pod_group_key(pod)
+        if group is None:
+            singles.append(pod)
+        else:
+            by_group.setdefault(group, []).append(pod)
+    jobs: list[Job] = []
+    for key in sorted(by_group):
+        pg = snapshot.pod_groups.get(key)
+        first = by_group[key][0]
+        if pg is None:
+            root = Group("", 1, None, TopologyConstraint(), pending=by_group[key])
+            jobs.append(
+                Job(
+                    key,
+                    first.namespace,
+                    None,
+                    first.label(QUEUE_LABEL) or default_queue,
+                    first.priority_class,
+                    first.creation,
+                    root,
+                    (
+                        Reason.POD_GROUP_NOT_FOUND,
+                        f"pods name PodGroup {key.split('/', 1)[1]!r} (annotation pod-group-name) in namespace "
+                        f"{first.namespace}, which does not exist; create it or fix the annotation",
+                    ),
+                )
+            )
+            continue
+        members = [p for p in snapshot.members.get(key, ()) if p.bound or not p.deleting]
+        members.sort(key=_member_order)
+        root, problem = _build_groups(pg, members)
+        for g in root.walk():
+            g.pending.sort(key=_member_order)
+        jobs.append(
+            Job(
+                key,
+                pg.namespace,
+                pg,
+                pg.queue or first.label(QUEUE_LABEL) or default_queue,
+                pg.priority_class or first.priority_class,
+                pg.creation or first.creation,
+                root,
+                problem,
+            )
+        )
+    for pod in singles:
+        root = Group("", 1, None, _pod_constraint(pod), pending=[pod])
+        jobs.append(
+            Job(
+                pod.key,
+                pod.namespace,
+                None,
+                pod.label(QUEUE_LABEL) or default_queue,
+                pod.priority_class,
+                pod.creation,
+                root,
+            )
+        )
+    jobs.sort(key=lambda j: j.key)
+    return jobs

@@ -1,0 +1,206 @@
+"""Dense, mutable per-node free capacity for one session, plus topology domain trees over it.
+
+Resource vectors are plain lists indexed by `dims` so the hot loops do integer arithmetic only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from sortedcontainers import SortedKeyList
+
+from scheduler.api.node import Node
+from scheduler.api.resources import CPU, GPU, MEMORY, Resources
+from scheduler.api.topology import Topology
+
+Vec = list[int]
+SparseReq = tuple[tuple[int, int], ...]  # (dim index, amount) for non-zero amounts
+
+# Domains with more nodes than this keep a sorted index instead of sorting on every visit.
+SORTED_INDEX_MIN = 96
+
+
+@dataclass(slots=True, eq=False)
+class Domain:
+    """One topology domain (or the whole cluster). Aggregate `free` is kept exact as pods are placed."""
+
+    path: str
+    level: int  # index into the topology's levels; -1 for the root ("cluster")
+    value: str
+    free: Vec
+    alloc: Vec
+    children: list[Domain] = field(default_factory=list)
+    nodes: list[int] = field(default_factory=list)  # set on the deepest level only (node holders)
+    index: SortedKeyList | None = None  # sorted node index for large node holders
+    parent: Domain | None = None
+
+    def all_nodes(self) -> Iterator[int]:
+        if self.nodes or not self.children:
+            yield from self.nodes
+        else:
+            for child in self.children:
+                yield from child.all_nodes()
+
+
+class NodeTable:
+    """All nodes of the snapshot, by index in name order."""
+
+    def __init__(
+        self,
+        nodes: Sequence[Node],
+        used: dict[str, Resources],
+        extra_dims: Sequence[str],
+        node_order: str,
+    ) -> None:
+        names = {CPU, MEMORY, GPU, "pods", *extra_dims}
+        for node in nodes:
+            names.update(node.allocatable.names())
+        # fixed leading dims make the order key cheap: gpu, cpu, memory
+        self.dims: tuple[str, ...] = (GPU, CPU, MEMORY, *sorted(names - {GPU, CPU, MEMORY}))
+        self.dim_index = {d: i for i, d in enumerate(self.dims)}
+        self.nodes = list(nodes)
+        self.names = [n.name for n in nodes]
+        self.by_name = {n.name: i for i, n in enumerate(nodes)}
+        self.alloc: list[Vec] = [self.vector(n.allocatable) for n in nodes]
+        self.free: list[Vec] = []
+        for node, alloc in zip(nodes, self.alloc, strict=True):
+            u = used.get(node.name)
+            self.free.append([a - b for a, b in zip(alloc, self.vector(u), strict=True)] if u else list(alloc))
+        self.spread = node_order == "spread"
+        # cordoned nodes stay in the aggregates: a pod may tolerate the cordon (kube-scheduler allows it)
+        self.schedulable = bytearray(1 if n.ready else 0 for n in nodes)
+        # every domain a node belongs to (all topologies plus the cluster), for aggregate updates
+        self.memberships: list[list[Domain]] = [[] for _ in nodes]
+        self.cluster = self._make_root("cluster", range(len(nodes)))
+
+    def vector(self, res: Resources) -> Vec:
+        vec = [0] * len(self.dims)
+        for name, value in res.items:
+            i = self.dim_index.get(name)
+            if i is not None:
+                vec[i] = value
+        return vec
+
+    def sparse(self, res: Resources) -> SparseReq | None:
+        """Sparse request; None when it names a resource no node has (it can never fit)."""
+        out = []
+        for name, value in res.items:
+            i = self.dim_index.get(name)
+            if i is None:
+                return None
+            out.append((i, value))
+        return tuple(out)
+
+    def resources(self, vec: Sequence[int]) -> Resources:
+        return Resources.of((d, v) for d, v in zip(self.dims, vec, strict=True) if v)
+
+    def order_key(self) -> Callable[[int], tuple[int, int, int, str]]:
+        free, names = self.free, self.names
+        if self.spread:
+            return lambda i: (-free[i][0], -free[i][1], -free[i][2], names[i])
+        return lambda i: (free[i][0], free[i][1], free[i][2], names[i])
+
+    def _make_root(self, path: str, members: Sequence[int] | range) -> Domain:
+        dom = Domain(path, -1, path, [0] * len(self.dims), [0] * len(self.dims))
+        self._attach_nodes(dom, list(members))
+        return dom
+
+    def _attach_nodes(self, dom: Domain, members: list[int]) -> None:
+        dom.nodes = members
+        for i in members:
+            self.memberships[i].append(dom)
+        if len(members) >= SORTED_INDEX_MIN:
+            dom.index = SortedKeyList(members, key=self.order_key())
+        self._aggregate(dom, members)
+
+    def _aggregate(self, dom: Domain, members: Sequence[int]) -> None:
+        free, alloc = dom.free, dom.alloc
+        for i in members:
+            if not self.schedulable[i]:
+                continue
+            for d, v in enumerate(self.free[i]):
+                free[d] += v
+            for d, v in enumerate(self.alloc[i]):
+                alloc[d] += v
+
+    def build_topology(self, topo: Topology) -> TopologyTree:
+        return TopologyTree(self, topo)
+
+    def apply(self, node: int, req: SparseReq, count: int) -> None:
+        """Take `count` pods of `req` from a node, keeping aggregates and sorted indexes exact."""
+        holders = [d for d in self.memberships[node] if d.index is not None]
+        for dom in holders:
+            assert dom.index is not None
+            dom.index.remove(node)
+        f = self.free[node]
+        for d, v in req:
+            f[d] -= v * count
+        for dom in self.memberships[node]:
+            p: Domain | None = dom
+            while p is not None:
+                for d, v in req:
+                    p.free[d] -= v * count
+                p = p.parent
+        for dom in holders:
+            assert dom.index is not None
+            dom.index.add(node)
+
+
+class TopologyTree:
+    """Domains of one Topology over the nodes that carry every level label."""
+
+    def __init__(self, table: NodeTable, topo: Topology) -> None:
+        self.topology = topo
+        self.levels = topo.levels
+        self.root = Domain(topo.name, -1, "cluster", [0] * len(table.dims), [0] * len(table.dims))
+        self.by_level: list[list[Domain]] = [[] for _ in topo.levels]
+        self.node_domain: dict[int, list[Domain]] = {}  # node -> its domain at each level
+        members: dict[tuple[str, ...], list[int]] = {}
+        for i, node in enumerate(table.nodes):
+            labels = node.label_map()
+            values = tuple(labels.get(level) for level in topo.levels)
+            if any(v is None for v in values):
+                continue
+            members.setdefault(tuple(v for v in values if v is not None), []).append(i)
+        index: dict[tuple[str, ...], Domain] = {}
+        for values in sorted(members):
+            parent = self.root
+            for lvl in range(len(values)):
+                prefix = values[: lvl + 1]
+                dom = index.get(prefix)
+                if dom is None:
+                    dom = Domain("/".join(prefix), lvl, values[lvl], [0] * len(table.dims), [0] * len(table.dims))
+                    dom.parent = parent
+                    parent.children.append(dom)
+                    self.by_level[lvl].append(dom)
+                    index[prefix] = dom
+                parent = dom
+            nodes = members[values]
+            # the deepest domain holds the nodes; aggregates flow up through parents
+            table._attach_nodes(parent, nodes)
+            for i in nodes:
+                chain = []
+                cur: Domain | None = parent
+                while cur is not None and cur.level >= 0:
+                    chain.append(cur)
+                    cur = cur.parent
+                self.node_domain[i] = chain[::-1]
+        # propagate the leaves' aggregates up (leaves were filled by _attach_nodes)
+        for lvl in range(len(topo.levels) - 2, -1, -1):
+            for dom in self.by_level[lvl]:
+                for child in dom.children:
+                    for d in range(len(table.dims)):
+                        dom.free[d] += child.free[d]
+                        dom.alloc[d] += child.alloc[d]
+        for dom in self.by_level[0] if topo.levels else []:
+            for d in range(len(table.dims)):
+                self.root.free[d] += dom.free[d]
+                self.root.alloc[d] += dom.alloc[d]
+
+    def level_index(self, label: str) -> int | None:
+        return self.levels.index(label) if label in self.levels else None
+
+    def domain_of(self, node: int, level: int) -> Domain | None:
+        chain = self.node_domain.get(node)
+        return chain[level] if chain is not None else None
