@@ -30,7 +30,12 @@ def allocate(session: Session) -> None:
         by_queue.setdefault(job.queue, []).append(job)
     for jobs in by_queue.values():
         jobs.sort(key=job_order_key, reverse=True)  # pop() from the end takes the first
+    memo: FailMemo = {}
+    generation = session.table.generation
     while by_queue:
+        if session.table.generation != generation:
+            memo.clear()
+            generation = session.table.generation
         name = min(by_queue, key=lambda q: (queue_order_key(session.queues.nodes[q]), q))
         jobs = by_queue[name]
         job = jobs.pop()
@@ -38,7 +43,7 @@ def allocate(session: Session) -> None:
             del by_queue[name]
         session.record.order.append(job.key)
         try:
-            _place(session, placer, job)
+            _place(session, placer, job, memo)
         except PlacementError as err:
             _fail(session, job, err.reason, err.message, err.attempts)
 
@@ -91,10 +96,30 @@ def _bound_nodes(session: Session, job: Job) -> list[int]:
     return sorted({idx[p.node_name] for p in job.bound if p.node_name in idx})
 
 
-def _place(session: Session, placer: GangPlacer, job: Job) -> None:
+# A failed single-class gang fails again, unchanged, for any gang of the same shape that needs at least as
+# much, until something is committed: greedy fill of one class is monotone in the count.
+FailMemo = dict[tuple[object, ...], list[tuple[list[int], Reason, list[tuple[str, Domain | None, int]]]]]
+
+
+def _memo_key(gp: GroupPlan, job: Job) -> tuple[object, ...] | None:
+    if gp.children or len(gp.classes) != 1 or job.root.bound:
+        return None
+    cls = gp.classes[0]
+    tier = gp.tier
+    shape = (id(tier.tree), tuple(tier.levels), tier.required) if tier is not None else None
+    return (shape, cls.req, id(cls.mask))
+
+
+def _place(session: Session, placer: GangPlacer, job: Job, memo: FailMemo) -> None:
     gp = placer.prepare(job)
     _check_limit(session, job, gp)
     table = session.table
+    key = _memo_key(gp, job)
+    if key is not None:
+        for need, reason, spots in memo.get(key, ()):
+            if all(a >= b for a, b in zip(gp.need_vec, need, strict=True)):
+                again = tuple(_attempt_at(session, lvl, dom, gp, got) for lvl, dom, got in spots)
+                raise PlacementError(reason, _failure_message(session, gp, reason, again), again)
     plan = Plan(table)
     chosen: dict[int, tuple[Domain, int]] = {}
     tier = gp.tier
@@ -131,8 +156,9 @@ def _place(session: Session, placer: GangPlacer, job: Job) -> None:
                     f"the gang needs {table.resources(gp.need_vec)} in one {tree.levels[tier.required]}, but no "
                     f"{tree.levels[tier.required]} has that much allocatable even when empty ({what})",
                 )
+    sparse_need = [(i, v) for i, v in enumerate(gp.need_vec) if v > 0]
     for name, doms in levels:
-        fitting = [d for d in doms if _fits(d.free, gp.need_vec)]
+        fitting = [d for d in doms if all(d.free[i] >= v for i, v in sparse_need)]
         fitting.sort(key=lambda d: (-_tightness(d.free, gp.need_vec), d.path))
         best_partial: tuple[int, Domain] | None = None
         for dom in fitting:
@@ -149,28 +175,22 @@ def _place(session: Session, placer: GangPlacer, job: Job) -> None:
             break
         attempts.append(_closest(session, name, doms, gp, best_partial))
     if landed is None:
-        needed = sum(_leaf_needs(gp))
-        first = attempts[0] if attempts else None
-        detail = "; ".join(_describe(a) for a in attempts)
-        if tier is not None and tier.required is not None:
-            raise PlacementError(
-                Reason.TOPOLOGY_REQUIRED_UNSATISFIABLE,
-                f"no single {tier.names[-1]} can hold the gang's {needed} pods "
-                f"({table.resources(gp.need_vec)}) now: {detail}",
-                tuple(attempts),
-            )
-        _ = first
-        raise PlacementError(
-            Reason.INSUFFICIENT_RESOURCES,
-            f"not enough free capacity for the gang's {needed} pods ({table.resources(gp.need_vec)}): {detail}",
-            tuple(attempts),
+        reason = (
+            Reason.TOPOLOGY_REQUIRED_UNSATISFIABLE
+            if tier is not None and tier.required is not None
+            else Reason.INSUFFICIENT_RESOURCES
         )
+        if key is not None:
+            spots = [(a.level, _find(levels, a), a.placed) for a in attempts]
+            memo.setdefault(key, []).append((list(gp.need_vec), reason, spots))
+        raise PlacementError(reason, _failure_message(session, gp, reason, tuple(attempts)), tuple(attempts))
     _extras(session, placer, job, gp, plan, chosen, landed)
+    total = [0] * len(table.dims)
+    for _node, req, pods in plan.log:
+        for i, v in req:
+            total[i] += v * len(pods)
     placed = plan.commit()
-    total = Resources()
-    for pod, _node in placed:
-        total = total + pod.request
-    session.charge(job.queue, total)
+    session.charge(job.queue, table.resources(total))
     session.record.decisions[job.key] = GangDecision(
         job=job.key,
         queue=job.queue,
@@ -178,6 +198,31 @@ def _place(session: Session, placer: GangPlacer, job: Job) -> None:
         domain=landed.path,
         pods=tuple((pod.key, node) for pod, node in placed),
     )
+
+
+def _find(levels: list[tuple[str, list[Domain]]], a: LevelAttempt) -> Domain | None:
+    for name, doms in levels:
+        if name == a.level:
+            return next((d for d in doms if d.path == a.domain), None)
+    return None
+
+
+def _attempt_at(session: Session, level: str, dom: Domain | None, gp: GroupPlan, placed: int) -> LevelAttempt:
+    table = session.table
+    needed = sum(_leaf_needs(gp))
+    if dom is None:
+        return LevelAttempt(level, "", table.resources(gp.need_vec), 0, needed)
+    short = table.resources(gp.need_vec).shortfall(table.resources(dom.free))
+    return LevelAttempt(level, dom.path, short, placed if short.is_zero() else 0, needed)
+
+
+def _failure_message(session: Session, gp: GroupPlan, reason: Reason, attempts: tuple[LevelAttempt, ...]) -> str:
+    needed = sum(_leaf_needs(gp))
+    detail = "; ".join(_describe(a) for a in attempts)
+    what = session.table.resources(gp.need_vec)
+    if reason is Reason.TOPOLOGY_REQUIRED_UNSATISFIABLE and gp.tier is not None:
+        return f"no single {gp.tier.names[-1]} can hold the gang's {needed} pods ({what}) now: {detail}"
+    return f"not enough free capacity for the gang's {needed} pods ({what}): {detail}"
 
 
 def _leaf_needs(gp: GroupPlan) -> list[int]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from scheduler.api.pod import Pod
 from scheduler.api.podgroup import TopologyConstraint
 from scheduler.api.reasons import Reason
-from scheduler.framework.jobs import Group, Job, task_priority
+from scheduler.framework.jobs import Group, Job
 from scheduler.framework.nodes import Domain, NodeTable, SparseReq, TopologyTree
 from scheduler.framework.plan import Plan
 from scheduler.framework.record import LevelAttempt
@@ -150,7 +150,7 @@ class GangPlacer:
         s = self.session
         by_sig: dict[tuple[object, ...], PodClass] = {}
         for pod in pods:
-            sig = (pod.request, pod.constraints, task_priority(pod))
+            sig = (pod.request, pod.constraints, pod.task_priority)
             cls = by_sig.get(sig)
             if cls is None:
                 req = self.table.sparse(pod.request)
@@ -178,7 +178,7 @@ class GangPlacer:
         # higher task priority first, then larger pods first (they are the hard ones to fit)
         return sorted(
             by_sig.values(),
-            key=lambda c: (-task_priority(c.pods[0]), [-v for _, v in c.req], c.pods[0].name),
+            key=lambda c: (-c.pods[0].task_priority, [-v for _, v in c.req], c.pods[0].name),
         )
 
     def prepare(self, job: Job) -> GroupPlan:
@@ -253,18 +253,26 @@ class GangPlacer:
 
     # --- trials -----------------------------------------------------------------------------
     def fill(self, dom: Domain, cls: PodClass, start: int, want: int, plan: Plan, need: list[int]) -> int:
-        """Place up to `want` pods of a class (from index `start`) inside a domain; returns how many."""
+        """Place up to `want` pods of a class (from index `start`) inside a domain; returns how many.
+
+        Bin-pack fills each node as far as it goes; spread takes one pod per node per pass, so a gang
+        lands across the emptiest nodes as kube-scheduler's least-allocated scoring would put it."""
         placed = 0
         mask, req = cls.mask, cls.req
-        for node in self.iter_nodes(dom, need, cls.gpu):
-            if not mask[node]:
-                continue
-            k = plan.fit_count(node, req, want - placed)
-            if k > 0:
-                plan.add(node, req, tuple(cls.pods[start + placed : start + placed + k]))
-                placed += k
-                if placed >= want:
-                    break
+        per_node = 1 if self.table.spread else want
+        while placed < want:
+            before = placed
+            for node in self.iter_nodes(dom, need, cls.gpu):
+                if not mask[node]:
+                    continue
+                k = plan.fit_count(node, req, min(per_node, want - placed))
+                if k > 0:
+                    plan.add(node, req, tuple(cls.pods[start + placed : start + placed + k]))
+                    placed += k
+                    if placed >= want:
+                        break
+            if placed == before or per_node == want:
+                break
         return placed
 
     def place_leaf(self, gp: GroupPlan, dom: Domain, plan: Plan, chosen: dict[int, tuple[Domain, int]]) -> int:

@@ -58,6 +58,8 @@ class Pod:
     deleting: bool = False
     # problems found while converting (malformed quantities, unsupported constraints): (code, message)
     problems: tuple[tuple[str, str], ...] = ()
+    task_priority: int = 0  # label kai.scheduler/task-priority: order inside a gang, higher first
+    pod_group: str = ""  # annotation pod-group-name ("" = a gang of one)
 
     @property
     def key(self) -> str:

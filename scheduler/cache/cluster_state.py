@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from scheduler.api.labels import POD_GROUP_ANNOTATION, QUEUE_LABEL
+from scheduler.api.labels import QUEUE_LABEL
 from scheduler.api.node import Node
 from scheduler.api.pod import Pod
 from scheduler.api.podgroup import PodGroup
@@ -21,8 +21,7 @@ from scheduler.kube import convert
 
 
 def pod_group_key(pod: Pod) -> str | None:
-    name = pod.annotation(POD_GROUP_ANNOTATION)
-    return f"{pod.namespace}/{name}" if name else None
+    return f"{pod.namespace}/{pod.pod_group}" if pod.pod_group else None
 
 
 def _usage_key(pod: Pod) -> tuple[str, str]:
@@ -39,6 +38,7 @@ class Snapshot:
     node_pods: Mapping[str, int]  # non-terminal pods bound per node (all schedulers)
     usage: Mapping[tuple[str, str], Resources]  # (PodGroup key or "", queue label) -> our bound requests
     pending: Mapping[str, Pod]  # our pods waiting for a node
+    pending_dims: tuple[str, ...]  # every resource name pending pods request
     members: Mapping[str, tuple[Pod, ...]]  # PodGroup key -> our non-terminal pods naming it
     pod_groups: Mapping[str, PodGroup]
     queues: Mapping[str, Queue]
@@ -57,6 +57,7 @@ class ClusterState:
         self._node_pods: dict[str, int] = {}
         self._pending: dict[str, Pod] = {}
         self._usage: dict[tuple[str, str], Resources] = {}
+        self._pending_dims: dict[str, int] = {}
         self._members: dict[str, dict[str, Pod]] = {}
         self._members_frozen: dict[str, tuple[Pod, ...]] = {}
         self._dirty_members: set[str] = set()
@@ -133,6 +134,8 @@ class ClusterState:
             self._usage[key] = self._usage.get(key, Resources()) + pod.request
         if not pod.bound and not pod.deleting:
             self._pending[pod.key] = pod
+            for name in pod.request.names():
+                self._pending_dims[name] = self._pending_dims.get(name, 0) + 1
         group = pod_group_key(pod)
         if group is not None:
             self._members.setdefault(group, {})[pod.key] = pod
@@ -142,7 +145,13 @@ class ClusterState:
         if self._consumes(pod):
             self._node_used[pod.node_name] = self._node_used.get(pod.node_name, Resources()) - pod.request
             self._node_pods[pod.node_name] = self._node_pods.get(pod.node_name, 0) - 1
-        self._pending.pop(pod.key, None)
+        if self._pending.pop(pod.key, None) is not None:
+            for name in pod.request.names():
+                count = self._pending_dims[name] - 1
+                if count:
+                    self._pending_dims[name] = count
+                else:
+                    del self._pending_dims[name]
         if pod.bound and not pod.terminal and pod.scheduler_name == self.scheduler_name:
             key = _usage_key(pod)
             left = self._usage.get(key, Resources()) - pod.request
@@ -179,6 +188,7 @@ class ClusterState:
             node_pods=dict(self._node_pods),
             usage=dict(self._usage),
             pending=dict(self._pending),
+            pending_dims=tuple(sorted(self._pending_dims)),
             members=dict(self._members_frozen),
             pod_groups=dict(self._pod_groups),
             queues=dict(self._queues),

@@ -9,7 +9,6 @@ from scheduler.api.labels import (
     QUEUE_LABEL,
     REQUIRED_ANNOTATION,
     SUBGROUP_LABEL,
-    TASK_PRIORITY_LABEL,
     TOPOLOGY_ANNOTATION,
 )
 from scheduler.api.pod import Pod
@@ -59,14 +58,6 @@ class Job:
     @property
     def bound(self) -> list[Pod]:
         return [p for g in self.root.walk() for p in g.bound]
-
-
-def task_priority(pod: Pod) -> int:
-    raw = pod.label(TASK_PRIORITY_LABEL)
-    try:
-        return int(raw) if raw is not None else 0
-    except ValueError:
-        return 0
 
 
 def _pod_constraint(pod: Pod) -> TopologyConstraint:
@@ -163,7 +154,7 @@ def _build_groups(pg: PodGroup, pods: list[Pod]) -> tuple[Group, tuple[Reason, s
 
 
 def _member_order(pod: Pod) -> tuple[int, str]:
-    return (-task_priority(pod), pod.name)
+    return (-pod.task_priority, pod.name)
 
 
 def build_jobs(snapshot: Snapshot, default_queue: str) -> list[Job]:

@@ -68,6 +68,7 @@ class NodeTable:
             u = used.get(node.name)
             self.free.append([a - b for a, b in zip(alloc, self.vector(u), strict=True)] if u else list(alloc))
         self.spread = node_order == "spread"
+        self.generation = 0  # bumps on every apply: memoised failures are valid only within one generation
         # cordoned nodes stay in the aggregates: a pod may tolerate the cordon (kube-scheduler allows it)
         self.schedulable = bytearray(1 if n.ready else 0 for n in nodes)
         # every domain a node belongs to (all topologies plus the cluster), for aggregate updates
@@ -129,6 +130,7 @@ class NodeTable:
 
     def apply(self, node: int, req: SparseReq, count: int) -> None:
         """Take `count` pods of `req` from a node, keeping aggregates and sorted indexes exact."""
+        self.generation += 1
         holders = [d for d in self.memberships[node] if d.index is not None]
         for dom in holders:
             assert dom.index is not None

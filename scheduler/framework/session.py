@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 
 from scheduler.api.pod import Pod, PodConstraints
@@ -39,8 +40,7 @@ class Session:
         self.now = now
         self.record = SessionRecord(cycle=cycle, now=now)
         nodes = [snapshot.nodes[n] for n in sorted(snapshot.nodes)]
-        extra = sorted({name for pod in snapshot.pending.values() for name in pod.request.names()})
-        self.table = NodeTable(nodes, dict(snapshot.node_used), extra, config.node_order)
+        self.table = NodeTable(nodes, dict(snapshot.node_used), snapshot.pending_dims, config.node_order)
         self._labels = [n.label_map() for n in nodes]
         self.jobs: list[Job] = build_jobs(snapshot, config.default_queue)
         for job in self.jobs:
@@ -115,9 +115,10 @@ class Session:
             node = self.queues.nodes.get(job.queue)
             if node is None or node.children:
                 continue
-            for pod in job.pending:
+            counts = Counter(pod.request for pod in job.pending)
+            for req, n in counts.items():
                 for dim in QUEUE_DIMS:
-                    node.requested[dim] = node.requested.get(dim, 0.0) + pod.request.get(dim)
+                    node.requested[dim] = node.requested.get(dim, 0.0) + req.get(dim) * n
         # capacity for queues: ready nodes' allocatable minus what other schedulers' pods use
         total: dict[str, float] = {}
         other = (
@@ -151,4 +152,5 @@ class Session:
         while node is not None:
             for dim in QUEUE_DIMS:
                 node.allocated[dim] = node.allocated.get(dim, 0.0) + request.get(dim)
+            node.level_key = None
             node = node.parent

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from scheduler.api.labels import POD_GROUP_ANNOTATION, TASK_PRIORITY_LABEL
 from scheduler.api.node import Node, Taint
 from scheduler.api.pod import NodeSelectorRequirement, NodeSelectorTerm, Pod, PodConstraints, Toleration
 from scheduler.api.podgroup import PodGroup, SubGroup, TopologyConstraint
@@ -190,7 +191,16 @@ def pod_from_k8s(obj: Obj) -> Pod:
         owner_kind=owner_kind,
         deleting=bool(meta.get("deletionTimestamp")),
         problems=tuple(problems),
+        task_priority=_int_label(dict(labels).get(TASK_PRIORITY_LABEL)),
+        pod_group=str((meta.get("annotations") or {}).get(POD_GROUP_ANNOTATION) or ""),
     )
+
+
+def _int_label(raw: str | None) -> int:
+    try:
+        return int(raw) if raw is not None else 0
+    except ValueError:
+        return 0
 
 
 def _constraint(value: Any) -> TopologyConstraint:

@@ -29,6 +29,7 @@ class QueueNode:
     requested: dict[str, float] = field(default_factory=dict)
     deserved: dict[str, float] = field(default_factory=dict)
     fair_share: dict[str, float] = field(default_factory=dict)
+    level_key: tuple[int, int, float, str, str] | None = None  # cached; cleared when allocated changes
 
     @property
     def name(self) -> str:
@@ -183,6 +184,8 @@ def queue_order_key(node: QueueNode) -> tuple[tuple[int, int, float, str, str], 
     then smaller share of its fair share (DRF), then age, then name."""
     key = []
     for n in node.path():
-        ratio = share_ratio(n)
-        key.append((0 if ratio < 1.0 else 1, -n.queue.priority, ratio, n.queue.creation, n.name))
+        if n.level_key is None:
+            ratio = share_ratio(n)
+            n.level_key = (0 if ratio < 1.0 else 1, -n.queue.priority, ratio, n.queue.creation, n.name)
+        key.append(n.level_key)
     return tuple(key)
