@@ -18,16 +18,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scheduler.actions.allocate import allocate  # noqa: E402
-from scheduler.api.node import Node  # noqa: E402
-from scheduler.api.pod import Pod  # noqa: E402
-from scheduler.api.podgroup import PodGroup, TopologyConstraint  # noqa: E402
-from scheduler.api.queue import Queue, QueueResource  # noqa: E402
-from scheduler.api.resources import Resources  # noqa: E402
-from scheduler.api.topology import Topology  # noqa: E402
-from scheduler.cache.cluster_state import ClusterState  # noqa: E402
-from scheduler.framework.config import SchedulerConfig  # noqa: E402
-from scheduler.framework.session import Session  # noqa: E402
+from scheduler.actions.allocate import allocate
+from scheduler.api.node import Node
+from scheduler.api.pod import Pod
+from scheduler.api.podgroup import PodGroup, TopologyConstraint
+from scheduler.api.queue import Queue, QueueResource
+from scheduler.api.resources import Resources
+from scheduler.cache.cluster_state import ClusterState
+from scheduler.framework.config import SchedulerConfig
+from scheduler.framework.session import Session
 
 GPU = "nvidia.com/gpu"
 LEVELS = (
