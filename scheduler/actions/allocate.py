@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scheduler.actions.placement import INF, GangPlacer, GroupPlan, PlacementError, _fits, _tightness
+from scheduler.actions.placement import INF, GangPlacer, GroupPlan, PlacementError, _fits, _tightness, by_tightness
 from scheduler.api.queue import UNLIMITED
 from scheduler.api.reasons import Reason
 from scheduler.api.resources import Resources
@@ -156,12 +156,9 @@ def _place(session: Session, placer: GangPlacer, job: Job, memo: FailMemo) -> No
                     f"the gang needs {table.resources(gp.need_vec)} in one {tree.levels[tier.required]}, but no "
                     f"{tree.levels[tier.required]} has that much allocatable even when empty ({what})",
                 )
-    sparse_need = [(i, v) for i, v in enumerate(gp.need_vec) if v > 0]
     for name, doms in levels:
-        fitting = [d for d in doms if all(d.free[i] >= v for i, v in sparse_need)]
-        fitting.sort(key=lambda d: (-_tightness(d.free, gp.need_vec), d.path))
         best_partial: tuple[int, Domain] | None = None
-        for dom in fitting:
+        for dom in by_tightness(doms, gp.need_vec):
             mark = plan.mark()
             chosen.clear()
             if placer.place_members(gp, dom, plan, chosen):

@@ -6,6 +6,7 @@ mark. Only a gang that fits completely is committed (by the allocate action).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -63,6 +64,32 @@ class GroupPlan:
 
 def _fits(free: list[int], need: list[int]) -> bool:
     return all(f >= n for f, n in zip(free, need, strict=True))
+
+
+def ranked(doms: list[Domain], need: list[int]) -> list[tuple[float, str, Domain]]:
+    """Domains whose free capacity holds `need`, as a heap: tightest (highest request/free) first."""
+    sparse = [(i, v) for i, v in enumerate(need) if v > 0]
+    out: list[tuple[float, str, Domain]] = []
+    for d in doms:
+        f = d.free
+        t = 0.0
+        for i, v in sparse:
+            fi = f[i]
+            if fi < v:
+                break
+            r = v / fi
+            if r > t:
+                t = r
+        else:
+            out.append((-t, d.path, d))
+    heapq.heapify(out)
+    return out
+
+
+def by_tightness(doms: list[Domain], need: list[int]) -> Iterator[Domain]:
+    heap = ranked(doms, need)
+    while heap:
+        yield heapq.heappop(heap)[2]
 
 
 def _tightness(free: list[int], need: list[int]) -> float:
@@ -299,7 +326,7 @@ class GangPlacer:
                 if lv == tier.required:
                     return False
                 continue
-            for sub in self.candidates(tier.tree, lv, dom, gp.need_vec):
+            for sub in self.candidates(tier.tree, lv, dom, gp.need_vec):  # lazily, tightest first
                 mark = plan.mark()
                 if self.place_members(gp, sub, plan, chosen):
                     return True
@@ -333,6 +360,4 @@ class GangPlacer:
             if within is not None and within.level >= 0:
                 prefix = within.path + "/"
                 doms = [d for d in doms if d.path.startswith(prefix)]
-        fitting = [d for d in doms if _fits(d.free, need)]
-        fitting.sort(key=lambda d: (-_tightness(d.free, need), d.path))
-        return fitting
+        return list(by_tightness(doms, need))
