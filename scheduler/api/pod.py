@@ -37,6 +37,14 @@ class PodConstraints:
     node_selector: tuple[tuple[str, str], ...] = ()
     required_terms: tuple[NodeSelectorTerm, ...] = ()  # empty: no required node affinity
     tolerations: tuple[Toleration, ...] = ()
+    _hash: int = field(init=False, compare=False, repr=False, default=0)
+
+    def __post_init__(self) -> None:
+        # constraints key the per-cycle feasibility memo: hash once
+        object.__setattr__(self, "_hash", hash((self.node_selector, self.required_terms, self.tolerations)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +68,10 @@ class Pod:
     problems: tuple[tuple[str, str], ...] = ()
     task_priority: int = 0  # label kai.scheduler/task-priority: order inside a gang, higher first
     pod_group: str = ""  # annotation pod-group-name ("" = a gang of one)
+    group_key: str = field(init=False, default="")  # "<ns>/<pod_group>", or "" for a gang of one
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "group_key", f"{self.namespace}/{self.pod_group}" if self.pod_group else "")
 
     @property
     def key(self) -> str:

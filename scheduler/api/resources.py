@@ -21,6 +21,14 @@ class Resources:
     """An immutable bag of named integer quantities; absent names are zero."""
 
     items: tuple[tuple[str, int], ...] = field(default=())
+    _hash: int = field(init=False, compare=False, repr=False, default=0)
+
+    def __post_init__(self) -> None:
+        # requests are dictionary keys on the hot path (pod classes): hash once
+        object.__setattr__(self, "_hash", hash(self.items))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @staticmethod
     def of(values: Mapping[str, int] | Iterable[tuple[str, int]]) -> Resources:

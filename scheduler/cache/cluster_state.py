@@ -21,7 +21,7 @@ from scheduler.kube import convert
 
 
 def pod_group_key(pod: Pod) -> str | None:
-    return f"{pod.namespace}/{pod.pod_group}" if pod.pod_group else None
+    return pod.group_key or None
 
 
 def _usage_key(pod: Pod) -> tuple[str, str]:

@@ -14,7 +14,7 @@ from scheduler.api.labels import (
 from scheduler.api.pod import Pod
 from scheduler.api.podgroup import PodGroup, SubGroup, TopologyConstraint
 from scheduler.api.reasons import Reason
-from scheduler.cache.cluster_state import Snapshot, pod_group_key
+from scheduler.cache.cluster_state import Snapshot
 
 
 @dataclass(slots=True, eq=False)
@@ -61,6 +61,8 @@ class Job:
 
 
 def _pod_constraint(pod: Pod) -> TopologyConstraint:
+    if not any(k.startswith(TOPOLOGY_ANNOTATION) for k, _ in pod.annotations):
+        return TopologyConstraint()
     return TopologyConstraint(
         pod.annotation(TOPOLOGY_ANNOTATION) or "",
         pod.annotation(REQUIRED_ANNOTATION) or "",
@@ -161,19 +163,18 @@ def build_jobs(snapshot: Snapshot, default_queue: str) -> list[Job]:
     """Every job with at least one pending pod, in key order."""
     by_group: dict[str, list[Pod]] = {}
     singles: list[Pod] = []
-    for key in sorted(snapshot.pending):
-        pod = snapshot.pending[key]
-        group = pod_group_key(pod)
-        if group is None:
-            singles.append(pod)
+    for pod in snapshot.pending.values():
+        if pod.group_key:
+            by_group.setdefault(pod.group_key, []).append(pod)
         else:
-            by_group.setdefault(group, []).append(pod)
+            singles.append(pod)
+    singles.sort(key=lambda p: p.key)
     jobs: list[Job] = []
     for key in sorted(by_group):
         pg = snapshot.pod_groups.get(key)
-        first = by_group[key][0]
+        first = min(by_group[key], key=lambda p: p.name)
         if pg is None:
-            root = Group("", 1, None, TopologyConstraint(), pending=by_group[key])
+            root = Group("", 1, None, TopologyConstraint(), pending=sorted(by_group[key], key=_member_order))
             jobs.append(
                 Job(
                     key,
@@ -192,10 +193,10 @@ def build_jobs(snapshot: Snapshot, default_queue: str) -> list[Job]:
             )
             continue
         members = [p for p in snapshot.members.get(key, ()) if p.bound or not p.deleting]
-        members.sort(key=_member_order)
+        ordered = any(p.task_priority for p in members)  # members come sorted by key, i.e. by name
+        if ordered:
+            members.sort(key=_member_order)
         root, problem = _build_groups(pg, members)
-        for g in root.walk():
-            g.pending.sort(key=_member_order)
         jobs.append(
             Job(
                 key,

@@ -179,13 +179,26 @@ def share_ratio(node: QueueNode) -> float:
     return ratio
 
 
+def is_under_fair_share(node: QueueNode) -> bool:
+    """No resource is used beyond its fair share, and some share is still unused (a zero share is never
+    'under': such a queue gets only what the others leave)."""
+    return share_ratio(node) < 1.0 and any(
+        node.fair_share.get(d, 0.0) - node.allocated.get(d, 0.0) > _EPS for d in QUEUE_DIMS
+    )
+
+
 def queue_order_key(node: QueueNode) -> tuple[tuple[int, int, float, str, str], ...]:
     """Hierarchical: compare parents first. Per level: under fair share first, then higher priority,
     then smaller share of its fair share (DRF), then age, then name."""
     key = []
     for n in node.path():
         if n.level_key is None:
-            ratio = share_ratio(n)
-            n.level_key = (0 if ratio < 1.0 else 1, -n.queue.priority, ratio, n.queue.creation, n.name)
+            n.level_key = (
+                0 if is_under_fair_share(n) else 1,
+                -n.queue.priority,
+                share_ratio(n),
+                n.queue.creation,
+                n.name,
+            )
         key.append(n.level_key)
     return tuple(key)
