@@ -139,13 +139,13 @@ def _place(session: Session, placer: GangPlacer, job: Job, memo: FailMemo) -> No
         tree = tier.tree
         levels = []
         for lv, name in zip(tier.levels, tier.names, strict=True):
-            doms = [tree.root] if lv < 0 else list(tree.by_level[lv])
+            doms = [tree.root] if lv < 0 else list(tree.domains(lv))
             if bound and lv >= 0:
                 pinned = {id(tree.domain_of(n, lv)) for n in bound}
                 doms = [d for d in doms if id(d) in pinned]
             levels.append((name, doms))
         if tier.required is not None:
-            req_doms = tree.by_level[tier.required]
+            req_doms = tree.domains(tier.required)
             if not any(_fits(d.alloc, gp.need_vec) for d in req_doms):
                 biggest = max(
                     (d.alloc for d in req_doms), key=lambda a: -_tightness(a, gp.need_vec) if a else 0, default=None

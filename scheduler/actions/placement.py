@@ -356,7 +356,7 @@ class GangPlacer:
         if level < 0:
             doms = [tree.root]
         else:
-            doms = tree.by_level[level]
+            doms = tree.domains(level)
             if within is not None and within.level >= 0:
                 prefix = within.path + "/"
                 doms = [d for d in doms if d.path.startswith(prefix)]

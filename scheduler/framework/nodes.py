@@ -12,7 +12,7 @@ from sortedcontainers import SortedKeyList
 
 from scheduler.api.node import Node
 from scheduler.api.resources import CPU, GPU, MEMORY, Resources
-from scheduler.api.topology import Topology
+from scheduler.api.topology import HOSTNAME_LABEL, Topology
 
 Vec = list[int]
 SparseReq = tuple[tuple[int, int], ...]  # (dim index, amount) for non-zero amounts
@@ -34,6 +34,7 @@ class Domain:
     nodes: list[int] = field(default_factory=list)  # set on the deepest level only (node holders)
     index: SortedKeyList | None = None  # sorted node index for large node holders
     parent: Domain | None = None
+    propagate: bool = True  # False for on-demand host domains: their parents are updated via the holder
 
     def all_nodes(self) -> Iterator[int]:
         if self.nodes or not self.children:
@@ -143,28 +144,38 @@ class NodeTable:
             while p is not None:
                 for d, v in req:
                     p.free[d] -= v * count
-                p = p.parent
+                p = p.parent if dom.propagate else None
         for dom in holders:
             assert dom.index is not None
             dom.index.add(node)
 
 
 class TopologyTree:
-    """Domains of one Topology over the nodes that carry every level label."""
+    """Domains of one Topology over the nodes that carry every level label.
+
+    A trailing `kubernetes.io/hostname` level gets no domain objects up front (one per node would double
+    the cost of building the tree): the level above holds the nodes, and per-host domains are made only
+    when a gang asks for placement at the hostname level."""
 
     def __init__(self, table: NodeTable, topo: Topology) -> None:
+        self.table = table
         self.topology = topo
         self.levels = topo.levels
+        self.host_level = len(topo.levels) - 1 if topo.levels and topo.levels[-1] == HOSTNAME_LABEL else None
+        built = topo.levels[:-1] if self.host_level is not None else topo.levels
+        if not built and self.host_level is not None:
+            built = ()
         self.root = Domain(topo.name, -1, "cluster", [0] * len(table.dims), [0] * len(table.dims))
-        self.by_level: list[list[Domain]] = [[] for _ in topo.levels]
-        self.node_domain: dict[int, list[Domain]] = {}  # node -> its domain at each level
+        self._by_level: list[list[Domain]] = [[] for _ in built]
+        self._hosts: list[Domain] | None = None
+        self.node_chain: dict[int, Domain] = {}  # node -> deepest built domain holding it
         members: dict[tuple[str, ...], list[int]] = {}
         for i, node in enumerate(table.nodes):
             labels = node.label_map()
             values = tuple(labels.get(level) for level in topo.levels)
             if any(v is None for v in values):
                 continue
-            members.setdefault(tuple(v for v in values if v is not None), []).append(i)
+            members.setdefault(tuple(v for v in values[: len(built)] if v is not None), []).append(i)
         index: dict[tuple[str, ...], Domain] = {}
         for values in sorted(members):
             parent = self.root
@@ -172,37 +183,63 @@ class TopologyTree:
                 prefix = values[: lvl + 1]
                 dom = index.get(prefix)
                 if dom is None:
-                    dom = Domain("/".join(prefix), lvl, values[lvl], [0] * len(table.dims), [0] * len(table.dims))
+                    dims = len(table.dims)
+                    dom = Domain("/".join(prefix), lvl, values[lvl], [0] * dims, [0] * dims)
                     dom.parent = parent
                     parent.children.append(dom)
-                    self.by_level[lvl].append(dom)
+                    self._by_level[lvl].append(dom)
                     index[prefix] = dom
                 parent = dom
             nodes = members[values]
-            # the deepest domain holds the nodes; aggregates flow up through parents
+            # the deepest built domain holds the nodes; aggregates flow up through parents
+            if parent is self.root:
+                self.root.nodes = []
             table._attach_nodes(parent, nodes)
             for i in nodes:
-                chain = []
-                cur: Domain | None = parent
-                while cur is not None and cur.level >= 0:
-                    chain.append(cur)
-                    cur = cur.parent
-                self.node_domain[i] = chain[::-1]
-        # propagate the leaves' aggregates up (leaves were filled by _attach_nodes)
-        for lvl in range(len(topo.levels) - 2, -1, -1):
-            for dom in self.by_level[lvl]:
+                self.node_chain[i] = parent
+        for lvl in range(len(built) - 2, -1, -1):
+            for dom in self._by_level[lvl]:
                 for child in dom.children:
                     for d in range(len(table.dims)):
                         dom.free[d] += child.free[d]
                         dom.alloc[d] += child.alloc[d]
-        for dom in self.by_level[0] if topo.levels else []:
-            for d in range(len(table.dims)):
-                self.root.free[d] += dom.free[d]
-                self.root.alloc[d] += dom.alloc[d]
+        if built:
+            for dom in self._by_level[0]:
+                for d in range(len(table.dims)):
+                    self.root.free[d] += dom.free[d]
+                    self.root.alloc[d] += dom.alloc[d]
 
     def level_index(self, label: str) -> int | None:
         return self.levels.index(label) if label in self.levels else None
 
+    def domains(self, level: int) -> list[Domain]:
+        if level == self.host_level:
+            return self._host_domains()
+        return self._by_level[level]
+
+    def _host_domains(self) -> list[Domain]:
+        if self._hosts is None:
+            table = self.table
+            hosts = []
+            for i, holder in sorted(self.node_chain.items()):
+                alloc = table.alloc[i] if table.schedulable[i] else [0] * len(table.dims)
+                free = list(table.free[i]) if table.schedulable[i] else [0] * len(table.dims)
+                path = f"{holder.path}/{table.names[i]}" if holder is not self.root else table.names[i]
+                dom = Domain(path, len(self.levels) - 1, table.names[i], free, list(alloc), nodes=[i])
+                dom.parent = holder
+                dom.propagate = False  # its parents are updated through the holder already
+                table.memberships[i].append(dom)
+                hosts.append(dom)
+            self._hosts = hosts
+        return self._hosts
+
     def domain_of(self, node: int, level: int) -> Domain | None:
-        chain = self.node_domain.get(node)
-        return chain[level] if chain is not None else None
+        holder = self.node_chain.get(node)
+        if holder is None:
+            return None
+        if level == self.host_level:
+            return next((d for d in self._host_domains() if d.nodes[0] == node), None)
+        dom: Domain | None = holder
+        while dom is not None and dom.level > level:
+            dom = dom.parent
+        return dom

@@ -85,6 +85,14 @@ def _requirements(items: Any) -> tuple[NodeSelectorRequirement, ...]:
     return tuple(out)
 
 
+def _container_requests(c: Obj) -> dict[str, Any]:
+    """requests, with limits standing in for resources that have no request (the API server's defaulting)."""
+    res = c.get("resources") or {}
+    merged = dict(res.get("limits") or {})
+    merged.update(res.get("requests") or {})
+    return merged
+
+
 def pod_request(spec: Obj, problems: list[tuple[str, str]]) -> Resources:
     """max(sum of containers, largest init container) + overhead, plus one pod (kube-scheduler's rule).
 
@@ -92,13 +100,11 @@ def pod_request(spec: Obj, problems: list[tuple[str, str]]) -> Resources:
     errors: list[str] = []
     total = Resources()
     for c in spec.get("containers") or []:
-        total = total + parse_resources(
-            (c.get("resources") or {}).get("requests"), f"container {c.get('name')}", errors
-        )
+        total = total + parse_resources(_container_requests(c), f"container {c.get('name')}", errors)
     init_peak = Resources()
     sidecars = Resources()
     for c in spec.get("initContainers") or []:
-        req = parse_resources((c.get("resources") or {}).get("requests"), f"initContainer {c.get('name')}", errors)
+        req = parse_resources(_container_requests(c), f"initContainer {c.get('name')}", errors)
         if c.get("restartPolicy") == "Always":
             sidecars = sidecars + req
             init_peak = init_peak.max_with(sidecars)

@@ -190,9 +190,9 @@ def check_expect(case: dict[str, Any], result: dict[str, Any], name: str) -> Non
                 continue
             got_value = nodes.get(placements[pod], {}).get(label)
             if got_value != value:
-                errors.append(
-                    f"in_domain[{label}={value}]: {pod} on {placements[pod]} which has {label}={got_value}"
-                )
+                errors.append(f"in_domain[{label}={value}]: {pod} on {placements[pod]} which has {label}={got_value}")
+    if case.get("cycles") is not None and result["cycles"] > case["cycles"]:
+        errors.append(f"cycles: ran {result['cycles']} cycles, more than --cycles {case['cycles']}")
     if expect.get("all_scheduled") and unscheduled:
         errors.append(f"all_scheduled: unscheduled is not empty: {sorted(unscheduled)}")
 
@@ -210,7 +210,7 @@ def _gang_keys(case: dict[str, Any]) -> set[str]:
     keys = {key_of(o) for o in case["objects"] if o.get("kind") == "PodGroup"}
     for key, pod in _pods(case).items():
         ns = key.split("/")[0]
-        pg = ((pod["metadata"].get("annotations") or {}).get("pod-group-name"))
+        pg = (pod["metadata"].get("annotations") or {}).get("pod-group-name")
         keys.add(f"{ns}/{pg}" if pg else key)
     return keys
 
@@ -232,10 +232,11 @@ def test_case_file_is_well_formed(path: Path) -> None:
         assert obj["metadata"].get("name"), f"object without a name {obj}"
 
     pods, nodes, gangs = _pods(case), nodes_of(case), _gang_keys(case)
+    scheduler_name = (case.get("config") or {}).get("schedulerName", SCHEDULER_NAME)
     ours = {
         k
         for k, p in pods.items()
-        if (p.get("spec") or {}).get("schedulerName") == SCHEDULER_NAME and not p["spec"].get("nodeName")
+        if (p.get("spec") or {}).get("schedulerName") == scheduler_name and not p["spec"].get("nodeName")
     }
     placed_refs = set(expect.get("placements") or {}) | set(expect.get("placed") or [])
     for item in (expect.get("same_domain") or []) + (expect.get("in_domain") or []):
@@ -282,7 +283,7 @@ def test_enough_cases() -> None:
 @pytest.mark.parametrize("path", CASE_FILES, ids=[p.stem for p in CASE_FILES])
 def test_scenario(path: Path, tmp_path: Path) -> None:
     case = load_case(path)
-    argv = write_inputs(case, tmp_path) + ["--output", "json"]
+    argv = [*write_inputs(case, tmp_path), "--output", "json"]
     rc, out = run_cli(argv)
     result = parse_single_json_object(out)
     assert rc == 0, f"exit code {rc}\n{out}"
@@ -292,7 +293,7 @@ def test_scenario(path: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", CASE_FILES, ids=[p.stem for p in CASE_FILES])
 def test_scenario_table_output(path: Path, tmp_path: Path) -> None:
     case = load_case(path)
-    rc, out = run_cli(write_inputs(case, tmp_path) + ["--output", "table"])
+    rc, out = run_cli([*write_inputs(case, tmp_path), "--output", "table"])
     assert rc == 0, f"exit code {rc}\n{out}"
     assert out.strip(), "table output is empty"
 
