@@ -51,6 +51,8 @@ def allocate(session: Session) -> None:
 def _job_problem(session: Session, job: Job) -> tuple[Reason, str] | None:
     if job.problem is not None:
         return job.problem
+    if job.key in session.hold:
+        return Reason.BIND_BACKOFF, session.hold[job.key]
     for pod in job.pending:
         if pod.problems:
             code, message = pod.problems[0]

@@ -12,6 +12,7 @@ class Reason(StrEnum):
     NO_FEASIBLE_NODE = "NoFeasibleNode"
     GANG_TOO_LARGE = "GangTooLarge"
     OVER_LIMIT = "OverLimit"
+    BIND_BACKOFF = "BindBackoff"  # its last bind failed; it waits out an exponential backoff
     # gang membership
     NOT_ENOUGH_PODS = "NotEnoughPods"
     POD_GROUP_NOT_FOUND = "PodGroupNotFound"

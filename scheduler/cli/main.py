@@ -20,11 +20,18 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--config", default=None, help="scheduler configuration YAML")
     sim.add_argument("--output", choices=("json", "table"), default="table")
     sub.add_parser("demo", help="an embedded cluster and workload, scheduled and explained (no cluster needed)")
+    from scheduler.cli.run import add_parser
+
+    add_parser(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "run":
+        from scheduler.cli.run import run
+
+        return run(args)
     if args.command == "demo":
         from scheduler.cli.demo import run_demo
 

@@ -34,8 +34,16 @@ def implicit_queues(queues: Mapping[str, Queue], config: SchedulerConfig) -> dic
 
 
 class Session:
-    def __init__(self, snapshot: Snapshot, config: SchedulerConfig, now: float, cycle: int = 0) -> None:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        config: SchedulerConfig,
+        now: float,
+        cycle: int = 0,
+        hold: Mapping[str, str] | None = None,
+    ) -> None:
         self.snapshot = snapshot
+        self.hold = dict(hold or {})  # job key -> why it sits this cycle out (bind backoff)
         self.config = config
         self.now = now
         self.record = SessionRecord(cycle=cycle, now=now)

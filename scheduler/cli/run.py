@@ -1,0 +1,118 @@
+"""`kaisched run`: the scheduler daemon against a real Kubernetes API server."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+
+from scheduler.backends.kubernetes import KubeBackend
+from scheduler.daemon.http import serve
+from scheduler.daemon.leader import LeaderElector
+from scheduler.daemon.metrics import Metrics
+from scheduler.daemon.runner import Daemon
+from scheduler.daemon.status import StatusWriter
+from scheduler.framework.config import SchedulerConfig
+from scheduler.kube.client import KubeClient
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="run the scheduler against a Kubernetes API server")
+    p.add_argument("--kubeconfig", default=None, help="default: in-cluster, then ~/.kube/config")
+    p.add_argument("--scheduler-name", default=None, help="pods with this spec.schedulerName (default kai-scheduler)")
+    p.add_argument("--config", default=None, help="scheduler configuration YAML")
+    p.add_argument("--schedule-period", type=float, default=None, help="seconds between cycles (default 1)")
+    p.add_argument("--qps", type=float, default=200.0, help="client requests per second (token bucket)")
+    p.add_argument("--burst", type=int, default=400, help="client burst")
+    p.add_argument("--leader-elect", action="store_true", help="hold a Lease so only one replica schedules")
+    p.add_argument("--leader-elect-namespace", default="kube-system")
+    p.add_argument("--leader-elect-name", default="kai-scheduler")
+    p.add_argument("--lease-duration", type=int, default=15, help="seconds")
+    p.add_argument("--identity", default=None, help="leader identity (default hostname_pid)")
+    p.add_argument("--http-address", default="0.0.0.0", help="address for /healthz, /readyz, /metrics")
+    p.add_argument("--http-port", type=int, default=8080)
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--max-cycles", type=int, default=None, help=argparse.SUPPRESS)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        try:
+            payload = json.loads(msg)
+            if not isinstance(payload, dict):
+                raise ValueError
+        except ValueError:
+            payload = {"msg": msg}
+        return json.dumps({"ts": self.formatTime(record), "level": record.levelname, "logger": record.name, **payload})
+
+
+def run(args: argparse.Namespace) -> int:
+    handler = logging.StreamHandler(sys.stderr)
+    if args.log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler], force=True)
+    log = logging.getLogger("kaisched")
+    config = SchedulerConfig.load(args.config)
+    if args.scheduler_name:
+        config = dataclasses.replace(config, scheduler_name=args.scheduler_name)
+    if args.schedule_period:
+        config = dataclasses.replace(config, schedule_period_seconds=args.schedule_period)
+    client = KubeClient.from_kubeconfig(args.kubeconfig, qps=args.qps, burst=args.burst)
+    identity = args.identity or f"{socket.gethostname()}_{os.getpid()}"
+    backend = KubeBackend(client, config.scheduler_name)
+    metrics = Metrics()
+    status = StatusWriter(client, config.scheduler_name, identity)
+    daemon = Daemon(backend, status, config, metrics, json_logs=args.log_format == "json")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    server = serve(args.http_address, args.http_port, metrics, backend.synced)
+    log.info(
+        "starting: scheduler-name=%s api=%s qps=%s burst=%s period=%ss http=%s:%s",
+        config.scheduler_name,
+        client.host,
+        args.qps,
+        args.burst,
+        config.schedule_period_seconds,
+        args.http_address,
+        server.server_port,
+    )
+    backend.start()
+    if not backend.wait_synced(timeout=120):
+        log.error("cache did not sync within 120s; is the API server reachable?")
+    leader = None
+    if args.leader_elect:
+        elector = LeaderElector(
+            client, identity, args.leader_elect_namespace, args.leader_elect_name, args.lease_duration
+        )
+        threading.Thread(target=elector.run, args=(stop,), name="leader", daemon=True).start()
+        leader = elector.is_leader
+
+        def stop_when_lost() -> None:
+            elector.lost.wait()
+            stop.set()
+
+        threading.Thread(target=stop_when_lost, name="leader-watch", daemon=True).start()
+    try:
+        if args.max_cycles:
+            for _ in range(args.max_cycles):
+                if leader is None or leader.is_set():
+                    daemon.cycle()
+                time.sleep(config.schedule_period_seconds)
+        else:
+            daemon.run(stop, leader)
+    finally:
+        backend.stop()
+        server.shutdown()
+    return 0

@@ -1,0 +1,145 @@
+"""The daemon's cycle: drain watch events, snapshot, session, bind gangs, write status, log one line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from scheduler.actions.allocate import allocate
+from scheduler.backends.base import BindError
+from scheduler.backends.kubernetes import KubeBackend
+from scheduler.daemon.metrics import Metrics
+from scheduler.daemon.status import StatusWriter
+from scheduler.framework.config import SchedulerConfig
+from scheduler.framework.record import SessionRecord
+from scheduler.framework.session import Session
+
+log = logging.getLogger("kaisched")
+
+BACKOFF_BASE_S = 1.0
+BACKOFF_MAX_S = 60.0
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Per-gang exponential backoff after a failed bind, so one bad gang never starves the rest."""
+
+    failures: dict[str, int] = field(default_factory=dict)
+    until: dict[str, float] = field(default_factory=dict)
+
+    def fail(self, key: str, now: float) -> float:
+        n = self.failures.get(key, 0) + 1
+        self.failures[key] = n
+        delay: float = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0 ** (n - 1))
+        self.until[key] = now + delay
+        return delay
+
+    def success(self, key: str) -> None:
+        self.failures.pop(key, None)
+        self.until.pop(key, None)
+
+    def holding(self, now: float) -> dict[str, str]:
+        return {
+            k: f"the last bind failed {self.failures[k]} time(s); retrying in {t - now:.1f}s"
+            for k, t in sorted(self.until.items())
+            if t > now
+        }
+
+
+class Daemon:
+    def __init__(
+        self,
+        backend: KubeBackend,
+        status: StatusWriter,
+        config: SchedulerConfig,
+        metrics: Metrics,
+        json_logs: bool = False,
+    ) -> None:
+        self.backend, self.status, self.config, self.metrics = backend, status, config, metrics
+        self.json_logs = json_logs
+        self.cycle_no = 0
+        self.backoff = Backoff()
+        self.last_record: SessionRecord | None = None
+
+    def cycle(self) -> SessionRecord:
+        self.cycle_no += 1
+        t0 = time.perf_counter()
+        events = self.backend.drain()
+        snap = self.backend.state.snapshot()
+        t1 = time.perf_counter()
+        now = time.time()
+        session = Session(snap, self.config, now=now, cycle=self.cycle_no, hold=self.backoff.holding(time.monotonic()))
+        allocate(session)
+        record = session.record
+        t2 = time.perf_counter()
+        failed: dict[str, str] = {}
+        bound = 0
+        for key in record.order:
+            d = record.decisions[key]
+            if not (d.placed and d.pods):
+                continue
+            try:
+                self.backend.bind_gang(key, list(d.pods))
+                self.backoff.success(key)
+                bound += len(d.pods)
+            except BindError as err:
+                delay = self.backoff.fail(key, time.monotonic())
+                failed[key] = f"{err}; backing off {delay:.0f}s"
+                self.metrics.inc("kaisched_bind_failures_total")
+        t3 = time.perf_counter()
+        self.status.write(snap, record, failed)
+        t4 = time.perf_counter()
+        self.last_record = record
+        waiting = Counter(str(d.reason) for d in record.decisions.values() if not d.placed)
+        self.metrics.inc("kaisched_cycles_total")
+        self.metrics.inc("kaisched_pods_bound_total", bound)
+        self.metrics.observe("kaisched_cycle_duration_seconds", t4 - t0)
+        self.metrics.set_gauges("kaisched_gangs_waiting", {(("reason", r),): float(n) for r, n in waiting.items()})
+        self.metrics.set_gauges(
+            "kaisched_queue_fair_share",
+            {
+                (("queue", q), ("resource", r)): float(v)
+                for q, s in record.queues.items()
+                for r, v in s.fair_share.items
+            },
+        )
+        self.metrics.set_gauges(
+            "kaisched_queue_allocated",
+            {(("queue", q), ("resource", r)): float(v) for q, s in record.queues.items() for r, v in s.allocated.items},
+        )
+        summary = {
+            "cycle": self.cycle_no,
+            "events": events,
+            "gangs_tried": len(record.order),
+            "gangs_placed": sum(1 for d in record.decisions.values() if d.placed and d.pods),
+            "gangs_waiting": sum(waiting.values()),
+            "pods_bound": bound,
+            "bind_failures": len(failed),
+            "snapshot_ms": round((t1 - t0) * 1000, 1),
+            "allocate_ms": round((t2 - t1) * 1000, 1),
+            "bind_ms": round((t3 - t2) * 1000, 1),
+            "status_ms": round((t4 - t3) * 1000, 1),
+        }
+        if summary["gangs_tried"] or events:
+            if self.json_logs:
+                log.info(json.dumps({"msg": "cycle", **summary}))
+            else:
+                log.info(" ".join(f"{k}={v}" for k, v in summary.items()))
+        return record
+
+    def run(self, stop: threading.Event, leader: threading.Event | None = None) -> None:
+        period = self.config.schedule_period_seconds
+        while not stop.is_set():
+            start = time.monotonic()
+            if leader is None or leader.is_set():
+                try:
+                    self.cycle()
+                except Exception:
+                    log.exception("cycle %d failed; continuing", self.cycle_no)
+            else:
+                self.backend.drain()
+            stop.wait(max(0.0, period - (time.monotonic() - start)))

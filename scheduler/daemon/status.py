@@ -1,0 +1,176 @@
+"""Writing decisions back: PodGroup conditions and resourcesStatus, Queue status, events.
+
+Everything here reads the cycle's SessionRecord; nothing recomputes a reason. Writes happen only when
+what would be written changed since the last write, so a waiting gang costs no API calls per cycle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from scheduler.api.resources import CPU, GPU, MEMORY, Resources
+from scheduler.cache.cluster_state import Snapshot
+from scheduler.framework.record import SessionRecord
+from scheduler.kube.client import ApiError, KubeClient
+
+log = logging.getLogger("kaisched.status")
+CONDITION_TYPE = "UnschedulableOnNodePool"
+NODE_POOL = "default"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _micro_now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def resource_list(res: Resources) -> dict[str, str]:
+    """A Kubernetes ResourceList (quantities), as KAI's Queue status holds."""
+    return {"cpu": f"{res.get(CPU)}m", "memory": str(res.get(MEMORY)), GPU: str(res.get(GPU))}
+
+
+class StatusWriter:
+    def __init__(self, client: KubeClient, component: str, instance: str) -> None:
+        self.client = client
+        self.component = component
+        self.instance = instance
+        self.written_conditions: dict[str, tuple[str, str]] = {}  # PodGroup key -> (reason, message)
+        self.written_queues: dict[str, dict[str, Any]] = {}
+        self.evented: dict[str, tuple[str, str]] = {}  # object key -> last (reason, message) evented
+
+    # --- events -------------------------------------------------------------------------------
+    def event(
+        self, regarding: Mapping[str, str], reason: str, note: str, type_: str = "Normal", action: str = "Scheduling"
+    ) -> None:
+        ns = regarding.get("namespace") or "default"
+        body = {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"name": f"{regarding['name']}.{uuid.uuid4().hex[:12]}", "namespace": ns},
+            "eventTime": _micro_now(),
+            "reportingController": self.component,
+            "reportingInstance": self.instance,
+            "action": action,
+            "reason": reason,
+            "note": note[:1024],
+            "type": type_,
+            "regarding": dict(regarding),
+        }
+        try:
+            self.client.request("POST", f"/apis/events.k8s.io/v1/namespaces/{ns}/events", body=body)
+        except ApiError as err:
+            log.warning("event %s on %s/%s not written: %s", reason, ns, regarding.get("name"), err)
+
+    @staticmethod
+    def pod_ref(key: str, uid: str = "") -> dict[str, str]:
+        ns, name = key.split("/", 1)
+        ref = {"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": name}
+        if uid:
+            ref["uid"] = uid
+        return ref
+
+    @staticmethod
+    def podgroup_ref(key: str, uid: str = "") -> dict[str, str]:
+        ns, name = key.split("/", 1)
+        ref = {"apiVersion": "scheduling.run.ai/v2alpha2", "kind": "PodGroup", "namespace": ns, "name": name}
+        if uid:
+            ref["uid"] = uid
+        return ref
+
+    # --- per cycle ----------------------------------------------------------------------------
+    def write(self, snapshot: Snapshot, record: SessionRecord, failed_binds: Mapping[str, str]) -> None:
+        for key, decision in sorted(record.decisions.items()):
+            pg = snapshot.pod_groups.get(key)
+            if key in failed_binds:
+                self._unschedulable(snapshot, key, "FailedBinding", failed_binds[key], pg is not None)
+                continue
+            if decision.placed:
+                for pod, node in decision.pods:
+                    p = snapshot.pending.get(pod)
+                    self.event(
+                        self.pod_ref(pod, p.uid if p else ""),
+                        "Scheduled",
+                        f"Successfully assigned {pod} to {node} (gang {key})",
+                    )
+                if pg is not None:
+                    self._clear_condition(key)
+                self.evented.pop(key, None)
+            else:
+                self._unschedulable(snapshot, key, str(decision.reason), decision.message, pg is not None)
+        self._queues(record)
+
+    def _unschedulable(self, snapshot: Snapshot, key: str, reason: str, message: str, has_pg: bool) -> None:
+        if self.evented.get(key) != (reason, message):
+            if has_pg:
+                pg = snapshot.pod_groups[key]
+                self.event(self.podgroup_ref(key, pg.uid), "Unschedulable", f"{reason}: {message}", "Warning")
+                members = snapshot.members.get(key, ())
+                for pod in members[:1]:  # one pod carries it too, for `kubectl describe pod`
+                    if not pod.bound:
+                        self.event(self.pod_ref(pod.key, pod.uid), "Unschedulable", f"{reason}: {message}", "Warning")
+            else:
+                lone = snapshot.pending.get(key)
+                self.event(
+                    self.pod_ref(key, lone.uid if lone else ""), "Unschedulable", f"{reason}: {message}", "Warning"
+                )
+            self.evented[key] = (reason, message)
+        if has_pg and self.written_conditions.get(key) != (reason, message):
+            cond = {
+                "type": CONDITION_TYPE,
+                "nodePool": NODE_POOL,
+                "reason": reason,
+                "message": message,
+                "reasons": [{"reason": reason, "message": message}],
+                "status": "True",
+                "lastTransitionTime": _now(),
+            }
+            if self._patch_pg_status(key, {"schedulingConditions": [cond]}):
+                self.written_conditions[key] = (reason, message)
+
+    def _clear_condition(self, key: str) -> None:
+        if self.written_conditions.get(key) == ("", ""):
+            return
+        if self._patch_pg_status(key, {"schedulingConditions": []}):
+            self.written_conditions[key] = ("", "")
+
+    def _patch_pg_status(self, key: str, status: dict[str, Any]) -> bool:
+        ns, name = key.split("/", 1)
+        try:
+            self.client.request(
+                "PATCH",
+                f"/apis/scheduling.run.ai/v2alpha2/namespaces/{ns}/podgroups/{name}/status",
+                body={"status": status},
+                content_type="application/merge-patch+json",
+            )
+            return True
+        except ApiError as err:
+            log.warning("status of PodGroup %s not written: %s", key, err)
+            return False
+
+    def _queues(self, record: SessionRecord) -> None:
+        for name, share in sorted(record.queues.items()):
+            status = {
+                "allocated": resource_list(share.allocated),
+                "requested": resource_list(share.requested),
+                "fairShare": resource_list(share.fair_share),
+            }
+            if self.written_queues.get(name) == status:
+                continue
+            try:
+                self.client.request(
+                    "PATCH",
+                    f"/apis/scheduling.run.ai/v2/queues/{name}/status",
+                    body={"status": status},
+                    content_type="application/merge-patch+json",
+                )
+                self.written_queues[name] = status
+            except ApiError as err:
+                if err.status != 404:  # implicit default queues exist only in our memory
+                    log.warning("status of Queue %s not written: %s", name, err)
+                self.written_queues[name] = status

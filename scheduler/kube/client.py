@@ -1,0 +1,170 @@
+"""A small raw-JSON REST client for the Kubernetes API.
+
+The official client loads the configuration (kubeconfig or in-cluster) and nothing else: its typed models
+cost seconds per 10,000 pods to decode, and it cannot parse the Status that `pods/binding` returns. QPS
+and burst are explicit (a token bucket), because the default limits, not the scheduler, usually cap
+published scheduler throughput.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import urllib3
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str, body: Mapping[str, Any] | None = None) -> None:
+        message = str((body or {}).get("message") or reason)
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.reason = str((body or {}).get("reason") or reason)
+        self.message = message
+        self.body = body or {}
+
+
+class TokenBucket:
+    def __init__(self, qps: float, burst: int) -> None:
+        self.qps = qps
+        self.capacity = max(1, burst)
+        self.tokens = float(self.capacity)
+        self.updated = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> None:
+        if self.qps <= 0:
+            return
+        while True:
+            with self.lock:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.qps)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                wait = (1 - self.tokens) / self.qps
+            time.sleep(wait)
+
+
+class KubeClient:
+    def __init__(
+        self,
+        host: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        verify: bool = True,
+        qps: float = 200.0,
+        burst: int = 400,
+        pool_size: int = 32,
+    ) -> None:
+        self.host = host.rstrip("/")
+        self.headers = {"Accept": "application/json", **(headers or {})}
+        kwargs: dict[str, Any] = {"maxsize": pool_size, "block": False, "retries": False}
+        if self.host.startswith("https"):
+            kwargs.update(
+                cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE",
+                ca_certs=ca_file,
+                cert_file=cert_file,
+                key_file=key_file,
+            )
+        self.pool = urllib3.PoolManager(**kwargs)
+        self.bucket = TokenBucket(qps, burst)
+
+    @staticmethod
+    def from_kubeconfig(path: str | None, qps: float = 200.0, burst: int = 400) -> KubeClient:
+        """Kubeconfig at `path`; else in-cluster; else ~/.kube/config (the usual order)."""
+        from kubernetes import client as kclient
+        from kubernetes import config as kconfig
+
+        cfg = kclient.Configuration()
+        if path:
+            kconfig.load_kube_config(config_file=path, client_configuration=cfg)
+        else:
+            try:
+                kconfig.load_incluster_config(client_configuration=cfg)
+            except kconfig.ConfigException:
+                kconfig.load_kube_config(client_configuration=cfg)
+        headers = {}
+        token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
+        if token:
+            prefix = (cfg.api_key_prefix or {}).get("authorization", "")
+            headers["Authorization"] = f"{prefix} {token}".strip() if not token.startswith("Bearer") else token
+        return KubeClient(
+            cfg.host,
+            headers=headers,
+            ca_file=cfg.ssl_ca_cert,
+            cert_file=cfg.cert_file,
+            key_file=cfg.key_file,
+            verify=cfg.verify_ssl,
+            qps=qps,
+            burst=burst,
+        )
+
+    def _url(self, path: str, params: Mapping[str, Any] | None) -> str:
+        query = urlencode({k: v for k, v in (params or {}).items() if v is not None})
+        return f"{self.host}{path}" + (f"?{query}" if query else "")
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
+        self.bucket.take()
+        headers = dict(self.headers)
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body).encode()
+        resp = self.pool.request(
+            method, self._url(path, params), body=data, headers=headers, timeout=timeout, preload_content=True
+        )
+        payload: dict[str, Any] = {}
+        if resp.data:
+            try:
+                payload = json.loads(resp.data)
+            except ValueError:
+                payload = {"message": resp.data[:500].decode(errors="replace")}
+        if resp.status >= 400:
+            raise ApiError(resp.status, resp.reason or "", payload)
+        return payload
+
+    def watch(self, path: str, params: Mapping[str, Any], timeout: float) -> Iterator[dict[str, Any]]:
+        """Stream watch events (dicts with type and object) until the server ends the watch."""
+        self.bucket.take()
+        resp = self.pool.request(
+            "GET",
+            self._url(path, {**params, "watch": "true"}),
+            headers=self.headers,
+            timeout=urllib3.Timeout(connect=10.0, read=timeout),
+            preload_content=False,
+        )
+        try:
+            if resp.status >= 400:
+                body = resp.read()
+                try:
+                    payload = json.loads(body)
+                except ValueError:
+                    payload = {}
+                raise ApiError(resp.status, resp.reason or "", payload)
+            buf = b""
+            for chunk in resp.stream(65536):
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        yield json.loads(line)
+        finally:
+            resp.release_conn()
