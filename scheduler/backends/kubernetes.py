@@ -92,6 +92,13 @@ class Reflector(threading.Thread):
                 if err.status == 410:
                     rv = ""
                     continue
+                if err.status == 404 and not rv:
+                    # the CRD is not installed (yet): the cluster has none of these; keep checking
+                    self.out.put(("SYNC", self.res.kind, []))
+                    self.synced.set()
+                    self.stop_event.wait(min(MAX_BACKOFF_S, backoff))
+                    backoff = min(MAX_BACKOFF_S, backoff * 2)
+                    continue
                 self._backoff(err, backoff)
                 backoff = min(MAX_BACKOFF_S, backoff * 2)
             except Exception as err:  # connection refused, reset, timeouts: reconnect
@@ -142,8 +149,8 @@ class KubeBackend:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def synced(self) -> bool:
-        # a CRD that is not installed never lists: nodes and pods are what readiness needs
-        return all(r.synced.is_set() for r in self.reflectors if r.res.kind in ("Node", "Pod"))
+        """Every resource listed once (a CRD that is not installed counts as listed, empty)."""
+        return all(r.synced.is_set() for r in self.reflectors)
 
     def wait_synced(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

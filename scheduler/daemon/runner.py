@@ -124,7 +124,7 @@ class Daemon:
             "bind_ms": round((t3 - t2) * 1000, 1),
             "status_ms": round((t4 - t3) * 1000, 1),
         }
-        if summary["gangs_tried"] or events:
+        if summary["gangs_tried"] or summary["gangs_waiting"] or events:
             if self.json_logs:
                 log.info(json.dumps({"msg": "cycle", **summary}))
             else:
