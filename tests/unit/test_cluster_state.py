@@ -3,7 +3,11 @@ from scheduler.cache.cluster_state import ClusterState
 
 
 def node(name, gpu=8):
-    return {"kind": "Node", "metadata": {"name": name}, "status": {"allocatable": {"cpu": "8", "nvidia.com/gpu": str(gpu)}}}
+    return {
+        "kind": "Node",
+        "metadata": {"name": name},
+        "status": {"allocatable": {"cpu": "8", "nvidia.com/gpu": str(gpu)}},
+    }
 
 
 def pod(name, node_name="", sched="kai-scheduler", phase="Pending", group=""):

@@ -46,8 +46,13 @@ def test_limit_caps_the_share():
 
 def test_children_divide_the_parents_share():
     t = tree(
-        q("p1", weight=1), q("p2", weight=1), q("c1", "p1", weight=1), q("c2", "p1", weight=3), q("c3", "p2"),
-        requested={"c1": 100, "c2": 100, "c3": 100}, total=16,
+        q("p1", weight=1),
+        q("p2", weight=1),
+        q("c1", "p1", weight=1),
+        q("c2", "p1", weight=3),
+        q("c3", "p2"),
+        requested={"c1": 100, "c2": 100, "c3": 100},
+        total=16,
     )
     assert t.nodes["p1"].fair_share[GPU] == pytest.approx(8)
     assert t.nodes["c1"].fair_share[GPU] == pytest.approx(2)
