@@ -130,7 +130,7 @@ class Reflector(threading.Thread):
 class KubeBackend:
     """ClusterBackend over a real API server."""
 
-    def __init__(self, client: KubeClient, scheduler_name: str, bind_parallelism: int = 16) -> None:
+    def __init__(self, client: KubeClient, scheduler_name: str, bind_parallelism: int = 32) -> None:
         self.client = client
         self.state = ClusterState(scheduler_name)
         self.events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
@@ -213,32 +213,44 @@ class KubeBackend:
 
     def bind_gang(self, gang: str, bindings: list[tuple[str, str]]) -> None:
         """Bind all members concurrently; if any fails, roll back those that bound, then raise."""
-        pods = {k: self.state.pod(k) for k, _ in bindings}
-        futures = {
-            key: self.pool.submit(self._bind_one, key, node, pods[key].uid if pods[key] else "")  # type: ignore[union-attr]
-            for key, node in bindings
-        }
-        failed: dict[str, str] = {}
-        bound: list[tuple[str, str]] = []
-        for key, node in bindings:
-            try:
-                futures[key].result()
-                bound.append((key, node))
-            except Exception as err:
-                failed[key] = str(err)
+        err = self.bind_gangs([(gang, bindings)]).get(gang)
+        if err:
+            raise BindError(err)
+
+    def bind_gangs(self, gangs: list[tuple[str, list[tuple[str, str]]]]) -> dict[str, str]:
+        """Bind every member of every gang at once (bounded by the pool); a gang with any failed member
+        is rolled back whole. Returns gang -> error for the gangs that did not bind."""
+        futures = []
+        for gang, bindings in gangs:
+            for key, node in bindings:
+                pod = self.state.pod(key)
+                futures.append((gang, key, node, self.pool.submit(self._bind_one, key, node, pod.uid if pod else "")))
+        bound: dict[str, list[tuple[str, str]]] = {}
+        failed: dict[str, dict[str, str]] = {}
         now = time.monotonic()
-        for key, node in bound:
-            self.assumed[key] = (node, now)
-            pod = self.state.pod(key)
-            if pod is not None:
-                self.state.upsert_pod(dataclasses.replace(pod, node_name=node))
-        if failed:
-            self.rollback(gang, bound)
-            first = sorted(failed.items())[0]
-            raise BindError(
-                f"{len(failed)}/{len(bindings)} binds of {gang} failed (first: {first[0]}: {first[1]}); "
-                f"rolled back {len(bound)} bound members"
+        for gang, key, node, fut in futures:
+            try:
+                fut.result()
+                bound.setdefault(gang, []).append((key, node))
+            except Exception as err:
+                failed.setdefault(gang, {})[key] = str(err)
+        for _gang, members in bound.items():
+            for key, node in members:
+                self.assumed[key] = (node, now)
+                pod = self.state.pod(key)
+                if pod is not None:
+                    self.state.upsert_pod(dataclasses.replace(pod, node_name=node))
+        errors: dict[str, str] = {}
+        for gang, why in sorted(failed.items()):
+            done = bound.get(gang, [])
+            self.rollback(gang, done)
+            first = sorted(why.items())[0]
+            total = len(why) + len(done)
+            errors[gang] = (
+                f"{len(why)}/{total} binds of {gang} failed (first: {first[0]}: {first[1]}); "
+                f"rolled back {len(done)} bound members"
             )
+        return errors
 
     def rollback(self, gang: str, bound: list[tuple[str, str]]) -> None:
         """Return bound members to Pending: delete owned pods (their controller recreates them); re-create

@@ -72,7 +72,11 @@ def run(args: argparse.Namespace) -> int:
     identity = args.identity or f"{socket.gethostname()}_{os.getpid()}"
     backend = KubeBackend(client, config.scheduler_name)
     metrics = Metrics()
-    status = StatusWriter(client, config.scheduler_name, identity)
+    # events and status get a client (and rate limit) of their own, as kube-scheduler's event client does,
+    # so a burst of events never slows binding
+    status = StatusWriter(
+        KubeClient.from_kubeconfig(args.kubeconfig, qps=args.qps, burst=args.burst), config.scheduler_name, identity
+    )
     daemon = Daemon(backend, status, config, metrics, json_logs=args.log_format == "json")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -113,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             daemon.run(stop, leader)
     finally:
+        status.close()
         backend.stop()
         server.shutdown()
     return 0

@@ -10,7 +10,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from scheduler.actions.allocate import allocate
-from scheduler.backends.base import BindError
 from scheduler.backends.kubernetes import KubeBackend
 from scheduler.daemon.metrics import Metrics
 from scheduler.daemon.status import StatusWriter
@@ -76,20 +75,18 @@ class Daemon:
         allocate(session)
         record = session.record
         t2 = time.perf_counter()
+        gangs = [(k, list(record.decisions[k].pods)) for k in record.order if record.decisions[k].pods]
+        errors = self.backend.bind_gangs(gangs)
         failed: dict[str, str] = {}
         bound = 0
-        for key in record.order:
-            d = record.decisions[key]
-            if not (d.placed and d.pods):
-                continue
-            try:
-                self.backend.bind_gang(key, list(d.pods))
-                self.backoff.success(key)
-                bound += len(d.pods)
-            except BindError as err:
+        for key, pods in gangs:
+            if key in errors:
                 delay = self.backoff.fail(key, time.monotonic())
-                failed[key] = f"{err}; backing off {delay:.0f}s"
+                failed[key] = f"{errors[key]}; backing off {delay:.0f}s"
                 self.metrics.inc("kaisched_bind_failures_total")
+            else:
+                self.backoff.success(key)
+                bound += len(pods)
         t3 = time.perf_counter()
         self.status.write(snap, record, failed)
         t4 = time.perf_counter()

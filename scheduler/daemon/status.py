@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from scheduler.api.resources import CPU, GPU, MEMORY, Resources
@@ -36,8 +37,13 @@ def resource_list(res: Resources) -> dict[str, str]:
 
 
 class StatusWriter:
+    """Writes off the scheduling thread: events through a small pool, status patches through one ordered
+    worker (a condition set and then cleared must land in that order). Dedupe state is updated at once."""
+
     def __init__(self, client: KubeClient, component: str, instance: str) -> None:
         self.client = client
+        self.events_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="events")
+        self.status_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="status")
         self.component = component
         self.instance = instance
         self.written_conditions: dict[str, tuple[str, str]] = {}  # PodGroup key -> (reason, message)
@@ -45,9 +51,21 @@ class StatusWriter:
         self.evented: dict[str, tuple[str, str]] = {}  # object key -> last (reason, message) evented
 
     # --- events -------------------------------------------------------------------------------
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait for queued writes (tests, shutdown)."""
+        for pool in (self.status_pool, self.events_pool):
+            pool.submit(lambda: None).result(timeout=timeout)
+
+    def close(self) -> None:
+        self.events_pool.shutdown(wait=False, cancel_futures=True)
+        self.status_pool.shutdown(wait=False, cancel_futures=True)
+
     def event(
         self, regarding: Mapping[str, str], reason: str, note: str, type_: str = "Normal", action: str = "Scheduling"
     ) -> None:
+        self.events_pool.submit(self._post_event, dict(regarding), reason, note, type_, action)
+
+    def _post_event(self, regarding: Mapping[str, str], reason: str, note: str, type_: str, action: str) -> None:
         ns = regarding.get("namespace") or "default"
         body = {
             "apiVersion": "events.k8s.io/v1",
@@ -130,14 +148,14 @@ class StatusWriter:
                 "status": "True",
                 "lastTransitionTime": _now(),
             }
-            if self._patch_pg_status(key, {"schedulingConditions": [cond]}):
-                self.written_conditions[key] = (reason, message)
+            self.written_conditions[key] = (reason, message)
+            self.status_pool.submit(self._patch_pg_status, key, {"schedulingConditions": [cond]})
 
     def _clear_condition(self, key: str) -> None:
         if self.written_conditions.get(key) == ("", ""):
             return
-        if self._patch_pg_status(key, {"schedulingConditions": []}):
-            self.written_conditions[key] = ("", "")
+        self.written_conditions[key] = ("", "")
+        self.status_pool.submit(self._patch_pg_status, key, {"schedulingConditions": []})
 
     def _patch_pg_status(self, key: str, status: dict[str, Any]) -> bool:
         ns, name = key.split("/", 1)
@@ -151,6 +169,7 @@ class StatusWriter:
             return True
         except ApiError as err:
             log.warning("status of PodGroup %s not written: %s", key, err)
+            self.written_conditions.pop(key, None)  # write it again next cycle
             return False
 
     def _queues(self, record: SessionRecord) -> None:
@@ -162,15 +181,17 @@ class StatusWriter:
             }
             if self.written_queues.get(name) == status:
                 continue
-            try:
-                self.client.request(
-                    "PATCH",
-                    f"/apis/scheduling.run.ai/v2/queues/{name}/status",
-                    body={"status": status},
-                    content_type="application/merge-patch+json",
-                )
-                self.written_queues[name] = status
-            except ApiError as err:
-                if err.status != 404:  # implicit default queues exist only in our memory
-                    log.warning("status of Queue %s not written: %s", name, err)
-                self.written_queues[name] = status
+            self.written_queues[name] = status
+            self.status_pool.submit(self._patch_queue_status, name, status)
+
+    def _patch_queue_status(self, name: str, status: dict[str, Any]) -> None:
+        try:
+            self.client.request(
+                "PATCH",
+                f"/apis/scheduling.run.ai/v2/queues/{name}/status",
+                body={"status": status},
+                content_type="application/merge-patch+json",
+            )
+        except ApiError as err:
+            if err.status != 404:  # implicit default queues exist only in our memory
+                log.warning("status of Queue %s not written: %s", name, err)

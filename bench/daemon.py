@@ -1,0 +1,566 @@
+"""Daemon benchmark: the real `kaisched run` against a local kube-apiserver + etcd, vs upstream kube-scheduler.
+
+Starts a LocalCluster (tests/kubecluster.py), applies the CRDs, creates 500 Nodes (5 zones x 10 racks x 10
+nodes; cpu 64, memory 256Gi, nvidia.com/gpu 8, pods 110), then a backlog of 1,000 single pods (cpu 100m) and
+100 PodGroups of 8 pods (minMember 8, 1 GPU each via limits), all with schedulerName kai-scheduler, created
+from a thread pool as fast as the API server takes them. Then it starts the daemon with the given client
+QPS/burst and watches the pods until every one has spec.nodeName. Prints throughput, bind latencies
+(bound time - the time the pod's create call returned), the gang all-or-nothing check and the per-node
+over-commit check, and the daemon's slow cycle phases / warnings from its log.
+
+Baseline, same run: the bench's pods are deleted, a fresh namespace gets the same 1,000 single pods with
+schedulerName default-scheduler, and upstream kube-scheduler (from the testbin folder, same QPS/burst through
+a KubeSchedulerConfiguration's clientConnection) schedules them. Prints pods/s for both and the ratio.
+
+    python bench/daemon.py [--qps 200 --burst 400 --schedule-period 1]
+
+Every process (etcd, kube-apiserver, the daemon, kube-scheduler) belongs to the LocalCluster and is killed
+when it stops; the processes' logs are copied to --log-dir first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from scheduler.kube.client import ApiError, KubeClient  # noqa: E402
+from scheduler.kube.quantity import parse_quantity  # noqa: E402
+from tests.kubecluster import LocalCluster, apply_crds  # noqa: E402
+
+GPU = "nvidia.com/gpu"
+ZONES, RACKS, PER_RACK = 5, 10, 10
+NODE_ALLOC = {"cpu": "64", "memory": "256Gi", GPU: "8", "pods": "110"}
+KAI_NS, KUBE_NS = "bench-kai", "bench-kube"
+GROUP_ANNOTATION = "pod-group-name"
+
+
+# ------------------------------------------------------------------------------------------ creation
+def make_nodes(client: KubeClient, pool: ThreadPoolExecutor) -> float:
+    t0 = time.monotonic()
+
+    def one(i: int) -> None:
+        z, r = i // (RACKS * PER_RACK), (i // PER_RACK) % RACKS
+        name = f"node-{i:04d}"
+        client.request(
+            "POST",
+            "/api/v1/nodes",
+            body={
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "labels": {
+                        "kubernetes.io/hostname": name,
+                        "topology.kubernetes.io/zone": f"zone-{z}",
+                        "topology.kubernetes.io/rack": f"zone-{z}-rack-{r}",
+                    },
+                },
+            },
+        )
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        client.request(
+            "PATCH",
+            f"/api/v1/nodes/{name}/status",
+            body={
+                "status": {
+                    "allocatable": NODE_ALLOC,
+                    "capacity": NODE_ALLOC,
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "True",
+                            "reason": "KubeletReady",
+                            "message": "bench",
+                            "lastHeartbeatTime": now,
+                            "lastTransitionTime": now,
+                        }
+                    ],
+                }
+            },
+            content_type="application/merge-patch+json",
+        )
+
+    list(pool.map(one, range(ZONES * RACKS * PER_RACK)))
+    return time.monotonic() - t0
+
+
+def pod_body(ns: str, name: str, scheduler: str, *, gpu: bool, group: str = "") -> dict[str, Any]:
+    resources = {"limits": {GPU: "1"}} if gpu else {"requests": {"cpu": "100m"}}
+    meta: dict[str, Any] = {"name": name, "namespace": ns, "labels": {"bench": "1"}}
+    if group:
+        meta["annotations"] = {GROUP_ANNOTATION: group}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": {
+            "schedulerName": scheduler,
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10", "resources": resources}],
+        },
+    }
+
+
+def create_namespace(client: KubeClient, ns: str) -> None:
+    client.request(
+        "POST", "/api/v1/namespaces", body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+    )
+
+
+def create_pods(
+    client: KubeClient, pool: ThreadPoolExecutor, bodies: list[dict[str, Any]]
+) -> tuple[dict[str, float], float]:
+    """Create every pod; returns {name: monotonic time its create call returned} and the wall time taken."""
+    t0 = time.monotonic()
+
+    def one(body: dict[str, Any]) -> tuple[str, float]:
+        ns = body["metadata"]["namespace"]
+        client.request("POST", f"/api/v1/namespaces/{ns}/pods", body=body)
+        return body["metadata"]["name"], time.monotonic()
+
+    created = dict(pool.map(one, bodies))
+    return created, time.monotonic() - t0
+
+
+def create_podgroups(client: KubeClient, pool: ThreadPoolExecutor, ns: str, names: list[str], size: int) -> None:
+    def one(name: str) -> None:
+        client.request(
+            "POST",
+            f"/apis/scheduling.run.ai/v2alpha2/namespaces/{ns}/podgroups",
+            body={
+                "apiVersion": "scheduling.run.ai/v2alpha2",
+                "kind": "PodGroup",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"minMember": size},
+            },
+        )
+
+    list(pool.map(one, names))
+
+
+# ------------------------------------------------------------------------------------------ watching
+class BindWatcher(threading.Thread):
+    """List the namespace's pods, then watch from the list's resourceVersion; record when each gets a node."""
+
+    def __init__(self, client: KubeClient, ns: str, expected: int) -> None:
+        super().__init__(name=f"watch-{ns}", daemon=True)
+        self.client, self.ns, self.expected = client, ns, expected
+        self.bound: dict[str, float] = {}
+        self.node: dict[str, str] = {}
+        self.done = threading.Event()
+        self.ready = threading.Event()
+        self.stop_event = threading.Event()
+        self.errors: list[str] = []
+
+    def _see(self, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        node = (obj.get("spec") or {}).get("nodeName")
+        if node and name not in self.bound:
+            self.bound[name] = time.monotonic()
+            self.node[name] = node
+            if len(self.bound) >= self.expected:
+                self.done.set()
+
+    def run(self) -> None:
+        path = f"/api/v1/namespaces/{self.ns}/pods"
+        rv = ""
+        while not self.stop_event.is_set() and not self.done.is_set():
+            try:
+                if not rv:
+                    page = self.client.request("GET", path, params={"limit": 5000})
+                    for item in page.get("items") or []:
+                        self._see(item)
+                    rv = str(page["metadata"]["resourceVersion"])
+                    self.ready.set()
+                for ev in self.client.watch(
+                    path, {"resourceVersion": rv, "allowWatchBookmarks": "true", "timeoutSeconds": 600}, timeout=620
+                ):
+                    obj = ev.get("object") or {}
+                    if ev.get("type") == "ERROR":
+                        rv = ""
+                        self.errors.append(str(obj.get("message")))
+                        break
+                    rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
+                    if ev.get("type") in ("ADDED", "MODIFIED"):
+                        self._see(obj)
+                    if self.done.is_set() or self.stop_event.is_set():
+                        return
+            except Exception as err:  # reconnect
+                self.errors.append(repr(err))
+                time.sleep(0.2)
+
+
+# ------------------------------------------------------------------------------------------ checks
+def _requests(pod: dict[str, Any]) -> dict[str, Fraction]:
+    out: dict[str, Fraction] = defaultdict(Fraction)
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        res = c.get("resources") or {}
+        req = dict(res.get("limits") or {})  # the API server defaults requests to limits
+        req.update(res.get("requests") or {})
+        for k, v in req.items():
+            out[k] += parse_quantity(v)
+    out["pods"] += 1
+    return out
+
+
+def list_all(client: KubeClient, path: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cont = None
+    while True:
+        page = client.request("GET", path, params={"limit": 5000, "continue": cont})
+        items.extend(page.get("items") or [])
+        cont = (page.get("metadata") or {}).get("continue")
+        if not cont:
+            return items
+
+
+def overcommitted(client: KubeClient) -> list[str]:
+    nodes = {n["metadata"]["name"]: n["status"]["allocatable"] for n in list_all(client, "/api/v1/nodes")}
+    used: dict[str, dict[str, Fraction]] = defaultdict(lambda: defaultdict(Fraction))
+    for pod in list_all(client, "/api/v1/pods"):
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node:
+            for k, v in _requests(pod).items():
+                used[node][k] += v
+    bad = []
+    for node, req in sorted(used.items()):
+        alloc = nodes.get(node)
+        if alloc is None:
+            bad.append(f"{node}: not a node")
+            continue
+        for k, v in req.items():
+            if v > parse_quantity(alloc.get(k, "0")):
+                bad.append(f"{node}: {k} {float(v):g} > {alloc.get(k, '0')}")
+    return bad
+
+
+def gang_check(pods: list[dict[str, Any]]) -> tuple[int, int, list[str]]:
+    """(fully bound gangs, unbound gangs, partially bound gangs)."""
+    groups: dict[str, list[bool]] = defaultdict(list)
+    for p in pods:
+        g = ((p.get("metadata") or {}).get("annotations") or {}).get(GROUP_ANNOTATION)
+        if g:
+            groups[g].append(bool((p.get("spec") or {}).get("nodeName")))
+    full = sum(1 for v in groups.values() if all(v))
+    none = sum(1 for v in groups.values() if not any(v))
+    partial = [f"{g}: {sum(v)}/{len(v)}" for g, v in sorted(groups.items()) if any(v) and not all(v)]
+    return full, none, partial
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+
+
+def fmt_lat(label: str, values: list[float]) -> str:
+    if not values:
+        return f"  {label:<22} (none bound)"
+    return (
+        f"  {label:<22} n={len(values):<5d} p50={pct(values, 0.50):7.2f}s  p95={pct(values, 0.95):7.2f}s  "
+        f"max={max(values):7.2f}s"
+    )
+
+
+# ------------------------------------------------------------------------------------------ daemon log
+_CYCLE = re.compile(r"^(\S+ \S+) INFO kaisched (cycle=.*)$")
+
+
+def summarize_daemon_log(text: str) -> list[str]:
+    out: list[str] = []
+    cycles = []
+    for line in text.splitlines():
+        m = _CYCLE.match(line)
+        if m:
+            kv = dict(part.split("=", 1) for part in m.group(2).split())
+            cycles.append((m.group(1), kv))
+    out.append(f"  cycles logged: {len(cycles)}")
+    for ts, kv in cycles[:12]:
+        out.append(
+            f"    {ts[11:]} cycle={kv['cycle']:>3} events={kv['events']:>5} tried={kv['gangs_tried']:>5} "
+            f"placed={kv['gangs_placed']:>5} waiting={kv['gangs_waiting']:>4} bound={kv['pods_bound']:>5} "
+            f"fail={kv['bind_failures']} snapshot={kv['snapshot_ms']}ms allocate={kv['allocate_ms']}ms "
+            f"bind={kv['bind_ms']}ms status={kv['status_ms']}ms"
+        )
+    if len(cycles) > 12:
+        out.append(f"    ... {len(cycles) - 12} more")
+    for phase in ("snapshot_ms", "allocate_ms", "bind_ms", "status_ms"):
+        vals = [float(kv[phase]) for _, kv in cycles if phase in kv]
+        if vals:
+            out.append(f"  {phase:<12} total={sum(vals):9.1f}  max={max(vals):8.1f}")
+    problems = [
+        ln
+        for ln in text.splitlines()
+        if (" WARNING " in ln or " ERROR " in ln or "Traceback" in ln or "Error" in ln) and not ln.startswith("====")
+    ]
+    out.append(f"  warning/error lines: {len(problems)}")
+    for ln in problems[:15]:
+        out.append(f"    {ln[:300]}")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ one run
+def run_backlog(
+    cluster: LocalCluster,
+    client: KubeClient,
+    pool: ThreadPoolExecutor,
+    bodies: list[dict[str, Any]],
+    proc_name: str,
+    argv: list[str],
+    env: dict[str, str] | None,
+    timeout: float,
+    wait_log: str = "",
+    wait_log_timeout: float = 60.0,
+) -> dict[str, Any]:
+    created, create_s = create_pods(client, pool, bodies)
+    watcher = BindWatcher(client, bodies[0]["metadata"]["namespace"], len(bodies))
+    watcher.start()
+    watcher.ready.wait(30)
+    t_start = time.monotonic()
+    wall_start = time.time()
+    proc = cluster.spawn(proc_name, argv, env=env)
+    finished = watcher.done.wait(timeout)
+    t_end = time.monotonic()
+    watcher.stop_event.set()
+    exited = proc.poll()
+    log_wait = None
+    if wait_log and exited is None:
+        # the daemon logs a cycle's line only when the cycle ends (after its status writes): wait for it, so
+        # the summary below has the phases of the cycle that did the binding, and how long it ran past them
+        deadline = time.monotonic() + wait_log_timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            if wait_log in cluster.log_path(proc_name).read_text(errors="replace"):
+                log_wait = time.monotonic() - t_end
+                break
+            time.sleep(0.2)
+    time.sleep(0.3)
+    cluster.kill(proc_name)
+    return {
+        "created": created,
+        "create_s": create_s,
+        "bound": dict(watcher.bound),
+        "t_start": t_start,
+        "wall_start": wall_start,
+        "finished": finished,
+        "t_end": t_end,
+        "exited": exited,
+        "watch_errors": watcher.errors,
+        "log_wait": log_wait,
+    }
+
+
+def throughput(res: dict[str, Any], n: int) -> tuple[float, float, float, float]:
+    """(seconds start->all bound, pods/s, seconds start->first bind, pods/s first->last bind)."""
+    times = sorted(res["bound"].values())
+    if not times:
+        return float("inf"), 0.0, float("inf"), 0.0
+    last = times[-1] if res["finished"] else res["t_end"]
+    total = last - res["t_start"]
+    first = times[0] - res["t_start"]
+    span = times[-1] - times[0]
+    return total, len(times) / total, first, (len(times) - 1) / span if span > 0 else float("inf")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--qps", type=float, default=200.0, help="client QPS of both schedulers")
+    ap.add_argument("--burst", type=int, default=400, help="client burst of both schedulers")
+    ap.add_argument("--schedule-period", type=float, default=1.0, help="kaisched --schedule-period")
+    ap.add_argument("--singles", type=int, default=1000)
+    ap.add_argument("--gangs", type=int, default=100)
+    ap.add_argument("--gang-size", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=32, help="threads creating objects")
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for all bound, per scheduler")
+    ap.add_argument(
+        "--log-wait", type=float, default=60.0, help="after all bound, seconds to wait for the daemon's cycle log line"
+    )
+    ap.add_argument("--no-baseline", action="store_true", help="skip the kube-scheduler run")
+    ap.add_argument("--log-dir", default="/tmp/kaisched-bench-daemon-logs", help="the processes' logs are copied here")
+    args = ap.parse_args()
+
+    t_bench = time.monotonic()
+    out: list[str] = []
+    with LocalCluster() as cluster:
+        api = cluster.api_client()
+        apply_crds(api)
+        api.close()
+        kubeconfig = str(cluster.kubeconfig)
+        # the bench's own client: no rate limit (creation goes as fast as the API server allows)
+        client = KubeClient.from_kubeconfig(kubeconfig, qps=0, burst=1)
+        client.pool.connection_pool_kw["maxsize"] = args.workers + 4
+        pool = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="create")
+        try:
+            nodes_s = make_nodes(client, pool)
+            n_nodes = ZONES * RACKS * PER_RACK
+            print(f"cluster: {n_nodes} nodes created+status-patched in {nodes_s:.1f}s", flush=True)
+
+            # ---------------------------------------------------------------- kaisched
+            create_namespace(client, KAI_NS)
+            groups = [f"pg-{g:03d}" for g in range(args.gangs)]
+            create_podgroups(client, pool, KAI_NS, groups, args.gang_size)
+            bodies = [pod_body(KAI_NS, f"single-{i:04d}", "kai-scheduler", gpu=False) for i in range(args.singles)]
+            bodies += [
+                pod_body(KAI_NS, f"{g}-{m}", "kai-scheduler", gpu=True, group=g)
+                for g in groups
+                for m in range(args.gang_size)
+            ]
+            n_kai = len(bodies)
+            argv = [
+                sys.executable, "-m", "scheduler.cli.main", "run",
+                "--kubeconfig", kubeconfig,
+                "--http-port", "0", "--http-address", "127.0.0.1",
+                "--schedule-period", str(args.schedule_period),
+                "--qps", str(args.qps), "--burst", str(args.burst),
+            ]  # fmt: skip
+            env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+            kai = run_backlog(
+                cluster, client, pool, bodies, "kaisched", argv, env, args.timeout, " cycle=", args.log_wait
+            )
+            kai_pods = list_all(client, f"/api/v1/namespaces/{KAI_NS}/pods")
+            full, none, partial = gang_check(kai_pods)
+            over_kai = overcommitted(client)
+            daemon_log = cluster.log_path("kaisched").read_text(errors="replace")
+
+            # ---------------------------------------------------------------- kube-scheduler baseline
+            base = None
+            over_base: list[str] = []
+            if not args.no_baseline:
+                # same empty cluster for the baseline: drop the bench's pods (no kubelet: grace 0 deletes at once)
+                client.request(
+                    "DELETE", f"/api/v1/namespaces/{KAI_NS}/pods", params={"gracePeriodSeconds": 0}, timeout=120
+                )
+                deadline = time.monotonic() + 60
+                while list_all(client, f"/api/v1/namespaces/{KAI_NS}/pods") and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                cfg = Path(cluster.workdir or "/tmp") / "kube-scheduler.yaml"
+                cfg.write_text(
+                    "apiVersion: kubescheduler.config.k8s.io/v1\n"
+                    "kind: KubeSchedulerConfiguration\n"
+                    f"clientConnection:\n  kubeconfig: {kubeconfig}\n  qps: {args.qps}\n  burst: {args.burst}\n"
+                    "leaderElection:\n  leaderElect: false\n"
+                )
+                ks_argv = [str(cluster.bin_dir / "kube-scheduler"), f"--config={cfg}", "--secure-port=0", "-v=1"]
+                kbodies = [
+                    pod_body(KUBE_NS, f"single-{i:04d}", "default-scheduler", gpu=False) for i in range(args.singles)
+                ]
+                create_namespace(client, KUBE_NS)
+                base = run_backlog(cluster, client, pool, kbodies, "kube-scheduler", ks_argv, None, args.timeout)
+                over_base = overcommitted(client)
+                ks_log = cluster.log_path("kube-scheduler").read_text(errors="replace")
+            else:
+                ks_log = ""
+
+            # copy logs out before the cluster's temp dir goes away
+            logdir = Path(args.log_dir)
+            logdir.mkdir(parents=True, exist_ok=True)
+            for name in ("kaisched", "kube-scheduler", "kube-apiserver", "etcd"):
+                src = cluster.log_path(name)
+                if src.exists():
+                    shutil.copy(src, logdir / f"{name}.log")
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------------------------ report
+    singles = [n for n in kai["created"] if n.startswith("single-")]
+    gang_pods = [n for n in kai["created"] if not n.startswith("single-")]
+    lat_s = [kai["bound"][n] - kai["created"][n] for n in singles if n in kai["bound"]]
+    lat_g = [kai["bound"][n] - kai["created"][n] for n in gang_pods if n in kai["bound"]]
+    total, rate, first, bind_rate = throughput(kai, n_kai)
+    n_kai_bound = len(kai["bound"])
+    # the singles alone: daemon start -> last single bound
+    single_times = [kai["bound"][n] for n in singles if n in kai["bound"]]
+    single_total = (max(single_times) - kai["t_start"]) if single_times else float("inf")
+    single_rate = len(single_times) / single_total if single_times else 0.0
+
+    out.append("")
+    out.append("=== kaisched daemon ===")
+    out.append(
+        f"pods: {n_kai} ({args.singles} singles + {args.gangs} gangs x {args.gang_size}); nodes: {n_nodes}; "
+        f"client QPS/burst: {args.qps:g}/{args.burst}; schedule period: {args.schedule_period:g}s"
+    )
+    out.append(f"backlog creation: {kai['create_s']:.1f}s ({n_kai / kai['create_s']:.0f} pods/s)")
+    status = "all bound" if kai["finished"] else f"TIMEOUT after {args.timeout:g}s"
+    out.append(
+        f"daemon start -> {status}: {total:.2f}s  ({n_kai_bound}/{n_kai} bound, {rate:.1f} pods/s); "
+        f"first bind after {first:.2f}s; first->last bind {bind_rate:.1f} pods/s"
+    )
+    out.append(f"singles only: daemon start -> last single bound {single_total:.2f}s ({single_rate:.1f} pods/s)")
+    out.append("bind latency (bound time - create time):")
+    out.append(fmt_lat("singles", lat_s))
+    out.append(fmt_lat("gang pods", lat_g))
+    out.append(
+        f"gangs: {full} fully bound, {none} unbound, {len(partial)} partially bound"
+        + (f" {partial[:5]}" if partial else "")
+        + ("  -> OK (all-or-nothing)" if not partial else "  -> FAIL")
+    )
+    out.append(
+        f"over-committed nodes: {len(over_kai)}"
+        + (f" {over_kai[:5]}" if over_kai else "")
+        + ("  -> OK" if not over_kai else "  -> FAIL")
+    )
+    if kai["log_wait"] is not None:
+        out.append(f"the daemon logged its first cycle line {kai['log_wait']:.1f}s after the last pod was bound")
+    else:
+        out.append(f"the daemon logged NO cycle line within {args.log_wait:g}s after the last pod was bound")
+    if kai["exited"] is not None:
+        out.append(f"daemon EXITED early with code {kai['exited']}")
+    if kai["watch_errors"]:
+        out.append(f"bench watch errors: {kai['watch_errors'][:3]}")
+    out.append("daemon log:")
+    out.extend(summarize_daemon_log(daemon_log))
+
+    if base is not None:
+        b_total, b_rate, b_first, b_bind_rate = throughput(base, args.singles)
+        lat_b = [base["bound"][n] - base["created"][n] for n in base["created"] if n in base["bound"]]
+        b_status = "all bound" if base["finished"] else f"TIMEOUT after {args.timeout:g}s"
+        out.append("")
+        out.append("=== kube-scheduler baseline (singles only) ===")
+        out.append(f"pods: {args.singles}; client QPS/burst: {args.qps:g}/{args.burst}")
+        out.append(f"backlog creation: {base['create_s']:.1f}s")
+        out.append(
+            f"kube-scheduler start -> {b_status}: {b_total:.2f}s  ({len(base['bound'])}/{args.singles} bound, "
+            f"{b_rate:.1f} pods/s); first bind after {b_first:.2f}s; first->last bind {b_bind_rate:.1f} pods/s"
+        )
+        out.append(fmt_lat("singles", lat_b))
+        out.append(
+            f"over-committed nodes: {len(over_base)}" + ("  -> OK" if not over_base else f" {over_base[:5]} -> FAIL")
+        )
+        if base["exited"] is not None:
+            out.append(f"kube-scheduler EXITED early with code {base['exited']}")
+            out.append("\n".join(ks_log.splitlines()[-10:]))
+        out.append("")
+        out.append("=== single pods: pods/s, start -> all bound ===")
+        out.append(f"kaisched       {single_rate:8.1f} pods/s  ({len(single_times)} singles in {single_total:.2f}s)")
+        out.append(f"kube-scheduler {b_rate:8.1f} pods/s  ({len(base['bound'])} in {b_total:.2f}s)")
+        out.append(f"ratio ours/kube-scheduler: {single_rate / b_rate:.2f}x" if b_rate else "ratio: n/a")
+        out.append(
+            f"(all {n_kai} kaisched pods incl. gangs: {rate:.1f} pods/s; "
+            f"first->last bind: kaisched {bind_rate:.1f} vs kube-scheduler {b_bind_rate:.1f} pods/s)"
+        )
+    out.append("")
+    out.append(f"bench wall time: {time.monotonic() - t_bench:.0f}s; logs in {args.log_dir}")
+    print("\n".join(out), flush=True)
+    ok = kai["finished"] and not partial and not over_kai and not over_base
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except ApiError as e:
+        print(f"API error: {e}", file=sys.stderr)
+        sys.exit(2)
