@@ -26,6 +26,7 @@ from scheduler.api.queue import Queue, QueueResource
 from scheduler.api.resources import Resources
 from scheduler.cache.cluster_state import ClusterState
 from scheduler.framework.config import SchedulerConfig
+from scheduler.framework.gcpause import paused_gc
 from scheduler.framework.session import Session
 
 GPU = "nvidia.com/gpu"
@@ -123,13 +124,14 @@ def run_size(nodes: int, gangs: int, seed: int) -> dict[str, float]:
     state.snapshot()  # the daemon's steady state: the cache has been snapshotted before
     # one watch event's worth of change, as between two daemon cycles
     state.upsert_node(state._nodes["node-00000"])
-    t1 = time.perf_counter()
-    snap = state.snapshot()
-    t2 = time.perf_counter()
-    session = Session(snap, SchedulerConfig(), now=0.0)
-    t3 = time.perf_counter()
-    allocate(session)
-    t4 = time.perf_counter()
+    with paused_gc():  # as the daemon and simulate run a cycle
+        t1 = time.perf_counter()
+        snap = state.snapshot()
+        t2 = time.perf_counter()
+        session = Session(snap, SchedulerConfig(), now=0.0)
+        t3 = time.perf_counter()
+        allocate(session)
+        t4 = time.perf_counter()
     placed = len(session.record.placements())
     waiting = sum(1 for d in session.record.decisions.values() if not d.placed)
     return {

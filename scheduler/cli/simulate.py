@@ -9,6 +9,7 @@ from typing import Any
 from scheduler.actions.allocate import allocate
 from scheduler.backends.memory import MemoryBackend
 from scheduler.framework.config import SchedulerConfig
+from scheduler.framework.gcpause import paused_gc
 from scheduler.framework.record import SessionRecord
 from scheduler.framework.session import Session
 
@@ -38,8 +39,9 @@ class SimulationResult:
 
 
 def run_cycle(backend: MemoryBackend, config: SchedulerConfig, cycle: int) -> SessionRecord:
-    session = Session(backend.state.snapshot(), config, now=cycle * config.schedule_period_seconds, cycle=cycle)
-    allocate(session)
+    with paused_gc():
+        session = Session(backend.state.snapshot(), config, now=cycle * config.schedule_period_seconds, cycle=cycle)
+        allocate(session)
     for key in session.record.order:
         decision = session.record.decisions[key]
         if decision.placed and decision.pods:

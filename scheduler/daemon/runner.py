@@ -14,6 +14,7 @@ from scheduler.backends.kubernetes import KubeBackend
 from scheduler.daemon.metrics import Metrics
 from scheduler.daemon.status import StatusWriter
 from scheduler.framework.config import SchedulerConfig
+from scheduler.framework.gcpause import paused_gc
 from scheduler.framework.record import SessionRecord
 from scheduler.framework.session import Session
 
@@ -71,8 +72,11 @@ class Daemon:
         snap = self.backend.state.snapshot()
         t1 = time.perf_counter()
         now = time.time()
-        session = Session(snap, self.config, now=now, cycle=self.cycle_no, hold=self.backoff.holding(time.monotonic()))
-        allocate(session)
+        with paused_gc():
+            session = Session(
+                snap, self.config, now=now, cycle=self.cycle_no, hold=self.backoff.holding(time.monotonic())
+            )
+            allocate(session)
         record = session.record
         t2 = time.perf_counter()
         gangs = [(k, list(record.decisions[k].pods)) for k in record.order if record.decisions[k].pods]
