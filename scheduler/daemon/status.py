@@ -21,6 +21,7 @@ from scheduler.kube.client import ApiError, KubeClient
 log = logging.getLogger("kaisched.status")
 CONDITION_TYPE = "UnschedulableOnNodePool"
 NODE_POOL = "default"
+MAX_POD_EVENTS = 20  # per gang and reason: enough to find, not a flood
 
 
 def _now() -> str:
@@ -133,10 +134,11 @@ class StatusWriter:
                     if not pod.bound:
                         self.event(self.pod_ref(pod.key, pod.uid), "Unschedulable", f"{reason}: {message}", "Warning")
             else:
+                # a gang of one, or pods naming a PodGroup that does not exist: tell the pods themselves
                 lone = snapshot.pending.get(key)
-                self.event(
-                    self.pod_ref(key, lone.uid if lone else ""), "Unschedulable", f"{reason}: {message}", "Warning"
-                )
+                pods = [lone] if lone is not None else [p for p in snapshot.members.get(key, ()) if not p.bound]
+                for pod in pods[:MAX_POD_EVENTS]:
+                    self.event(self.pod_ref(pod.key, pod.uid), "Unschedulable", f"{reason}: {message}", "Warning")
             self.evented[key] = (reason, message)
         if has_pg and self.written_conditions.get(key) != (reason, message):
             cond = {

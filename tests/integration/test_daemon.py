@@ -615,6 +615,50 @@ def test_health_ready_metrics(kube: Kube, daemon: Daemons) -> None:
     assert "kaisched_cycle_duration_seconds_count" in body
 
 
+def test_missing_podgroup_event_on_the_pods(kube: Kube, daemon: Daemons) -> None:
+    kube.node("mp", 4)
+    daemon.start()
+    kube.pod("lost-0", pg="no-such-group")
+    kube.pod("lost-1", pg="no-such-group")
+    kube.pod("fine")
+    ev = wait_for(lambda: kube.events("Unschedulable", "lost-0"), "an Unschedulable event on the member pod", daemon)
+    note = ev[0]["note"]
+    assert ev[0]["regarding"]["kind"] == "Pod", ev[0]
+    assert "PodGroupNotFound" in note and "no-such-group" in note and "pod-group-name" in note, note
+    wait_for(lambda: kube.all_bound(["fine"]), "the valid pod bound", daemon)
+    assert kube.placements(["lost-0", "lost-1"]) == {"lost-0": "", "lost-1": ""}
+
+
+def test_leader_election_one_scheduler_at_a_time(kube: Kube, daemon: Daemons) -> None:
+    """Two replicas with --leader-elect: only the leader schedules; killing it hands over within the lease."""
+    kube.node("le", 8)
+    lease = uniq("lease")
+    args = (
+        "--leader-elect",
+        "--leader-elect-namespace",
+        "default",
+        "--leader-elect-name",
+        lease,
+        "--lease-duration",
+        "4",
+    )
+    first, second = daemon.start(*args), daemon.start(*args)
+    kube.pod("le-0")
+    wait_for(lambda: kube.all_bound(["le-0"]), "a pod bound by the leader", daemon)
+    leaders = [d for d in (first, second) if d.metrics().get("kaisched_cycles_total", 0) > 0]
+    assert len(leaders) == 1, "exactly one replica may run cycles"
+    leader = leaders[0]
+    standby = second if leader is first else first
+    first_node = kube.placements(["le-0"])["le-0"]
+    leader.kill()
+    names = [f"le-{i}" for i in range(1, 4)]
+    for n in names:
+        kube.pod(n)
+    wait_for(lambda: kube.all_bound(names), "the standby took over and bound new pods", daemon, timeout=40)
+    assert standby.metrics().get("kaisched_pods_bound_total", 0) == 3
+    assert kube.placements(["le-0"])["le-0"] == first_node  # nothing bound twice or moved
+
+
 def test_apiserver_restart_under_running_daemon(kube_cluster: LocalCluster, kube: Kube, daemon: Daemons) -> None:
     """Last in the file: it restarts the session's API server."""
     kube.node("ar", 8)
