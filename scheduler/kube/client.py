@@ -63,7 +63,7 @@ class KubeClient:
         verify: bool = True,
         qps: float = 200.0,
         burst: int = 400,
-        pool_size: int = 32,
+        pool_size: int = 64,
     ) -> None:
         self.host = host.rstrip("/")
         self.headers = {"Accept": "application/json", **(headers or {})}
