@@ -16,6 +16,7 @@ from typing import Any
 from scheduler.api.resources import CPU, GPU, MEMORY, Resources
 from scheduler.cache.cluster_state import Snapshot
 from scheduler.framework.record import SessionRecord
+from scheduler.framework.session import BUILTIN_PRIORITIES
 from scheduler.kube.client import ApiError, KubeClient
 
 log = logging.getLogger("kaisched.status")
@@ -49,6 +50,7 @@ class StatusWriter:
         self.instance = instance
         self.written_conditions: dict[str, tuple[str, str]] = {}  # PodGroup key -> (reason, message)
         self.written_queues: dict[str, dict[str, Any]] = {}
+        self.written_resources: dict[str, dict[str, Any]] = {}
         self.evented: dict[str, tuple[str, str]] = {}  # object key -> last (reason, message) evented
 
     # --- events -------------------------------------------------------------------------------
@@ -107,7 +109,7 @@ class StatusWriter:
         for key, decision in sorted(record.decisions.items()):
             pg = snapshot.pod_groups.get(key)
             if key in failed_binds:
-                self._unschedulable(snapshot, key, "FailedBinding", failed_binds[key], pg is not None)
+                self._failed_binding(snapshot, key, decision.pods, failed_binds[key], pg is not None)
                 continue
             if decision.placed:
                 for pod, node in decision.pods:
@@ -119,10 +121,52 @@ class StatusWriter:
                     )
                 if pg is not None:
                     self._clear_condition(key)
+                    self._resources_status(snapshot, key, decision.pods)
                 self.evented.pop(key, None)
             else:
                 self._unschedulable(snapshot, key, str(decision.reason), decision.message, pg is not None)
         self._queues(record)
+
+    def _failed_binding(
+        self, snapshot: Snapshot, key: str, pods: tuple[tuple[str, str], ...], message: str, has_pg: bool
+    ) -> None:
+        """FailedBinding events on the gang's pods (and PodGroup), and the condition says why it waits."""
+        for pod, _node in pods[:MAX_POD_EVENTS]:
+            p = snapshot.pending.get(pod)
+            self.event(self.pod_ref(pod, p.uid if p else ""), "FailedBinding", message, "Warning", "Binding")
+        if has_pg:
+            pg = snapshot.pod_groups[key]
+            self.event(self.podgroup_ref(key, pg.uid), "FailedBinding", message, "Warning", "Binding")
+        self.evented[key] = ("FailedBinding", message)
+        self._set_condition(key, "FailedBinding", message, has_pg)
+
+    def _resources_status(self, snapshot: Snapshot, key: str, placed: tuple[tuple[str, str], ...]) -> None:
+        """resourcesStatus of a PodGroup: what its pods hold (bound, plus bound now) and request in all."""
+        now_bound = {pod for pod, _ in placed}
+        allocated = requested = Resources()
+        for pod in snapshot.members.get(key, ()):
+            requested = requested + pod.request
+            if pod.bound or pod.key in now_bound:
+                allocated = allocated + pod.request
+        pg = snapshot.pod_groups[key]
+        non_preemptible = pg.preemptibility == "non-preemptible" or (
+            pg.preemptibility != "preemptible" and self._priority(snapshot, pg.priority_class) >= 100
+        )
+        status = {
+            "allocated": resource_list(allocated),
+            "allocatedNonPreemptible": resource_list(allocated if non_preemptible else Resources()),
+            "requested": resource_list(requested),
+        }
+        if self.written_resources.get(key) != status:
+            self.written_resources[key] = status
+            self.status_pool.submit(self._patch_pg_status, key, {"resourcesStatus": status})
+
+    @staticmethod
+    def _priority(snapshot: Snapshot, name: str) -> int:
+        pc = snapshot.priority_classes.get(name)
+        if pc is not None:
+            return pc.value
+        return BUILTIN_PRIORITIES.get(name, 0)
 
     def _unschedulable(self, snapshot: Snapshot, key: str, reason: str, message: str, has_pg: bool) -> None:
         if self.evented.get(key) != (reason, message):
@@ -140,6 +184,9 @@ class StatusWriter:
                 for pod in pods[:MAX_POD_EVENTS]:
                     self.event(self.pod_ref(pod.key, pod.uid), "Unschedulable", f"{reason}: {message}", "Warning")
             self.evented[key] = (reason, message)
+        self._set_condition(key, reason, message, has_pg)
+
+    def _set_condition(self, key: str, reason: str, message: str, has_pg: bool) -> None:
         if has_pg and self.written_conditions.get(key) != (reason, message):
             cond = {
                 "type": CONDITION_TYPE,

@@ -398,6 +398,16 @@ def test_gang_of_8_binds_completely(kube: Kube, daemon: Daemons) -> None:
         assert e["regarding"]["kind"] == "Pod" and e["reportingController"] == SCHED
         assert placed[e["regarding"]["name"]] in e["note"], e["note"]
     wait_for(lambda: kube.condition_reason("train") is None or None, "no condition on the scheduled gang", daemon)
+    rs = wait_for(
+        lambda: (
+            kube.req("GET", f"/apis/scheduling.run.ai/v2alpha2/namespaces/{kube.ns}/podgroups/train")
+            .get("status", {})
+            .get("resourcesStatus")
+        ),
+        "resourcesStatus written",
+        daemon,
+    )
+    assert rs["allocated"]["nvidia.com/gpu"] == "8" and rs["requested"]["nvidia.com/gpu"] == "8", rs
     assert d.alive()
 
 
