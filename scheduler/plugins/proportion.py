@@ -138,11 +138,11 @@ def _divide(siblings: list[QueueNode], available: float, dim: str) -> None:
             q = _cap(n, dim) if quota == UNLIMITED else min(float(quota), _cap(n, dim))
             want[id(n)] = max(q, 0.0)
         total_want = sum(want.values())
-        scale = 1.0 if total_want <= remaining else remaining / total_want
+        scale = 1.0 if total_want <= remaining or total_want <= 0 else remaining / total_want
         for n in tier:
             share[id(n)] = want[id(n)] * scale
             n.deserved[dim] = want[id(n)] * scale
-        remaining -= total_want * scale
+        remaining = max(0.0, remaining - total_want * scale)  # float rounding must not go below zero
     # 2. the remainder by priority, then overQuotaWeight water-filling
     for prio in sorted({n.queue.priority for n in siblings}, reverse=True):
         active = [n for n in siblings if n.queue.priority == prio]
