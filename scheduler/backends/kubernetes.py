@@ -8,17 +8,15 @@ queue and are applied by the scheduling thread only (ClusterState has one writer
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import queue
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from scheduler.backends.base import BindError
+from scheduler.binder.commit import GangCommitter
 from scheduler.cache.cluster_state import ClusterState
 from scheduler.kube.client import ApiError, KubeClient
 
@@ -49,6 +47,19 @@ def _obj_key(obj: Mapping[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     ns = meta.get("namespace")
     return f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
+
+
+def _debug_copy(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """What the debug API keeps of an object: all the cache reads, without the bulk it never does
+    (managedFields, a pod's container statuses, a node's image list)."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    out = {**obj, "metadata": meta}
+    status = obj.get("status")
+    if kind == "Pod" and isinstance(status, dict):
+        out["status"] = {k: v for k, v in status.items() if k == "phase"}
+    elif kind == "Node" and isinstance(status, dict):
+        out["status"] = {k: v for k, v in status.items() if k != "images"}
+    return out
 
 
 class Reflector(threading.Thread):
@@ -128,17 +139,26 @@ class Reflector(threading.Thread):
 
 
 class KubeBackend:
-    """ClusterBackend over a real API server."""
+    """The real cluster: the watch-fed cache, and the gang committer that binds into it."""
 
-    def __init__(self, client: KubeClient, scheduler_name: str, bind_parallelism: int = 32) -> None:
+    def __init__(
+        self,
+        client: KubeClient,
+        scheduler_name: str,
+        identity: str = "kaisched",
+        bind_parallelism: int = 32,
+        dry_run: bool = True,
+    ) -> None:
         self.client = client
         self.state = ClusterState(scheduler_name)
         self.events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
         self.stop_event = threading.Event()
         self.reflectors = [Reflector(client, r, self.events, self.stop_event) for r in RESOURCES]
         self.known: dict[str, set[str]] = {r.kind: set() for r in RESOURCES}
-        self.assumed: dict[str, tuple[str, float]] = {}  # pod key -> (node, when) until the watch confirms
-        self.pool = ThreadPoolExecutor(max_workers=bind_parallelism, thread_name_prefix="bind")
+        self.committer = GangCommitter(client, self.state, identity, bind_parallelism, dry_run)
+        self.assumed = self.committer.assumed  # pod key -> (node, when) until the watch confirms
+        # (kind, ns/name) -> the object as received, kept only when the debug API wants snapshots (None: off)
+        self.raw: dict[tuple[str, str], dict[str, Any]] | None = None
 
     def start(self) -> None:
         for r in self.reflectors:
@@ -146,7 +166,7 @@ class KubeBackend:
 
     def stop(self) -> None:
         self.stop_event.set()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.committer.close()
 
     def synced(self) -> bool:
         """Every resource listed once (a CRD that is not installed counts as listed, empty)."""
@@ -174,6 +194,8 @@ class KubeBackend:
                 fresh = {_obj_key(o): o for o in payload}
                 for gone in self.known[res] - fresh.keys():
                     ns, _, name = gone.rpartition("/")
+                    if self.raw is not None:
+                        self.raw.pop((res, gone), None)
                     self.state.apply_object(
                         {"kind": res, "metadata": {"name": name, "namespace": ns or None}}, deleted=True
                     )
@@ -198,85 +220,9 @@ class KubeBackend:
                 # an event older than our bind: keep the pod on its node until the watch catches up
                 obj = copy.deepcopy(obj)
                 obj["spec"]["nodeName"] = self.assumed[key][0]
+        if self.raw is not None:
+            if deleted:
+                self.raw.pop((res, key), None)
+            else:
+                self.raw[(res, key)] = _debug_copy(res, obj)
         self.state.apply_object(obj, deleted=deleted)
-
-    # --- binding ------------------------------------------------------------------------------
-    def _bind_one(self, pod_key: str, node: str, uid: str) -> None:
-        ns, name = pod_key.split("/", 1)
-        body = {
-            "apiVersion": "v1",
-            "kind": "Binding",
-            "metadata": {"name": name, "namespace": ns, **({"uid": uid} if uid else {})},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-        }
-        self.client.request("POST", f"/api/v1/namespaces/{ns}/pods/{name}/binding", body=body)
-
-    def bind_gang(self, gang: str, bindings: list[tuple[str, str]]) -> None:
-        """Bind all members concurrently; if any fails, roll back those that bound, then raise."""
-        err = self.bind_gangs([(gang, bindings)]).get(gang)
-        if err:
-            raise BindError(err)
-
-    def bind_gangs(self, gangs: list[tuple[str, list[tuple[str, str]]]]) -> dict[str, str]:
-        """Bind every member of every gang at once (bounded by the pool); a gang with any failed member
-        is rolled back whole. Returns gang -> error for the gangs that did not bind."""
-        futures = []
-        for gang, bindings in gangs:
-            for key, node in bindings:
-                pod = self.state.pod(key)
-                futures.append((gang, key, node, self.pool.submit(self._bind_one, key, node, pod.uid if pod else "")))
-        bound: dict[str, list[tuple[str, str]]] = {}
-        failed: dict[str, dict[str, str]] = {}
-        now = time.monotonic()
-        for gang, key, node, fut in futures:
-            try:
-                fut.result()
-                bound.setdefault(gang, []).append((key, node))
-            except Exception as err:
-                failed.setdefault(gang, {})[key] = str(err)
-        for _gang, members in bound.items():
-            for key, node in members:
-                self.assumed[key] = (node, now)
-                pod = self.state.pod(key)
-                if pod is not None:
-                    self.state.upsert_pod(dataclasses.replace(pod, node_name=node))
-        errors: dict[str, str] = {}
-        for gang, why in sorted(failed.items()):
-            done = bound.get(gang, [])
-            self.rollback(gang, done)
-            first = sorted(why.items())[0]
-            total = len(why) + len(done)
-            errors[gang] = (
-                f"{len(why)}/{total} binds of {gang} failed (first: {first[0]}: {first[1]}); "
-                f"rolled back {len(done)} bound members"
-            )
-        return errors
-
-    def rollback(self, gang: str, bound: list[tuple[str, str]]) -> None:
-        """Return bound members to Pending: delete owned pods (their controller recreates them); re-create
-        pods without an owner from their own spec, minus the node."""
-        for key, _node in bound:
-            ns, name = key.split("/", 1)
-            path = f"/api/v1/namespaces/{ns}/pods/{name}"
-            try:
-                obj = self.client.request("GET", path)
-                self.client.request("DELETE", path, body={"gracePeriodSeconds": 0})
-                if not any(o.get("controller") for o in (obj.get("metadata") or {}).get("ownerReferences") or []):
-                    self.client.request("POST", f"/api/v1/namespaces/{ns}/pods", body=pending_copy(obj))
-            except ApiError as err:
-                log.error("rollback of %s member %s failed: %s", gang, key, err)
-            self.assumed.pop(key, None)
-
-
-def pending_copy(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """The same pod (name, labels, annotations, spec), unbound, ready to be created again."""
-    meta = obj.get("metadata") or {}
-    spec = copy.deepcopy(dict(obj.get("spec") or {}))
-    spec.pop("nodeName", None)
-    keep = ("name", "namespace", "labels", "annotations", "ownerReferences", "finalizers")
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {k: copy.deepcopy(meta[k]) for k in keep if k in meta},
-        "spec": spec,
-    }

@@ -23,6 +23,10 @@ def _parser() -> argparse.ArgumentParser:
     from scheduler.cli.run import add_parser
 
     add_parser(sub)
+    from scheduler.cli import ctl, replay
+
+    ctl.add_parser(sub)
+    replay.add_parser(sub)
     return p
 
 
@@ -32,6 +36,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from scheduler.cli.run import run
 
         return run(args)
+    if args.command == "ctl":
+        from scheduler.cli.ctl import ctl
+
+        return ctl(args)
+    if args.command == "replay":
+        from scheduler.cli.replay import replay
+
+        return replay(args)
     if args.command == "demo":
         from scheduler.cli.demo import run_demo
 

@@ -38,9 +38,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--identity", default=None, help="leader identity (default hostname_pid)")
     p.add_argument("--http-address", default="0.0.0.0", help="address for /healthz, /readyz, /metrics")
     p.add_argument("--http-port", type=int, default=8080)
+    p.add_argument(
+        "--no-bind-dry-run", action="store_true", help="skip the server-side dry run that validates a gang's binds"
+    )
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--max-cycles", type=int, default=None, help=argparse.SUPPRESS)
+    from scheduler.debug.attach import add_arguments
+
+    add_arguments(p)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -70,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, schedule_period_seconds=args.schedule_period)
     client = KubeClient.from_kubeconfig(args.kubeconfig, qps=args.qps, burst=args.burst)
     identity = args.identity or f"{socket.gethostname()}_{os.getpid()}"
-    backend = KubeBackend(client, config.scheduler_name)
+    backend = KubeBackend(client, config.scheduler_name, identity, dry_run=not args.no_bind_dry_run)
     metrics = Metrics()
     # events and status get a client (and rate limit) of their own, as kube-scheduler's event client does,
     # so a burst of events never slows binding
@@ -78,6 +84,13 @@ def run(args: argparse.Namespace) -> int:
         KubeClient.from_kubeconfig(args.kubeconfig, qps=args.qps, burst=args.burst), config.scheduler_name, identity
     )
     daemon = Daemon(backend, status, config, metrics, json_logs=args.log_format == "json")
+    from scheduler.debug.attach import attach
+
+    try:
+        stop_debug = attach(args, daemon, backend, config, metrics)
+    except (OSError, ValueError) as err:
+        log.error("debug API / telemetry: %s", err)
+        return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -120,4 +133,5 @@ def run(args: argparse.Namespace) -> int:
         status.close()
         backend.stop()
         server.shutdown()
+        stop_debug()
     return 0

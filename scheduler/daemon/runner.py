@@ -7,10 +7,12 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from scheduler.actions.allocate import allocate
 from scheduler.backends.kubernetes import KubeBackend
+from scheduler.cache.cluster_state import Snapshot
 from scheduler.daemon.metrics import Metrics
 from scheduler.daemon.status import StatusWriter
 from scheduler.framework.config import SchedulerConfig
@@ -22,6 +24,18 @@ log = logging.getLogger("kaisched")
 
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class CycleInfo:
+    """One finished cycle, handed to observers (debug API history, telemetry) on the scheduling thread."""
+
+    record: SessionRecord
+    snapshot: Snapshot
+    start_unix: float  # wall clock when the cycle began
+    phases: tuple[tuple[str, float], ...]  # (phase, seconds) in order: snapshot, allocate, commit, status
+    summary: dict[str, int | float]
+    bind_failures: dict[str, str]
 
 
 @dataclass(slots=True)
@@ -64,12 +78,19 @@ class Daemon:
         self.cycle_no = 0
         self.backoff = Backoff()
         self.last_record: SessionRecord | None = None
+        self.observers: list[Callable[[CycleInfo], None]] = []  # called after each cycle; must be quick
 
     def cycle(self) -> SessionRecord:
         self.cycle_no += 1
         t0 = time.perf_counter()
         events = self.backend.drain()
         snap = self.backend.state.snapshot()
+        recovered = self.backend.committer.recover(snap)
+        if recovered:  # a previous run died mid-commit: its gangs are whole or pending again now
+            for line in recovered:
+                log.warning("recovery: %s", line)
+            self.metrics.inc("kaisched_commits_recovered_total", len(recovered))
+            snap = self.backend.state.snapshot()
         t1 = time.perf_counter()
         now = time.time()
         with paused_gc():
@@ -80,7 +101,9 @@ class Daemon:
         record = session.record
         t2 = time.perf_counter()
         gangs = [(k, list(record.decisions[k].pods)) for k in record.order if record.decisions[k].pods]
-        errors = self.backend.bind_gangs(gangs)
+        outcome = self.backend.committer.commit([(k, b, k in snap.pod_groups) for k, b in gangs])
+        errors = outcome.errors
+        self.metrics.inc("kaisched_gangs_rolled_back_total", len(outcome.rolled_back))
         failed: dict[str, str] = {}
         bound = 0
         for key, pods in gangs:
@@ -130,6 +153,14 @@ class Daemon:
                 log.info(json.dumps({"msg": "cycle", **summary}))
             else:
                 log.info(" ".join(f"{k}={v}" for k, v in summary.items()))
+        if self.observers:
+            phases = (("snapshot", t1 - t0), ("allocate", t2 - t1), ("commit", t3 - t2), ("status", t4 - t3))
+            info = CycleInfo(record, snap, now - (t1 - t0), phases, summary, failed)
+            for observe in self.observers:
+                try:
+                    observe(info)
+                except Exception:  # observing must never stop scheduling
+                    log.exception("cycle observer failed")
         return record
 
     def run(self, stop: threading.Event, leader: threading.Event | None = None) -> None:
