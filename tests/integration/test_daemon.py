@@ -427,9 +427,13 @@ def test_required_zone_waits_then_binds_at_once(kube: Kube, daemon: Daemons) -> 
         "condition TopologyRequiredUnsatisfiable",
         daemon,
     )
-    events = wait_for(lambda: kube.events("Unschedulable", "zonal"), "an Unschedulable event on the PodGroup", daemon)
+    # the pods are created one by one: an earlier cycle may have said NotEnoughPods first
+    events = wait_for(
+        lambda: [e for e in kube.events("Unschedulable", "zonal") if "TopologyRequiredUnsatisfiable" in e["note"]],
+        "an Unschedulable event on the PodGroup naming the topology problem",
+        daemon,
+    )
     assert events[0]["type"] == "Warning" and events[0]["regarding"]["kind"] == "PodGroup"
-    assert "TopologyRequiredUnsatisfiable" in events[0]["note"], events[0]["note"]
     daemon.wait_cycles(d, 3)
     assert not any(kube.placements(names).values()), "nothing binds while no zone can hold the gang"
     assert kube.condition_reason("zonal") == "TopologyRequiredUnsatisfiable"
