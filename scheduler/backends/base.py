@@ -1,4 +1,8 @@
-"""The one thing the core's driver needs from a cluster: bind a gang, all members or none."""
+"""What the simulation loop needs from a cluster: bind a gang, all members or none.
+
+The in-memory backend implements it directly (its binds cannot fail half way). The Kubernetes backend
+commits through `binder.GangCommitter` instead, which adds what a real API server needs: intent records,
+a server-side dry run, rollback and crash recovery; the daemon's runner calls that."""
 
 from __future__ import annotations
 

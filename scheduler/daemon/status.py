@@ -89,20 +89,20 @@ class StatusWriter:
             log.warning("event %s on %s/%s not written: %s", reason, ns, regarding.get("name"), err)
 
     @staticmethod
-    def pod_ref(key: str, uid: str = "") -> dict[str, str]:
+    def _ref(api_version: str, kind: str, key: str, uid: str) -> dict[str, str]:
         ns, name = key.split("/", 1)
-        ref = {"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": name}
+        ref = {"apiVersion": api_version, "kind": kind, "namespace": ns, "name": name}
         if uid:
             ref["uid"] = uid
         return ref
 
-    @staticmethod
-    def podgroup_ref(key: str, uid: str = "") -> dict[str, str]:
-        ns, name = key.split("/", 1)
-        ref = {"apiVersion": "scheduling.run.ai/v2alpha2", "kind": "PodGroup", "namespace": ns, "name": name}
-        if uid:
-            ref["uid"] = uid
-        return ref
+    @classmethod
+    def pod_ref(cls, key: str, uid: str = "") -> dict[str, str]:
+        return cls._ref("v1", "Pod", key, uid)
+
+    @classmethod
+    def podgroup_ref(cls, key: str, uid: str = "") -> dict[str, str]:
+        return cls._ref("scheduling.run.ai/v2alpha2", "PodGroup", key, uid)
 
     # --- per cycle ----------------------------------------------------------------------------
     def write(self, snapshot: Snapshot, record: SessionRecord, failed_binds: Mapping[str, str]) -> None:
