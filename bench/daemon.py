@@ -48,28 +48,38 @@ GROUP_ANNOTATION = "pod-group-name"
 
 
 # ------------------------------------------------------------------------------------------ creation
-def make_nodes(client: KubeClient, pool: ThreadPoolExecutor) -> float:
+def make_nodes(
+    client: KubeClient,
+    pool: ThreadPoolExecutor,
+    zones: int = ZONES,
+    racks: int = RACKS,
+    per_rack: int = PER_RACK,
+    *,
+    kwok: bool = False,
+) -> float:
+    """zones x racks x per_rack Nodes. kwok=False: the bench patches a Ready status itself (no controller);
+    kwok=True: the Node carries kwok's annotation and its capacity on create, and the kwok controller
+    (LocalCluster.start_kwok) adds the Ready condition and heartbeats."""
     t0 = time.monotonic()
 
     def one(i: int) -> None:
-        z, r = i // (RACKS * PER_RACK), (i // PER_RACK) % RACKS
+        z, r = i // (racks * per_rack), (i // per_rack) % racks
         name = f"node-{i:04d}"
-        client.request(
-            "POST",
-            "/api/v1/nodes",
-            body={
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {
-                    "name": name,
-                    "labels": {
-                        "kubernetes.io/hostname": name,
-                        "topology.kubernetes.io/zone": f"zone-{z}",
-                        "topology.kubernetes.io/rack": f"zone-{z}-rack-{r}",
-                    },
-                },
+        meta: dict[str, Any] = {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "topology.kubernetes.io/zone": f"zone-{z}",
+                "topology.kubernetes.io/rack": f"zone-{z}-rack-{r}",
             },
-        )
+        }
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "Node", "metadata": meta}
+        if kwok:
+            meta["annotations"] = {LocalCluster.KWOK_NODE_ANNOTATION: "fake"}
+            body["status"] = {"allocatable": NODE_ALLOC, "capacity": NODE_ALLOC}
+        client.request("POST", "/api/v1/nodes", body=body)
+        if kwok:
+            return
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         client.request(
             "PATCH",
@@ -93,7 +103,7 @@ def make_nodes(client: KubeClient, pool: ThreadPoolExecutor) -> float:
             content_type="application/merge-patch+json",
         )
 
-    list(pool.map(one, range(ZONES * RACKS * PER_RACK)))
+    list(pool.map(one, range(zones * racks * per_rack)))
     return time.monotonic() - t0
 
 
@@ -135,20 +145,73 @@ def create_pods(
     return created, time.monotonic() - t0
 
 
-def create_podgroups(client: KubeClient, pool: ThreadPoolExecutor, ns: str, names: list[str], size: int) -> None:
+def create_podgroups(
+    client: KubeClient,
+    pool: ThreadPoolExecutor,
+    ns: str,
+    names: list[str],
+    size: int,
+    annotations: dict[str, str] | None = None,
+) -> None:
     def one(name: str) -> None:
+        meta: dict[str, Any] = {"name": name, "namespace": ns}
+        if annotations:
+            meta["annotations"] = dict(annotations)
         client.request(
             "POST",
             f"/apis/scheduling.run.ai/v2alpha2/namespaces/{ns}/podgroups",
             body={
                 "apiVersion": "scheduling.run.ai/v2alpha2",
                 "kind": "PodGroup",
-                "metadata": {"name": name, "namespace": ns},
+                "metadata": meta,
                 "spec": {"minMember": size},
             },
         )
 
     list(pool.map(one, names))
+
+
+def delete_pods(client: KubeClient, ns: str, timeout: float = 60.0) -> bool:
+    """Delete every pod of the namespace (grace 0: gone at once, kubelet or not); True when none is left.
+
+    A large collection can outlast the API server's request timeout (it deletes with
+    --delete-collection-workers, default 1): the deletion goes on server-side, so wait for the pods anyway."""
+    try:
+        client.request("DELETE", f"/api/v1/namespaces/{ns}/pods", params={"gracePeriodSeconds": 0}, timeout=120)
+    except Exception as err:
+        print(f"delete {ns}/pods: {err!r}; waiting for the pods to go", flush=True)
+    deadline = time.monotonic() + timeout
+    while list_all(client, f"/api/v1/namespaces/{ns}/pods"):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def kaisched_argv(kubeconfig: str, qps: float, burst: int, schedule_period: float) -> list[str]:
+    return [
+        sys.executable, "-m", "scheduler.cli.main", "run",
+        "--kubeconfig", kubeconfig,
+        "--http-port", "0", "--http-address", "127.0.0.1",
+        "--schedule-period", str(schedule_period),
+        "--qps", str(qps), "--burst", str(burst),
+    ]  # fmt: skip
+
+
+def repo_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def kube_scheduler_argv(cluster: LocalCluster, kubeconfig: str, qps: float, burst: int) -> list[str]:
+    """Upstream kube-scheduler from the testbin folder, client QPS/burst via its KubeSchedulerConfiguration."""
+    cfg = Path(cluster.workdir or "/tmp") / "kube-scheduler.yaml"
+    cfg.write_text(
+        "apiVersion: kubescheduler.config.k8s.io/v1\n"
+        "kind: KubeSchedulerConfiguration\n"
+        f"clientConnection:\n  kubeconfig: {kubeconfig}\n  qps: {qps}\n  burst: {burst}\n"
+        "leaderElection:\n  leaderElect: false\n"
+    )
+    return [str(cluster.bin_dir / "kube-scheduler"), f"--config={cfg}", "--secure-port=0", "-v=1"]
 
 
 # ------------------------------------------------------------------------------------------ watching
@@ -419,14 +482,8 @@ def main() -> int:
                 for m in range(args.gang_size)
             ]
             n_kai = len(bodies)
-            argv = [
-                sys.executable, "-m", "scheduler.cli.main", "run",
-                "--kubeconfig", kubeconfig,
-                "--http-port", "0", "--http-address", "127.0.0.1",
-                "--schedule-period", str(args.schedule_period),
-                "--qps", str(args.qps), "--burst", str(args.burst),
-            ]  # fmt: skip
-            env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+            argv = kaisched_argv(kubeconfig, args.qps, args.burst, args.schedule_period)
+            env = repo_env()
             kai = run_backlog(
                 cluster, client, pool, bodies, "kaisched", argv, env, args.timeout, " cycle=", args.log_wait
             )
@@ -440,20 +497,8 @@ def main() -> int:
             over_base: list[str] = []
             if not args.no_baseline:
                 # same empty cluster for the baseline: drop the bench's pods (no kubelet: grace 0 deletes at once)
-                client.request(
-                    "DELETE", f"/api/v1/namespaces/{KAI_NS}/pods", params={"gracePeriodSeconds": 0}, timeout=120
-                )
-                deadline = time.monotonic() + 60
-                while list_all(client, f"/api/v1/namespaces/{KAI_NS}/pods") and time.monotonic() < deadline:
-                    time.sleep(0.5)
-                cfg = Path(cluster.workdir or "/tmp") / "kube-scheduler.yaml"
-                cfg.write_text(
-                    "apiVersion: kubescheduler.config.k8s.io/v1\n"
-                    "kind: KubeSchedulerConfiguration\n"
-                    f"clientConnection:\n  kubeconfig: {kubeconfig}\n  qps: {args.qps}\n  burst: {args.burst}\n"
-                    "leaderElection:\n  leaderElect: false\n"
-                )
-                ks_argv = [str(cluster.bin_dir / "kube-scheduler"), f"--config={cfg}", "--secure-port=0", "-v=1"]
+                delete_pods(client, KAI_NS)
+                ks_argv = kube_scheduler_argv(cluster, kubeconfig, args.qps, args.burst)
                 kbodies = [
                     pod_body(KUBE_NS, f"single-{i:04d}", "default-scheduler", gpu=False) for i in range(args.singles)
                 ]

@@ -71,9 +71,12 @@ class GangCommitter:
         self.identity = identity
         self.dry_run = dry_run
         self.pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="bind")
+        # gang pipelines wait on member calls in `pool`; a separate pool so they can never starve it
+        self.gang_pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="gang")
         self.assumed: dict[str, tuple[str, float]] = {}  # pod key -> (node, when) until the watch confirms
 
     def close(self) -> None:
+        self.gang_pool.shutdown(wait=False, cancel_futures=True)
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     # --- API calls ----------------------------------------------------------------------------
@@ -120,48 +123,57 @@ class GangCommitter:
 
     # --- commit -------------------------------------------------------------------------------
     def commit(self, gangs: list[tuple[str, list[tuple[str, str]], bool]]) -> CommitOutcome:
-        """gangs: (key, bindings, has_podgroup). All gangs of a cycle go at once, each all-or-nothing."""
+        """gangs: (key, bindings, has_podgroup). Each gang runs its own pipeline (intent, dry run, binds,
+        clear), all gangs at once, so the first binds land at once instead of after every gang's validation."""
         out = CommitOutcome({}, {}, {})
-        live: list[tuple[str, list[tuple[str, str]], Intent | None]] = []
-        for gang, bindings, has_pg in gangs:
-            intent = None
-            if has_pg and len(bindings) > 1:
-                intent = Intent(uuid.uuid4().hex, gang, tuple(bindings), self.identity)
-                try:
-                    self._set_intent(gang, intent)
-                except ApiError as err:
-                    out.errors[gang] = f"could not record the commit intent on the PodGroup: {err}"
-                    continue
-            live.append((gang, bindings, intent))
-        if self.dry_run:
-            calls = [(g, p, n, True) for g, b, i in live if i is not None for p, n in b]
-            failed = self._run(calls)
-            if failed:
-                bad = {g for g, _ in failed}
-                for gang, _bindings, intent in live:
-                    if gang in bad:
-                        first = min((p, e) for (g, p), e in failed.items() if g == gang)
-                        out.errors[gang] = f"validation (dry run) refused {first[0]}: {first[1]}; nothing was bound"
-                        self._clear_intent(gang, intent)
-                live = [x for x in live if x[0] not in bad]
-        failed = self._run([(g, p, n, False) for g, b, _ in live for p, n in b])
+        futures = [(g, b, self.gang_pool.submit(self._commit_one, g, b, has_pg)) for g, b, has_pg in gangs]
         now = time.monotonic()
-        for gang, bindings, intent in live:
-            errs = {p: e for (g, p), e in failed.items() if g == gang}
-            done = [(p, n) for p, n in bindings if p not in errs]
-            if errs:
-                self.rollback(gang, done)
-                first = min(errs.items())
-                out.errors[gang] = (
-                    f"{len(errs)}/{len(bindings)} binds failed (first: {first[0]}: {first[1]}); "
-                    f"rolled back {len(done)} bound members"
-                )
-                out.rolled_back[gang] = len(done)
-            else:
+        for gang, bindings, fut in futures:
+            try:
+                error, returned = fut.result()
+            except Exception as err:  # a bug in the pipeline must not lose the others' outcomes
+                error, returned = f"commit failed: {err}", []
+            if error is None:
                 out.bound[gang] = bindings
                 self._assume(bindings, now)
-            self._clear_intent(gang, intent)
+            else:
+                out.errors[gang] = error
+                if returned:
+                    out.rolled_back[gang] = len(returned)
+                self._unassume(returned)
         return out
+
+    def _commit_one(
+        self, gang: str, bindings: list[tuple[str, str]], has_pg: bool
+    ) -> tuple[str | None, list[tuple[str, str]]]:
+        """(error or None, members rolled back). API calls only: the cache is updated by the caller."""
+        intent = None
+        if has_pg and len(bindings) > 1:
+            intent = Intent(uuid.uuid4().hex, gang, tuple(bindings), self.identity)
+            try:
+                self._set_intent(gang, intent)
+            except ApiError as err:
+                return f"could not record the commit intent on the PodGroup: {err}", []
+            if self.dry_run:
+                refused = self._run([(gang, p, n, True) for p, n in bindings])
+                if refused:
+                    first = min((p, e) for (_, p), e in refused.items())
+                    self._clear_intent(gang, intent)
+                    return f"validation (dry run) refused {first[0]}: {first[1]}; nothing was bound", []
+        failed = self._run([(gang, p, n, False) for p, n in bindings])
+        error = None
+        done: list[tuple[str, str]] = []
+        if failed:
+            errs = {p: e for (_, p), e in failed.items()}
+            done = [(p, n) for p, n in bindings if p not in errs]
+            self._rollback_api(gang, done)
+            first = min(errs.items())
+            error = (
+                f"{len(errs)}/{len(bindings)} binds failed (first: {first[0]}: {first[1]}); "
+                f"rolled back {len(done)} bound members"
+            )
+        self._clear_intent(gang, intent)
+        return error, done
 
     def _assume(self, bindings: list[tuple[str, str]], now: float) -> None:
         """The cache holds the pods on their nodes at once: the next cycle never double-books a node
@@ -182,8 +194,20 @@ class GangCommitter:
 
     # --- rollback -----------------------------------------------------------------------------
     def rollback(self, gang: str, bound: list[tuple[str, str]]) -> None:
-        """Return bound members to Pending: delete owned pods (their controller recreates them); re-create
-        pods without an owner from their own spec, minus the node."""
+        """Return bound members to Pending, in the API and in the cache."""
+        self._rollback_api(gang, bound)
+        self._unassume(bound)
+
+    def _unassume(self, returned: list[tuple[str, str]]) -> None:
+        for pod_key, _node in returned:
+            self.assumed.pop(pod_key, None)
+            pod = self.state.pod(pod_key)
+            if pod is not None and pod.node_name:
+                self.state.upsert_pod(dataclasses.replace(pod, node_name=""))
+
+    def _rollback_api(self, gang: str, bound: list[tuple[str, str]]) -> None:
+        """Delete owned pods (their controller recreates them); re-create pods without an owner from their
+        own spec, minus the node."""
         for pod_key, _node in bound:
             ns, name = pod_key.split("/", 1)
             path = f"/api/v1/namespaces/{ns}/pods/{name}"
@@ -196,10 +220,6 @@ class GangCommitter:
             except ApiError as err:
                 if err.status != 404:
                     log.error("rollback of %s member %s failed: %s", gang, pod_key, err)
-            self.assumed.pop(pod_key, None)
-            pod = self.state.pod(pod_key)
-            if pod is not None and pod.node_name:
-                self.state.upsert_pod(dataclasses.replace(pod, node_name=""))
 
     def _recreate(self, body: dict[str, Any]) -> None:
         ns = body["metadata"].get("namespace") or "default"

@@ -1,0 +1,423 @@
+"""Throughput, side by side (issue 4): the bind ceiling, upstream kube-scheduler and kaisched, one run.
+
+Starts a LocalCluster (tests/kubecluster.py) with the kwok controller, applies the CRDs, creates 1,000
+kwok-managed Nodes (annotation kwok.x-k8s.io/node=fake, which is what start_kwok's
+--manage-nodes-with-annotation-selector picks; no taint is needed for that; 10 zones x 10 racks x 10 nodes;
+cpu 64, memory 256Gi, nvidia.com/gpu 8, pods 110) and waits until kwok has made every one Ready. Then,
+at the same client QPS/burst (--qps/--burst, default 200/400), on the same backlog of 5,000 single pods
+(cpu 100m), each contender in a fresh namespace, the previous contender's pods deleted first so every one
+sees the same free capacity:
+
+  (a) ceiling: a minimal Python client (this file, `ceiling` sub-command, a separate process like the
+      others): one LIST of the namespace's unbound pods, one LIST of the nodes, then POST pods/binding
+      round-robin over the nodes from 32 threads through scheduler.kube.client.KubeClient(qps, burst);
+      no decisions, no watch, no events, no status.
+  (b) kube-scheduler from the testbin folder (same k8s module), clientConnection qps/burst.
+  (c) kaisched: `python -m scheduler.cli.main run --qps --burst` (defaults otherwise).
+
+The backlog exists before the contender starts. For each: pods/s from the first create call to the last
+bind (includes creating the backlog and the contender's start-up), from the contender's start to the last
+bind, and from the first bind to the last bind; the ratios ours/kube-scheduler and ours/ceiling.
+
+Then kaisched alone on 500 gangs of 8 (1 GPU each via limits, PodGroup minMember 8, annotations
+kai.scheduler/topology=<a zone/rack Topology> and kai.scheduler/topology-required-placement=rack): pods/s,
+every gang all-or-nothing, every gang within one rack. After every contender: no node over-committed.
+
+    python bench/commit.py [--qps 200 --burst 400 --singles 5000 --gangs 500]
+
+Every process (etcd, kube-apiserver, kwok, the contenders) belongs to the LocalCluster and is killed when
+it stops; their logs are copied to --log-dir first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from daemon import (  # noqa: E402
+    _CYCLE,
+    GROUP_ANNOTATION,
+    create_namespace,
+    create_podgroups,
+    delete_pods,
+    fmt_lat,
+    gang_check,
+    kaisched_argv,
+    kube_scheduler_argv,
+    list_all,
+    make_nodes,
+    overcommitted,
+    pod_body,
+    repo_env,
+    run_backlog,
+    summarize_daemon_log,
+)
+
+from scheduler.kube.client import ApiError, KubeClient  # noqa: E402
+from tests.kubecluster import LocalCluster, apply_crds  # noqa: E402
+
+ZONES, RACKS, PER_RACK = 10, 10, 10
+RACK_LABEL = "topology.kubernetes.io/rack"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+TOPOLOGY = "bench-zone-rack"
+CEIL_NS, KUBE_NS, KAI_NS, GANG_NS = "commit-ceiling", "commit-kube", "commit-kai", "commit-gangs"
+
+
+# ------------------------------------------------------------------------------------------ the ceiling
+def ceiling_main(argv: list[str]) -> int:
+    """The minimal binder: list, then bind round-robin. Runs as its own process, like the schedulers."""
+    ap = argparse.ArgumentParser(prog="commit.py ceiling")
+    ap.add_argument("--kubeconfig", required=True)
+    ap.add_argument("--namespace", required=True)
+    ap.add_argument("--qps", type=float, required=True)
+    ap.add_argument("--burst", type=int, required=True)
+    ap.add_argument("--workers", type=int, default=32)
+    args = ap.parse_args(argv)
+    client = KubeClient.from_kubeconfig(args.kubeconfig, qps=args.qps, burst=args.burst)
+    t0 = time.monotonic()
+    nodes = sorted(n["metadata"]["name"] for n in list_all(client, "/api/v1/nodes"))
+    pods = [
+        p["metadata"]["name"]
+        for p in list_all(client, f"/api/v1/namespaces/{args.namespace}/pods")
+        if not (p.get("spec") or {}).get("nodeName")
+    ]
+    print(f"ceiling: {len(pods)} pods, {len(nodes)} nodes listed in {time.monotonic() - t0:.2f}s", flush=True)
+    errors: list[str] = []
+
+    def bind(i: int) -> None:
+        name, node = pods[i], nodes[i % len(nodes)]
+        try:
+            client.request(
+                "POST",
+                f"/api/v1/namespaces/{args.namespace}/pods/{name}/binding",
+                body={
+                    "apiVersion": "v1",
+                    "kind": "Binding",
+                    "metadata": {"name": name, "namespace": args.namespace},
+                    "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+                },
+            )
+        except Exception as err:
+            errors.append(f"{name}: {err!r}")
+
+    with ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="bind") as pool:
+        list(pool.map(bind, range(len(pods))))
+    print(f"ceiling: {len(pods) - len(errors)} bound, {len(errors)} failed in {time.monotonic() - t0:.2f}s", flush=True)
+    for e in errors[:10]:
+        print(f"ceiling WARNING bind failed {e}", flush=True)
+    # stay alive until the bench kills it: run_backlog reads an early exit as a crash
+    time.sleep(3600)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def wait_nodes_ready(client: KubeClient, n: int, timeout: float) -> tuple[int, float]:
+    t0 = time.monotonic()
+    ready = 0
+    while time.monotonic() - t0 < timeout:
+        ready = 0
+        for node in list_all(client, "/api/v1/nodes"):
+            conds = (node.get("status") or {}).get("conditions") or []
+            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
+                ready += 1
+        if ready >= n:
+            break
+        time.sleep(1.0)
+    return ready, time.monotonic() - t0
+
+
+def rates(res: dict[str, Any], n: int, t_create0: float) -> dict[str, float]:
+    times = sorted(res["bound"].values())
+    out = {"bound": float(len(times)), "n": float(n)}
+    if not times:
+        return {**out, "create_all": 0.0, "start_all": 0.0, "bind_span": 0.0, "first": float("inf"),
+                "t_create_all": float("inf"), "t_start_all": float("inf"), "t_span": float("inf")}  # fmt: skip
+    last = times[-1] if res["finished"] else res["t_end"]
+    span = times[-1] - times[0]
+    out.update(
+        t_create_all=last - t_create0,
+        t_start_all=last - res["t_start"],
+        t_span=span,
+        first=times[0] - res["t_start"],
+        create_all=len(times) / (last - t_create0),
+        start_all=len(times) / (last - res["t_start"]),
+        bind_span=(len(times) - 1) / span if span > 0 else float("inf"),
+    )
+    return out
+
+
+def rack_check(pods: list[dict[str, Any]], rack_of: dict[str, str]) -> tuple[int, list[str]]:
+    """(gangs whose bound pods are all in one rack, gangs spread over more than one rack)."""
+    racks: dict[str, set[str]] = defaultdict(set)
+    for p in pods:
+        g = ((p.get("metadata") or {}).get("annotations") or {}).get(GROUP_ANNOTATION)
+        node = (p.get("spec") or {}).get("nodeName")
+        if g and node:
+            racks[g].add(rack_of.get(node, "?"))
+    bad = [f"{g}: {sorted(r)}" for g, r in sorted(racks.items()) if len(r) != 1]
+    return len(racks) - len(bad), bad
+
+
+def slow_cycles(text: str, top: int = 5) -> list[str]:
+    cycles = []
+    for line in text.splitlines():
+        m = _CYCLE.match(line)
+        if m:
+            kv = dict(part.split("=", 1) for part in m.group(2).split())
+            total = sum(float(kv.get(k, 0)) for k in ("snapshot_ms", "allocate_ms", "bind_ms", "status_ms"))
+            cycles.append((total, m.group(1), kv))
+    out = [f"  slowest cycles (snapshot+allocate+bind+status), top {top}:"]
+    for total, ts, kv in sorted(cycles, key=lambda c: -c[0])[:top]:
+        out.append(
+            f"    {ts[11:]} cycle={kv['cycle']:>3} total={total:8.1f}ms bound={kv.get('pods_bound')} "
+            f"snapshot={kv.get('snapshot_ms')} allocate={kv.get('allocate_ms')} bind={kv.get('bind_ms')} "
+            f"status={kv.get('status_ms')}"
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------------------ main
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--qps", type=float, default=200.0, help="client QPS of every contender")
+    ap.add_argument("--burst", type=int, default=400, help="client burst of every contender")
+    ap.add_argument("--schedule-period", type=float, default=1.0, help="kaisched --schedule-period")
+    ap.add_argument("--singles", type=int, default=5000)
+    ap.add_argument("--gangs", type=int, default=500)
+    ap.add_argument("--gang-size", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=32, help="threads creating objects, and the ceiling's binders")
+    ap.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for all bound, per contender")
+    ap.add_argument("--log-wait", type=float, default=30.0, help="after all bound, wait for the daemon's cycle log")
+    ap.add_argument("--log-dir", default="/tmp/kaisched-bench-commit-logs", help="the processes' logs go here")
+    args = ap.parse_args()
+    n_nodes = ZONES * RACKS * PER_RACK
+    per_node = -(-args.singles // n_nodes)
+    if per_node > 110:
+        ap.error(f"{args.singles} pods on {n_nodes} nodes is more than 110 per node")
+
+    t_bench = time.monotonic()
+    out: list[str] = []
+    results: dict[str, dict[str, Any]] = {}
+    over: dict[str, list[str]] = {}
+    logs: dict[str, str] = {}
+
+    def say(msg: str) -> None:
+        print(f"[{time.monotonic() - t_bench:6.1f}s] {msg}", flush=True)
+
+    # more delete-collection workers than the default 1: emptying a 5,000-pod namespace between contenders
+    # took ~60s (the request timeout) otherwise
+    with LocalCluster(extra_apiserver_args=["--delete-collection-workers=16"]) as cluster:
+        api = cluster.api_client()
+        apply_crds(api)
+        api.close()
+        kubeconfig = str(cluster.kubeconfig)
+        cluster.start_kwok()
+        client = KubeClient.from_kubeconfig(kubeconfig, qps=0, burst=1)  # the bench's own: no rate limit
+        client.pool.connection_pool_kw["maxsize"] = args.workers + 4
+        pool = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="create")
+        try:
+            nodes_s = make_nodes(client, pool, ZONES, RACKS, PER_RACK, kwok=True)
+            ready, ready_s = wait_nodes_ready(client, n_nodes, 120)
+            say(f"cluster: {n_nodes} kwok nodes created in {nodes_s:.1f}s, {ready} Ready {ready_s:.1f}s later")
+            if ready < n_nodes:
+                print(cluster.logs("kwok"), flush=True)
+                return 1
+            rack_of = {
+                n["metadata"]["name"]: n["metadata"]["labels"][RACK_LABEL] for n in list_all(client, "/api/v1/nodes")
+            }
+
+            # ---------------------------------------------------------------- the three contenders
+            contenders = [
+                ("ceiling", CEIL_NS, "default-scheduler", None),
+                ("kube-scheduler", KUBE_NS, "default-scheduler", None),
+                ("kaisched", KAI_NS, "kai-scheduler", " cycle="),
+            ]
+            prev_ns = ""
+            for name, ns, sched, wait_log in contenders:
+                if prev_ns:
+                    ok = delete_pods(client, prev_ns, timeout=180)
+                    say(f"deleted {prev_ns}'s pods" + ("" if ok else " (NOT all gone after 180s)"))
+                create_namespace(client, ns)
+                bodies = [pod_body(ns, f"single-{i:04d}", sched, gpu=False) for i in range(args.singles)]
+                if name == "ceiling":
+                    argv = [sys.executable, str(Path(__file__).resolve()), "ceiling", "--kubeconfig", kubeconfig,
+                            "--namespace", ns, "--qps", str(args.qps), "--burst", str(args.burst),
+                            "--workers", str(args.workers)]  # fmt: skip
+                    env = repo_env()
+                elif name == "kube-scheduler":
+                    argv, env = kube_scheduler_argv(cluster, kubeconfig, args.qps, args.burst), None
+                else:
+                    argv, env = kaisched_argv(kubeconfig, args.qps, args.burst, args.schedule_period), repo_env()
+                say(f"{name}: creating {len(bodies)} pods in {ns}, then starting it")
+                t_create0 = time.monotonic()
+                res = run_backlog(
+                    cluster, client, pool, bodies, name, argv, env, args.timeout, wait_log or "", args.log_wait
+                )
+                res["t_create0"] = t_create0
+                res["rates"] = rates(res, len(bodies), t_create0)
+                results[name] = res
+                over[name] = overcommitted(client)
+                logs[name] = cluster.log_path(name).read_text(errors="replace")
+                say(
+                    f"{name}: {len(res['bound'])}/{len(bodies)} bound, "
+                    f"{res['rates']['start_all']:.1f} pods/s start->all bound"
+                )
+                prev_ns = ns
+
+            # ---------------------------------------------------------------- kaisched on gangs
+            ok = delete_pods(client, prev_ns, timeout=180)
+            say(f"deleted {prev_ns}'s pods" + ("" if ok else " (NOT all gone after 180s)"))
+            client.request(
+                "POST",
+                "/apis/kai.scheduler/v1alpha1/topologies",
+                body={
+                    "apiVersion": "kai.scheduler/v1alpha1",
+                    "kind": "Topology",
+                    "metadata": {"name": TOPOLOGY},
+                    "spec": {"levels": [{"nodeLabel": ZONE_LABEL}, {"nodeLabel": RACK_LABEL}]},
+                },
+            )
+            create_namespace(client, GANG_NS)
+            groups = [f"pg-{g:03d}" for g in range(args.gangs)]
+            create_podgroups(
+                client,
+                pool,
+                GANG_NS,
+                groups,
+                args.gang_size,
+                {"kai.scheduler/topology": TOPOLOGY, "kai.scheduler/topology-required-placement": RACK_LABEL},
+            )
+            gbodies = [
+                pod_body(GANG_NS, f"{g}-{m}", "kai-scheduler", gpu=True, group=g)
+                for g in groups
+                for m in range(args.gang_size)
+            ]
+            say(f"kaisched-gangs: creating {len(gbodies)} pods ({args.gangs} gangs x {args.gang_size}), then starting")
+            t_create0 = time.monotonic()
+            argv = kaisched_argv(kubeconfig, args.qps, args.burst, args.schedule_period)
+            gres = run_backlog(
+                cluster, client, pool, gbodies, "kaisched-gangs", argv, repo_env(), args.timeout, " cycle=",
+                args.log_wait,
+            )  # fmt: skip
+            gres["rates"] = rates(gres, len(gbodies), t_create0)
+            gpods = list_all(client, f"/api/v1/namespaces/{GANG_NS}/pods")
+            full, none, partial = gang_check(gpods)
+            one_rack, spread = rack_check(gpods, rack_of)
+            over["kaisched-gangs"] = overcommitted(client)
+            logs["kaisched-gangs"] = cluster.log_path("kaisched-gangs").read_text(errors="replace")
+            say(f"kaisched-gangs: {len(gres['bound'])}/{len(gbodies)} bound")
+
+            logdir = Path(args.log_dir)
+            logdir.mkdir(parents=True, exist_ok=True)
+            for name in ("ceiling", "kube-scheduler", "kaisched", "kaisched-gangs", "kwok", "kube-apiserver", "etcd"):
+                src = cluster.log_path(name)
+                if src.exists():
+                    shutil.copy(src, logdir / f"{name}.log")
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            client.pool.clear()
+    # LocalCluster.stop() has killed etcd, kube-apiserver, kwok and every contender here
+
+    # ------------------------------------------------------------------------------------ report
+    out.append("")
+    out.append(
+        f"=== single pods: {args.singles} (cpu 100m) on {n_nodes} kwok nodes ({ZONES} zones x {RACKS} racks x "
+        f"{PER_RACK}), client QPS/burst {args.qps:g}/{args.burst} for every contender ==="
+    )
+    out.append(
+        f"{'contender':<15} {'bound':>11} {'create s':>8} {'1st bind':>8}  "
+        f"{'1st create->all':>22}  {'start->all bound':>22}  {'1st->last bind':>22}  over-commit"
+    )
+    for name, res in results.items():
+        r = res["rates"]
+        status = "" if res["finished"] else "  TIMEOUT"
+        out.append(
+            f"{name:<15} {len(res['bound']):>5}/{args.singles:<5} {res['create_s']:>8.1f} {r['first']:>7.2f}s  "
+            f"{r['create_all']:>7.1f} pods/s ({r['t_create_all']:6.1f}s)  "
+            f"{r['start_all']:>7.1f} pods/s ({r['t_start_all']:6.1f}s)  "
+            f"{r['bind_span']:>7.1f} pods/s ({r['t_span']:6.1f}s)  "
+            f"{'OK' if not over[name] else 'FAIL ' + str(over[name][:3])}{status}"
+        )
+        if res["exited"] is not None:
+            out.append(f"  {name} EXITED early with code {res['exited']}")
+        if res["watch_errors"]:
+            out.append(f"  bench watch errors: {res['watch_errors'][:3]}")
+    kai, kube, ceil = (results[n]["rates"] for n in ("kaisched", "kube-scheduler", "ceiling"))
+    out.append("ratios (ours = kaisched)          1st create->all   start->all bound   1st->last bind")
+    for label, other in (("ours/kube-scheduler", kube), ("ours/ceiling", ceil)):
+        cells = [kai[k] / other[k] if other[k] and other[k] != float("inf") else float("nan")
+                 for k in ("create_all", "start_all", "bind_span")]  # fmt: skip
+        out.append(f"  {label:<30} {cells[0]:>10.2f}x {cells[1]:>16.2f}x {cells[2]:>16.2f}x")
+    out.append("  (targets from issue 4: ours >= 1.0x kube-scheduler, >= 0.70x ceiling)")
+    out.append(
+        "ceiling's own log: " + " | ".join(ln for ln in logs["ceiling"].splitlines() if ln.startswith("ceiling"))
+    )
+
+    g = gres["rates"]
+    n_g = len(gbodies)
+    out.append("")
+    out.append(
+        f"=== kaisched on {args.gangs} gangs x {args.gang_size} (1 GPU each, minMember {args.gang_size}, "
+        f"required placement {RACK_LABEL}, Topology {TOPOLOGY} zone/rack) ==="
+    )
+    out.append(f"backlog creation: {gres['create_s']:.1f}s; first bind {g['first']:.2f}s after start")
+    out.append(
+        f"{len(gres['bound'])}/{n_g} bound"
+        + ("" if gres["finished"] else f" (TIMEOUT after {args.timeout:g}s)")
+        + f": 1st create->all {g['create_all']:.1f} pods/s ({g['t_create_all']:.1f}s); "
+        f"start->all bound {g['start_all']:.1f} pods/s ({g['t_start_all']:.1f}s); "
+        f"1st->last bind {g['bind_span']:.1f} pods/s ({g['t_span']:.1f}s)"
+    )
+    lat_g = [gres["bound"][n] - gres["created"][n] for n in gres["created"] if n in gres["bound"]]
+    out.append(fmt_lat("gang pods (bind-create)", lat_g))
+    out.append(
+        f"all-or-nothing: {full} fully bound, {none} unbound, {len(partial)} partial"
+        + (f" {partial[:5]} -> FAIL" if partial else " -> OK")
+    )
+    out.append(
+        f"one rack per gang: {one_rack} gangs in one rack, {len(spread)} spread"
+        + (f" {spread[:5]} -> FAIL" if spread else " -> OK")
+    )
+    out.append(
+        f"over-committed nodes: {len(over['kaisched-gangs'])}"
+        + (f" {over['kaisched-gangs'][:5]} -> FAIL" if over["kaisched-gangs"] else " -> OK")
+    )
+    if gres["exited"] is not None:
+        out.append(f"daemon EXITED early with code {gres['exited']}")
+
+    for name in ("kaisched", "kaisched-gangs"):
+        res = results.get(name, gres if name == "kaisched-gangs" else None)
+        out.append("")
+        out.append(f"=== daemon log: {name} ===")
+        if res is not None and res.get("log_wait") is not None:
+            out.append(f"  first cycle line logged {res['log_wait']:.1f}s after the last pod was bound")
+        elif res is not None:
+            out.append(f"  NO cycle line logged within {args.log_wait:g}s after the last pod was bound")
+        out.extend(summarize_daemon_log(logs[name]))
+        out.extend(slow_cycles(logs[name]))
+    out.append("")
+    out.append(f"bench wall time: {time.monotonic() - t_bench:.0f}s; logs in {args.log_dir}")
+    print("\n".join(out), flush=True)
+    ok = all(r["finished"] for r in results.values()) and gres["finished"] and not partial and not spread
+    ok = ok and not any(over.values())
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "ceiling":
+        sys.exit(ceiling_main(sys.argv[2:]))
+    try:
+        sys.exit(main())
+    except ApiError as e:
+        print(f"API error: {e}", file=sys.stderr)
+        sys.exit(2)
