@@ -5,5 +5,5 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="${KAISCHED_TESTBIN_CACHE:-${HOME:-/root}/.cache/kaisched/testbin}"
-key="$(cd "$here" && cat go.mod go.sum kwok/go.mod kwok/go.sum | sha256sum | cut -c1-16)"
+key="$(cd "$here" && cat go.mod go.sum kwok/go.mod kwok/go.sum helm/go.mod helm/go.sum | sha256sum | cut -c1-16)"
 echo "${cache}/${key}"

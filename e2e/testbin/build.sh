@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the unmodified upstream binaries the integration tests run against
-# (kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok) into a
-# cache folder outside the work tree, keyed on the tools modules' go.mod/go.sum:
+# (kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok) and helm
+# (chart tests, e2e) into a cache folder outside the work tree, keyed on the tools
+# modules' go.mod/go.sum:
 #   ${KAISCHED_TESTBIN_CACHE:-$HOME/.cache/kaisched/testbin}/<hash>/
 # Only missing binaries are built; a warm run costs a hash and a few stats.
 # The last line on stdout is the bin dir. Progress goes to stderr.
@@ -11,7 +12,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 bindir="$("$here/bindir.sh")"
 mkdir -p "$bindir"
 
-want=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok)
+want=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok helm)
 missing() {
   local b; for b in "${want[@]}"; do [ -x "$bindir/$b" ] || echo "$b"; done
   [ -s "$bindir/kwok-stages.yaml" ] || echo kwok-stages.yaml
@@ -29,6 +30,7 @@ export CGO_ENABLED="${CGO_ENABLED:-0}"
 jobs="${KAISCHED_TESTBIN_JOBS:-2}"
 k8s="$(awk '$1=="k8s.io/kubernetes"{print $2; exit}' "$here/go.mod")"
 kwokv="$(awk '$1=="sigs.k8s.io/kwok"{print $2; exit}' "$here/kwok/go.mod")"
+helmv="$(awk '$1=="helm.sh/helm/v3"{print $2; exit}' "$here/helm/go.mod")"
 minor="${k8s#v1.}"; minor="${minor%%.*}"
 cv=k8s.io/component-base/version
 k8sld="-s -w -X $cv.gitVersion=$k8s -X $cv.gitMajor=1 -X $cv.gitMinor=$minor -X $cv.gitTreeState=clean -X $cv.buildDate=1970-01-01T00:00:00Z"
@@ -36,7 +38,7 @@ tmp="$(mktemp -d "$bindir/.build.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 start=$(date +%s)
 todo=" $(missing | tr '\n' ' ') "
-echo "build.sh: building${todo}into $bindir (k8s $k8s, kwok $kwokv, -p $jobs)" >&2
+echo "build.sh: building${todo}into $bindir (k8s $k8s, kwok $kwokv, helm $helmv, -p $jobs)" >&2
 
 # Move finished binaries into place at once (a rename: readers never see half a file),
 # so a later failure keeps what was already built.
@@ -73,7 +75,12 @@ if [[ "$todo" == *" kwok "* ]]; then
      -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${kwokv#v}" -o "$tmp/kwok" sigs.k8s.io/kwok/cmd/kwok)
   publish
 fi
-{ echo "k8s.io/kubernetes $k8s"; echo "sigs.k8s.io/kwok $kwokv"
+if [[ "$todo" == *" helm "* ]]; then
+  (cd "$here/helm" && go build -trimpath -p "$jobs" \
+     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$helmv" -o "$tmp/helm" helm.sh/helm/v3/cmd/helm)
+  publish
+fi
+{ echo "k8s.io/kubernetes $k8s"; echo "sigs.k8s.io/kwok $kwokv"; echo "helm.sh/helm/v3 $helmv"
   awk '$1=="go.etcd.io/etcd/server/v3"{print $1, $2; exit}' "$here/go.mod"; go env GOVERSION; } > "$bindir/VERSIONS"
 echo "build.sh: built in $(( $(date +%s) - start ))s" >&2
 echo "$bindir"
