@@ -17,6 +17,9 @@ from urllib.parse import urlencode
 
 import urllib3
 
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+TOKEN_REFRESH_S = 60.0
+
 
 class ApiError(Exception):
     def __init__(self, status: int, reason: str, body: Mapping[str, Any] | None = None) -> None:
@@ -64,7 +67,10 @@ class KubeClient:
         qps: float = 200.0,
         burst: int = 400,
         pool_size: int = 64,
+        token_file: str | None = None,
     ) -> None:
+        self.token_file = token_file
+        self._token_read = time.monotonic()
         self.host = host.rstrip("/")
         self.headers = {"Accept": "application/json", **(headers or {})}
         kwargs: dict[str, Any] = {"maxsize": pool_size, "block": False, "retries": False}
@@ -85,11 +91,13 @@ class KubeClient:
         from kubernetes import config as kconfig
 
         cfg = kclient.Configuration()
+        token_file = None
         if path:
             kconfig.load_kube_config(config_file=path, client_configuration=cfg)
         else:
             try:
                 kconfig.load_incluster_config(client_configuration=cfg)
+                token_file = SERVICE_ACCOUNT_TOKEN
             except kconfig.ConfigException:
                 kconfig.load_kube_config(client_configuration=cfg)
         headers = {}
@@ -106,7 +114,19 @@ class KubeClient:
             verify=cfg.verify_ssl,
             qps=qps,
             burst=burst,
+            token_file=token_file,
         )
+
+    def _auth_headers(self) -> dict[str, str]:
+        """Projected service-account tokens rotate: re-read the file now and then, as client-go does."""
+        if self.token_file is not None and time.monotonic() - self._token_read > TOKEN_REFRESH_S:
+            try:
+                token = open(self.token_file).read().strip()  # noqa: SIM115 - tiny file, read whole
+                self.headers["Authorization"] = f"Bearer {token}"
+            except OSError:
+                pass  # keep the last token; the API server will say if it expired
+            self._token_read = time.monotonic()
+        return dict(self.headers)
 
     def _url(self, path: str, params: Mapping[str, Any] | None) -> str:
         query = urlencode({k: v for k, v in (params or {}).items() if v is not None})
@@ -123,7 +143,7 @@ class KubeClient:
         timeout: float = 30.0,
     ) -> dict[str, Any]:
         self.bucket.take()
-        headers = dict(self.headers)
+        headers = self._auth_headers()
         data = None
         if body is not None:
             headers["Content-Type"] = content_type
@@ -147,7 +167,7 @@ class KubeClient:
         resp = self.pool.request(
             "GET",
             self._url(path, {**params, "watch": "true"}),
-            headers=self.headers,
+            headers=self._auth_headers(),
             timeout=urllib3.Timeout(connect=10.0, read=timeout),
             preload_content=False,
         )
