@@ -337,3 +337,45 @@ def test_refuses_open_address_without_protection() -> None:
         start_server(CycleHistory(), SchedulerConfig(), ServerOptions(address="0.0.0.0", port=0))
     with pytest.raises(ValueError, match="certificate and a key"):
         start_server(CycleHistory(), SchedulerConfig(), ServerOptions(port=0, tls_cert=b"x"))
+
+
+def _self_signed(tmp_path: Path) -> tuple[bytes, bytes]:
+    key, crt = tmp_path / "tls.key", tmp_path / "tls.crt"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(crt),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return crt.read_bytes(), key.read_bytes()
+
+
+def test_tls_serves_only_tls_clients(served: Any, tmp_path: Path) -> None:
+    _, history, _, _ = served
+    cert, key = _self_signed(tmp_path)
+    server = start_server(history, SchedulerConfig(), ServerOptions(port=0, tls_cert=cert, tls_key=key))
+    try:
+        creds = grpc.ssl_channel_credentials(root_certificates=cert)
+        with grpc.secure_channel(f"127.0.0.1:{server.port}", creds) as ch:
+            assert pb_grpc.DebugStub(ch).ListQueues(pb.ListQueuesRequest(), timeout=10).queues
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch, pytest.raises(grpc.RpcError) as info:
+            pb_grpc.DebugStub(ch).ListQueues(pb.ListQueuesRequest(), timeout=5)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # a plaintext client gets no answer
+    finally:
+        server.stop(0)
