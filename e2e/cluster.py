@@ -21,13 +21,10 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +35,8 @@ import yaml
 
 from e2e import chart
 from scheduler.kube.client import ApiError, KubeClient
-from tests.kubecluster import LocalCluster, _child_setup, free_port, missing_binaries, testbin_dir
+from tests.daemonproc import DaemonProcess, parse_metrics
+from tests.kubecluster import LocalCluster, free_port, missing_binaries, testbin_dir
 
 REPO = chart.REPO
 E2E = REPO / "e2e"
@@ -165,49 +163,10 @@ def _refused(line: str) -> bool:
 # ------------------------------------------------------------------------------------------ local
 
 
-class _Replica:
+class _Replica(DaemonProcess):
     def __init__(self, identity: str, argv: list[str], log: Path, port: int) -> None:
-        self.identity, self.log, self.port = identity, log, port
-        self._logf = open(log, "ab")  # noqa: SIM115 - closed in kill()
-        self._logf.write(f"\n==== {time.strftime('%H:%M:%S')} start {identity}: {' '.join(argv)}\n".encode())
-        self._logf.flush()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-        self.popen = subprocess.Popen(
-            argv,
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._logf,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_child_setup,
-        )
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-
-    def kill(self) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(10)
-        if not self._logf.closed:
-            self._logf.close()
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log.read_text(errors="replace").splitlines()
-        except OSError as e:
-            return f"<no log: {e}>"
-        return "\n".join(text[-lines:])
+        super().__init__(argv, log, port, label=identity)
+        self.identity = identity
 
 
 class LocalProvider(Provider):
@@ -396,14 +355,7 @@ class LocalProvider(Provider):
         self._start_replica()  # the Deployment's ReplicaSet would start a new pod
 
     def metrics(self, identity: str) -> dict[str, float]:
-        status, body = self.replica_procs[identity].get("/metrics")
-        assert status == 200, body
-        out: dict[str, float] = {}
-        for line in body.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
-        return out
+        return self.replica_procs[identity].metrics()
 
     def logs(self) -> str:
         return "\n".join(f"--- {i}\n{r.tail()}" for i, r in sorted(self.replica_procs.items()))
@@ -602,12 +554,7 @@ class KindProvider(Provider):
                 f"/api/v1/namespaces/{NAMESPACE}/pods/{identity}:8080/proxy/metrics",
             ]
         ).stdout
-        out: dict[str, float] = {}
-        for line in body.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
-        return out
+        return parse_metrics(body)
 
     def logs(self) -> str:
         r = _run(

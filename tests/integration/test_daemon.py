@@ -11,13 +11,9 @@ The API server restart test is last in the file: it restarts the session's share
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +23,8 @@ import pytest
 import urllib3
 
 from scheduler.kube.client import ApiError, KubeClient
-from tests.kubecluster import LocalCluster, _child_setup, free_port
+from tests.daemonproc import DaemonProcess
+from tests.kubecluster import LocalCluster, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -43,10 +40,9 @@ T = TypeVar("T")
 # ----------------------------------------------------------------------------- the daemon process
 
 
-class DaemonProc:
+class DaemonProc(DaemonProcess):
     def __init__(self, kubeconfig: Path, log: Path, args: tuple[str, ...]) -> None:
-        self.port = free_port()
-        self.log = log
+        port = free_port()
         argv = [
             sys.executable,
             "-m",
@@ -57,35 +53,12 @@ class DaemonProc:
             "--http-address",
             "127.0.0.1",
             "--http-port",
-            str(self.port),
+            str(port),
             "--schedule-period",
             "0.2",
             *args,
         ]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-        self._logf = open(log, "ab")  # noqa: SIM115 - closed in kill()
-        self._logf.write(f"\n==== {time.strftime('%H:%M:%S')} start: {' '.join(argv)}\n".encode())
-        self._logf.flush()
-        self.popen = subprocess.Popen(
-            argv,
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._logf,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_child_setup,  # SIGKILL if the test process dies
-        )
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def get(self, path: str, timeout: float = 2.0) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
+        super().__init__(argv, log, port)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -98,38 +71,8 @@ class DaemonProc:
             time.sleep(0.1)
         raise AssertionError(f"daemon not ready after {timeout:.0f}s:\n{self.tail()}")
 
-    def metrics(self) -> dict[str, float]:
-        status, body = self.get("/metrics")
-        assert status == 200, body
-        out: dict[str, float] = {}
-        for line in body.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
-        return out
-
     def cycles(self) -> float:
         return self.metrics().get("kaisched_cycles_total", 0.0)
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.popen.wait(10)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(5)
-        if not self._logf.closed:
-            self._logf.close()
-
-    def tail(self, lines: int = 60) -> str:
-        try:
-            text = self.log.read_text(errors="replace").splitlines()
-        except OSError as e:
-            return f"<no daemon log: {e}>"
-        return "\n".join(text[-lines:])
 
 
 class Daemons:

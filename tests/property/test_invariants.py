@@ -588,12 +588,20 @@ def test_fair_share_rounding_does_not_crash() -> None:
 
     def queue(name: str, prio: int, quota: int) -> dict[str, Any]:
         res = {r: {"quota": quota, "limit": -1} for r in ("cpu", "memory", "gpu")}
-        return {"apiVersion": "scheduling.run.ai/v2", "kind": "Queue", "metadata": {"name": name},
-                "spec": {"parentQueue": "root", "priority": prio, "resources": res}}
+        return {
+            "apiVersion": "scheduling.run.ai/v2",
+            "kind": "Queue",
+            "metadata": {"name": name},
+            "spec": {"parentQueue": "root", "priority": prio, "resources": res},
+        }
 
     objects = [
-        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n0"},
-         "status": {"allocatable": {"cpu": "1", "memory": "1Gi"}}},
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": "n0"},
+            "status": {"allocatable": {"cpu": "1", "memory": "1Gi"}},
+        },
         {"apiVersion": "scheduling.run.ai/v2", "kind": "Queue", "metadata": {"name": "root"}, "spec": {}},
         queue("hi", 150, -1),
         queue("lo", 100, 0),
