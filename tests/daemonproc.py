@@ -30,16 +30,22 @@ def parse_metrics(text: str) -> dict[str, float]:
 
 
 class DaemonProcess:
-    def __init__(self, argv: list[str], log: Path, port: int, label: str = "daemon") -> None:
+    def __init__(
+        self, argv: list[str], log: Path, port: int, label: str = "daemon", env: dict[str, str] | None = None
+    ) -> None:
         self.log, self.port = log, port
         self._logf = open(log, "ab")  # noqa: SIM115 - closed in kill()
         self._logf.write(f"\n==== {time.strftime('%H:%M:%S')} start {label}: {' '.join(argv)}\n".encode())
         self._logf.flush()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        full_env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+            **(env or {}),
+        }
         self.popen = subprocess.Popen(
             argv,
             cwd=REPO,
-            env=env,
+            env=full_env,
             stdin=subprocess.DEVNULL,
             stdout=self._logf,
             stderr=subprocess.STDOUT,

@@ -11,6 +11,8 @@ The API server restart test is last in the file: it restarts the session's share
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import signal
 import sys
 import time
@@ -41,9 +43,17 @@ T = TypeVar("T")
 
 
 class DaemonProc(DaemonProcess):
-    def __init__(self, kubeconfig: Path, log: Path, args: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log: Path,
+        args: tuple[str, ...],
+        wrapper: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         port = free_port()
         argv = [
+            *(wrapper or []),
             sys.executable,
             "-m",
             "scheduler.cli.main",
@@ -58,7 +68,7 @@ class DaemonProc(DaemonProcess):
             "0.2",
             *args,
         ]
-        super().__init__(argv, log, port)
+        super().__init__(argv, log, port, env=env)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -81,6 +91,13 @@ class Daemons:
     def __init__(self, kubeconfig: Path, log: Path) -> None:
         self.kubeconfig, self.log = kubeconfig, log
         self.procs: list[DaemonProc] = []
+
+    def start_wrapped(self, wrapper: list[str], env: dict[str, str]) -> DaemonProc:
+        """A daemon started through a wrapper command (e.g. in its own mount namespace)."""
+        d = DaemonProc(self.kubeconfig, self.log, (), wrapper=wrapper, env=env)
+        self.procs.append(d)
+        d.wait_ready()
+        return d
 
     def start(self, *args: str) -> DaemonProc:
         d = DaemonProc(self.kubeconfig, self.log, args)
@@ -554,6 +571,21 @@ def test_missing_queue_event_says_how_to_fix(kube: Kube, daemon: Daemons) -> Non
     assert "QueueDoesNotExist" in note and queue in note, note
     assert f"create a Queue named {queue}" in note and "kai.scheduler/queue" in note, note
     assert kube.placements(["orphan"]) == {"orphan": ""}
+
+
+def test_runs_with_a_read_only_root_filesystem(kube: Kube, daemon: Daemons, tmp_path: Path) -> None:
+    """As the chart runs it (readOnlyRootFilesystem, a writable /tmp): nothing else may need writing."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare(1) to mount the root filesystem read-only")
+    script = (
+        "mount --bind /tmp /tmp && mount --bind / / && mount -o remount,bind,ro / && "
+        '! touch /.kaisched-probe 2>/dev/null && exec "$@"'
+    )
+    kube.node("ro", 2)
+    d = daemon.start_wrapped(["unshare", "-m", "sh", "-c", script, "sh"], env={"PYTHONDONTWRITEBYTECODE": "1"})
+    kube.pod("ro-pod")
+    wait_for(lambda: kube.all_bound(["ro-pod"]), "the pod bound by a daemon on a read-only root", daemon)
+    assert "Read-only file system" not in d.tail(), d.tail()
 
 
 def test_health_ready_metrics(kube: Kube, daemon: Daemons) -> None:
