@@ -56,6 +56,11 @@ class Backoff:
         self.failures.pop(key, None)
         self.until.pop(key, None)
 
+    def forget(self, keep: set[str]) -> None:
+        """Drop gangs that no longer exist (a long-running daemon must not grow without bound)."""
+        for key in [k for k in self.failures if k not in keep]:
+            self.success(key)
+
     def holding(self, now: float) -> dict[str, str]:
         return {
             k: f"the last bind failed {self.failures[k]} time(s); retrying in {t - now:.1f}s"
@@ -80,6 +85,10 @@ class Daemon:
         self.last_record: SessionRecord | None = None
         self.observers: list[Callable[[CycleInfo], None]] = []  # called after each cycle; must be quick
 
+    def _holding(self, snap: Snapshot) -> dict[str, str]:
+        self.backoff.forget(set(snap.pod_groups) | set(snap.pending))
+        return self.backoff.holding(time.monotonic())
+
     def cycle(self) -> SessionRecord:
         self.cycle_no += 1
         t0 = time.perf_counter()
@@ -94,9 +103,7 @@ class Daemon:
         t1 = time.perf_counter()
         now = time.time()
         with paused_gc():
-            session = Session(
-                snap, self.config, now=now, cycle=self.cycle_no, hold=self.backoff.holding(time.monotonic())
-            )
+            session = Session(snap, self.config, now=now, cycle=self.cycle_no, hold=self._holding(snap))
             allocate(session)
         record = session.record
         t2 = time.perf_counter()

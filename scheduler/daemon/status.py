@@ -106,6 +106,7 @@ class StatusWriter:
 
     # --- per cycle ----------------------------------------------------------------------------
     def write(self, snapshot: Snapshot, record: SessionRecord, failed_binds: Mapping[str, str]) -> None:
+        self._forget_gone(snapshot, record)
         for key, decision in sorted(record.decisions.items()):
             pg = snapshot.pod_groups.get(key)
             if key in failed_binds:
@@ -126,6 +127,20 @@ class StatusWriter:
             else:
                 self._unschedulable(snapshot, key, str(decision.reason), decision.message, pg is not None)
         self._queues(record)
+
+    def _forget_gone(self, snapshot: Snapshot, record: SessionRecord) -> None:
+        """What was written for gangs and queues that no longer exist need not be remembered (a long-running
+        daemon must not grow without bound); a gang still decided on keeps its entry, so nothing repeats."""
+        for table in (self.written_conditions, self.written_resources, self.evented):
+            gone = [
+                k
+                for k in table
+                if k not in snapshot.pod_groups and k not in snapshot.pending and k not in record.decisions
+            ]
+            for k in gone:
+                del table[k]
+        for name in [q for q in self.written_queues if q not in record.queues]:
+            del self.written_queues[name]
 
     def _failed_binding(
         self, snapshot: Snapshot, key: str, pods: tuple[tuple[str, str], ...], message: str, has_pg: bool
