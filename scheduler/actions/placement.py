@@ -286,14 +286,18 @@ class GangPlacer:
         lands across the emptiest nodes as kube-scheduler's least-allocated scoring would put it."""
         placed = 0
         mask, req = cls.mask, cls.req
+        full = self.table.full_for(req)
+        delta = plan.delta
         per_node = 1 if self.table.spread else want
         while placed < want:
             before = placed
             for node in self.iter_nodes(dom, need, cls.gpu):
-                if not mask[node]:
+                if not mask[node] or full[node]:
                     continue
                 k = plan.fit_count(node, req, min(per_node, want - placed))
-                if k > 0:
+                if k == 0 and node not in delta:
+                    full[node] = 1  # free capacity only shrinks within a cycle: it will not fit later either
+                elif k > 0:
                     plan.add(node, req, tuple(cls.pods[start + placed : start + placed + k]))
                     placed += k
                     if placed >= want:

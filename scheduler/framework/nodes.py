@@ -70,11 +70,20 @@ class NodeTable:
             self.free.append([a - b for a, b in zip(alloc, self.vector(u), strict=True)] if u else list(alloc))
         self.spread = node_order == "spread"
         self.generation = 0  # bumps on every apply: memoised failures are valid only within one generation
+        self._full: dict[SparseReq, bytearray] = {}
         # cordoned nodes stay in the aggregates: a pod may tolerate the cordon (kube-scheduler allows it)
         self.schedulable = bytearray(1 if n.ready else 0 for n in nodes)
         # every domain a node belongs to (all topologies plus the cluster), for aggregate updates
         self.memberships: list[list[Domain]] = [[] for _ in nodes]
         self.cluster = self._make_root("cluster", range(len(nodes)))
+
+    def full_for(self, req: SparseReq) -> bytearray:
+        """Nodes known, this cycle, to have no room for one pod of `req`. Commits only ever take capacity
+        during a cycle, so a node once too full for a request stays so: later pods skip it for free."""
+        mask = self._full.get(req)
+        if mask is None:
+            mask = self._full[req] = bytearray(len(self.nodes))
+        return mask
 
     def vector(self, res: Resources) -> Vec:
         vec = [0] * len(self.dims)
