@@ -36,6 +36,7 @@ class CycleInfo:
     phases: tuple[tuple[str, float], ...]  # (phase, seconds) in order: snapshot, allocate, commit, status
     summary: dict[str, int | float]
     bind_failures: dict[str, str]
+    started: float = 0.0  # time.monotonic() when the cycle began (binds assumed after it are this cycle's)
 
 
 @dataclass(slots=True)
@@ -92,6 +93,7 @@ class Daemon:
     def cycle(self) -> SessionRecord:
         self.cycle_no += 1
         t0 = time.perf_counter()
+        started = time.monotonic()
         events = self.backend.drain()
         snap = self.backend.state.snapshot()
         recovered = self.backend.committer.recover(snap)
@@ -162,7 +164,7 @@ class Daemon:
                 log.info(" ".join(f"{k}={v}" for k, v in summary.items()))
         if self.observers:
             phases = (("snapshot", t1 - t0), ("allocate", t2 - t1), ("commit", t3 - t2), ("status", t4 - t3))
-            info = CycleInfo(record, snap, now - (t1 - t0), phases, summary, failed)
+            info = CycleInfo(record, snap, now - (t1 - t0), phases, summary, failed, started)
             for observe in self.observers:
                 try:
                     observe(info)

@@ -88,7 +88,7 @@ class SnapshotRecorder:
             self._view = dict(self.raw)
             self._generation = generation
         # binds of this cycle are not in its snapshot: keep only what was assumed before the cycle began
-        began = time.monotonic() - sum(s for _, s in info.phases)
+        began = info.started or time.monotonic() - sum(s for _, s in info.phases)
         assumed = {k: node for k, (node, when) in list(self.assumed.items()) if when < began}
         self.history.add(
             CycleEntry(
