@@ -221,20 +221,25 @@ class StatusWriter:
         self.written_conditions[key] = ("", "")
         self.status_pool.submit(self._patch_pg_status, key, {"schedulingConditions": []})
 
-    def _patch_pg_status(self, key: str, status: dict[str, Any]) -> bool:
-        ns, name = key.split("/", 1)
+    def _patch_status(self, path: str, status: dict[str, Any]) -> ApiError | None:
         try:
             self.client.request(
-                "PATCH",
-                f"/apis/scheduling.run.ai/v2alpha2/namespaces/{ns}/podgroups/{name}/status",
-                body={"status": status},
-                content_type="application/merge-patch+json",
+                "PATCH", f"{path}/status", body={"status": status}, content_type="application/merge-patch+json"
             )
-            return True
+            return None
         except ApiError as err:
+            return err
+
+    def _patch_pg_status(self, key: str, status: dict[str, Any]) -> None:
+        ns, name = key.split("/", 1)
+        err = self._patch_status(f"/apis/scheduling.run.ai/v2alpha2/namespaces/{ns}/podgroups/{name}", status)
+        if err is not None:
             log.warning("status of PodGroup %s not written: %s", key, err)
-            self.written_conditions.pop(key, None)  # write it again next cycle
-            return False
+            # write it again next cycle
+            if "schedulingConditions" in status:
+                self.written_conditions.pop(key, None)
+            if "resourcesStatus" in status:
+                self.written_resources.pop(key, None)
 
     def _queues(self, record: SessionRecord) -> None:
         for name, share in sorted(record.queues.items()):
@@ -249,13 +254,6 @@ class StatusWriter:
             self.status_pool.submit(self._patch_queue_status, name, status)
 
     def _patch_queue_status(self, name: str, status: dict[str, Any]) -> None:
-        try:
-            self.client.request(
-                "PATCH",
-                f"/apis/scheduling.run.ai/v2/queues/{name}/status",
-                body={"status": status},
-                content_type="application/merge-patch+json",
-            )
-        except ApiError as err:
-            if err.status != 404:  # implicit default queues exist only in our memory
-                log.warning("status of Queue %s not written: %s", name, err)
+        err = self._patch_status(f"/apis/scheduling.run.ai/v2/queues/{name}", status)
+        if err is not None and err.status != 404:  # implicit default queues exist only in our memory
+            log.warning("status of Queue %s not written: %s", name, err)
