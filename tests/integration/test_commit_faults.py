@@ -148,6 +148,12 @@ def _held(rule: Rule, n: int) -> bool:
     return rule.seen >= n
 
 
+def all_pending(kube: Kube, names: list[str]) -> bool:
+    """Every named pod exists and is unbound (a rolled-back pod is briefly absent while re-created)."""
+    pods = kube.pods()
+    return all(n in pods and not pods[n]["spec"].get("nodeName") for n in names)
+
+
 def test_member_deleted_mid_commit(kube: Kube, daemon: Daemons, proxy: FaultProxy) -> None:
     names, nodes = setup_gang(kube)
     w = Watcher(kube)
@@ -159,11 +165,7 @@ def test_member_deleted_mid_commit(kube: Kube, daemon: Daemons, proxy: FaultProx
     proxy.clear()  # release: the deleted member's bind fails, the others must be rolled back
     survivors = [n for n in names if n != names[1]]
     wait_for(lambda: kube.events("FailedBinding"), "FailedBinding", daemon)
-    wait_for(
-        lambda: all(not kube.pods()[n]["spec"].get("nodeName") for n in survivors) or None,
-        "the survivors pending again",
-        daemon,
-    )
+    wait_for(lambda: all_pending(kube, survivors) or None, "the survivors pending again", daemon)
     invariants(kube, w, {"g": (survivors, 4)}, nodes)
     wait_for(lambda: kube.condition_reason("g") == "NotEnoughPods" or None, "NotEnoughPods", daemon)
     kube.pod(names[1], pg="g")  # the user (or a controller) brings the member back
@@ -182,11 +184,7 @@ def test_node_deleted_mid_commit(kube: Kube, daemon: Daemons, proxy: FaultProxy)
     kube.req("DELETE", f"/api/v1/nodes/{gone}")
     proxy.clear()  # the binds land (the API does not check the node); the gang must not stay half-placed
     wait_for(lambda: gone in w.first.values() or (w.observe() and None), "a member bound to the gone node", daemon)
-    wait_for(
-        lambda: all(not p["spec"].get("nodeName") for p in kube.pods().values()) or None,
-        "every member pending again",
-        daemon,
-    )
+    wait_for(lambda: all_pending(kube, names) or None, "every member pending again", daemon)
     live = {n: c for n, c in nodes.items() if n != gone}
     invariants(kube, w, {"g": (names, 4)}, live)
     kube.node("gn9", 2)  # capacity comes back: the gang binds whole
