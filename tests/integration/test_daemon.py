@@ -634,7 +634,11 @@ def test_leader_election_one_scheduler_at_a_time(kube: Kube, daemon: Daemons) ->
     first, second = daemon.start(*args), daemon.start(*args)
     kube.pod("le-0")
     wait_for(lambda: kube.all_bound(["le-0"]), "a pod bound by the leader", daemon)
-    leaders = [d for d in (first, second) if d.metrics().get("kaisched_cycles_total", 0) > 0]
+    leaders = wait_for(
+        lambda: [d for d in (first, second) if d.metrics().get("kaisched_cycles_total", 0) > 0],
+        "the leader's first cycle counted",
+        daemon,
+    )
     assert len(leaders) == 1, "exactly one replica may run cycles"
     leader = leaders[0]
     standby = second if leader is first else first
