@@ -148,6 +148,16 @@ def _held(rule: Rule, n: int) -> bool:
     return rule.seen >= n
 
 
+def hold_all_binds(kube: Kube, daemon: Daemons, proxy: FaultProxy) -> tuple[list[str], dict[str, int], Watcher]:
+    """A gang of 4 whose four binds all sit at the proxy until `proxy.clear()` lets them go."""
+    names, nodes = setup_gang(kube)
+    w = Watcher(kube)
+    rule = proxy.add(Rule("POST", BIND, "delay", hold=threading.Event(), delay=30))
+    daemon.start()
+    wait_for(lambda: _held(rule, 4) or None, "all four binds held at the proxy", daemon)
+    return names, nodes, w
+
+
 def all_pending(kube: Kube, names: list[str]) -> bool:
     """Every named pod exists and is unbound (a rolled-back pod is briefly absent while re-created)."""
     pods = kube.pods()
@@ -155,12 +165,7 @@ def all_pending(kube: Kube, names: list[str]) -> bool:
 
 
 def test_member_deleted_mid_commit(kube: Kube, daemon: Daemons, proxy: FaultProxy) -> None:
-    names, nodes = setup_gang(kube)
-    w = Watcher(kube)
-    hold = threading.Event()
-    rule = proxy.add(Rule("POST", BIND, "delay", hold=hold, delay=30))
-    daemon.start()
-    wait_for(lambda: _held(rule, 4) or None, "all four binds held at the proxy", daemon)
+    names, nodes, w = hold_all_binds(kube, daemon, proxy)
     kube.req("DELETE", f"/api/v1/namespaces/{kube.ns}/pods/{names[1]}", body={"gracePeriodSeconds": 0})
     proxy.clear()  # release: the deleted member's bind fails, the others must be rolled back
     survivors = [n for n in names if n != names[1]]
@@ -174,12 +179,7 @@ def test_member_deleted_mid_commit(kube: Kube, daemon: Daemons, proxy: FaultProx
 
 
 def test_node_deleted_mid_commit(kube: Kube, daemon: Daemons, proxy: FaultProxy) -> None:
-    names, nodes = setup_gang(kube)
-    w = Watcher(kube)
-    hold = threading.Event()
-    rule = proxy.add(Rule("POST", BIND, "delay", hold=hold, delay=30))
-    daemon.start()
-    wait_for(lambda: _held(rule, 4) or None, "all four binds held at the proxy", daemon)
+    names, nodes, w = hold_all_binds(kube, daemon, proxy)
     gone = sorted(nodes)[1]
     kube.req("DELETE", f"/api/v1/nodes/{gone}")
     proxy.clear()  # the binds land (the API does not check the node); the gang must not stay half-placed
