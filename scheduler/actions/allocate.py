@@ -9,7 +9,8 @@ from scheduler.api.resources import Resources
 from scheduler.framework.jobs import Job
 from scheduler.framework.nodes import Domain
 from scheduler.framework.plan import Plan
-from scheduler.framework.record import GangDecision, LevelAttempt
+from scheduler.framework.record import GangCommit, GangDecision, LevelAttempt
+from scheduler.framework.registry import action
 from scheduler.framework.session import Session
 from scheduler.plugins.proportion import QUEUE_DIMS, queue_order_key
 
@@ -19,6 +20,7 @@ def job_order_key(job: Job) -> tuple[int, str, str]:
     return (-job.priority, job.creation, job.key)
 
 
+@action("allocate")
 def allocate(session: Session) -> None:
     placer = GangPlacer(session)
     by_queue: dict[str, list[Job]] = {}
@@ -190,6 +192,9 @@ def _place(session: Session, placer: GangPlacer, job: Job, memo: FailMemo) -> No
             total[i] += v * len(pods)
     placed = plan.commit()
     session.charge(job.queue, table.resources(total))
+    session.record.commits.append(
+        GangCommit(job.key, job.pod_group is not None, tuple((pod.key, node) for pod, node in placed))
+    )
     session.record.decisions[job.key] = GangDecision(
         job=job.key,
         queue=job.queue,

@@ -17,9 +17,10 @@ from scheduler.debug._pb import debug_pb2 as pb
 from scheduler.debug.history import CycleEntry
 from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.nodes import Domain, NodeTable, TopologyTree
+from scheduler.framework.queues import QueueTree
 from scheduler.framework.record import GangDecision, LevelAttempt, QueueShare, SessionRecord
 from scheduler.framework.session import implicit_queues
-from scheduler.plugins.proportion import QUEUE_DIMS, QueueTree
+from scheduler.plugins.proportion import QUEUE_DIMS
 
 STATES = ("Waiting", "Scheduled", "Running", "Pending")
 

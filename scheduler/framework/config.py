@@ -9,6 +9,9 @@ from typing import Any
 import yaml
 
 NODE_ORDERS = ("binpack", "spread")
+DEFAULT_ACTIONS = ("allocate",)
+# every plugin a session runs, by registered name; hooks are combined in this order (see framework/plugin.py)
+DEFAULT_PLUGINS = ("predicates", "proportion", "priority", "nodeorder", "topology")
 
 
 class ConfigError(ValueError):
@@ -27,8 +30,27 @@ class SchedulerConfig:
     implicit_default_queue: bool = True
     # pods and PodGroups without a PriorityClass get this priority
     default_priority: int = 0
+    # actions run in this order on one session (KAI's: allocate, consolidation, reclaim, preempt,
+    # stalegangeviction); plugins whose hooks the session combines
+    actions: tuple[str, ...] = DEFAULT_ACTIONS
+    plugins: tuple[str, ...] = DEFAULT_PLUGINS
 
     def __post_init__(self) -> None:
+        for name in ("actions", "plugins"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{name} must be a list of names, got {value!r}")
+            object.__setattr__(self, name, tuple(value))
+            if len(set(value)) != len(value):
+                raise ConfigError(f"{name} lists a name twice: {list(value)}")
+        from scheduler.framework.registry import REGISTRY  # late: the registry loads the built-ins
+
+        for names, lookup in ((self.actions, REGISTRY.action), (self.plugins, REGISTRY.plugin)):
+            for n in names:
+                try:
+                    lookup(n)
+                except KeyError as err:
+                    raise ConfigError(f"configuration: {err.args[0]}") from None
         if self.node_order not in NODE_ORDERS:
             raise ConfigError(f"nodeOrder must be one of {', '.join(NODE_ORDERS)}, got {self.node_order!r}")
         if self.schedule_period_seconds <= 0:

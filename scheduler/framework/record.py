@@ -32,6 +32,27 @@ class GangDecision:
 
 
 @dataclass(frozen=True, slots=True)
+class JobFacts:
+    """Derived facts about one job, written once by the session; sinks read them, never recompute."""
+
+    priority: int  # as the session resolved it: PriorityClass, KAI's builtin classes, pod, default
+    preemptible: bool  # spec.preemptibility / the kai.scheduler/preemptibility label, else priority < 100
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class GangCommit:
+    """One committed statement's result for one gang, in the order the binder must apply it: evict the
+    victims first, then bind (pipelined binds wait for their victims to release)."""
+
+    job: str
+    has_pod_group: bool
+    binds: tuple[tuple[str, str], ...]  # (pod key, node)
+    evictions: tuple[tuple[str, str], ...] = ()  # (pod key, reason)
+    pipelined: tuple[tuple[str, str], ...] = ()  # (pod key, node) placed on room victims still release
+
+
+@dataclass(frozen=True, slots=True)
 class QueueShare:
     name: str
     parent: str
@@ -39,6 +60,7 @@ class QueueShare:
     allocated: Resources
     requested: Resources
     deserved: Resources
+    under_fair_share: bool = False  # at the session's start: no resource used beyond its share, some left
 
 
 @dataclass(slots=True)
@@ -48,6 +70,9 @@ class SessionRecord:
     decisions: dict[str, GangDecision] = field(default_factory=dict)
     queues: dict[str, QueueShare] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)  # jobs in the order they were tried
+    jobs: dict[str, JobFacts] = field(default_factory=dict)  # every job the session built, by key
+    commits: list[GangCommit] = field(default_factory=list)  # what the binder applies, in order
+    actions: tuple[str, ...] = ()  # the actions that ran, in order
 
     def placements(self) -> dict[str, str]:
         return {pod: node for d in self.decisions.values() for pod, node in d.pods}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 
+from scheduler.api.labels import PREEMPTIBILITY_LABEL
 from scheduler.api.pod import Pod, PodConstraints
 from scheduler.api.queue import Queue, QueueResource
 from scheduler.api.resources import Resources
@@ -12,12 +13,14 @@ from scheduler.cache.cluster_state import Snapshot
 from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.jobs import Job, build_jobs
 from scheduler.framework.nodes import NodeTable, TopologyTree
-from scheduler.framework.record import QueueShare, SessionRecord
+from scheduler.framework.queues import QueueTree
+from scheduler.framework.record import JobFacts, QueueShare, SessionRecord
 from scheduler.plugins.predicates import Predicates
-from scheduler.plugins.proportion import QUEUE_DIMS, QueueTree
+from scheduler.plugins.proportion import QUEUE_DIMS, compute_fair_share, is_under_fair_share
 
 # KAI's built-in priority classes, used when the cluster does not define them
 BUILTIN_PRIORITIES = {"train": 50, "build-preemptible": 75, "build": 100, "inference": 125}
+NON_PREEMPTIBLE_PRIORITY = 100  # KAI: priority >= 100 is non-preemptible unless labelled otherwise
 
 
 def implicit_queues(queues: Mapping[str, Queue], config: SchedulerConfig) -> dict[str, Queue]:
@@ -58,6 +61,23 @@ class Session:
         self._trees: dict[str, TopologyTree] = {}
         self._eligible: dict[PodConstraints, tuple[bytearray, dict[str, int], int]] = {}
         self._account_queues()
+
+    def close(self) -> None:
+        """Write the facts every sink reads (job priority and preemptibility) into the record."""
+        for job in self.jobs:
+            self.record.jobs[job.key] = JobFacts(job.priority, self.preemptible(job), job.queue)
+
+    def preemptible(self, job: Job) -> bool:
+        """spec.preemptibility, else the kai.scheduler/preemptibility label of a pod, else priority < 100."""
+        value = job.pod_group.preemptibility if job.pod_group is not None else ""
+        if not value:
+            value = next(
+                (p.label(PREEMPTIBILITY_LABEL) or "" for p in job.pending + job.bound if p.label(PREEMPTIBILITY_LABEL)),
+                "",
+            )
+        if value in ("preemptible", "non-preemptible"):
+            return value == "preemptible"
+        return job.priority < NON_PREEMPTIBLE_PRIORITY
 
     # --- priorities -------------------------------------------------------------------------
     def priority_of(self, class_name: str, pod: Pod | None) -> int:
@@ -138,7 +158,7 @@ class Session:
                     total[dim] = total.get(dim, 0.0) + kube_node.allocatable.get(dim)
         for dim in QUEUE_DIMS:
             total[dim] = max(0.0, total.get(dim, 0.0) - max(0, other.get(dim)))
-        self.queues.compute_fair_share(total)
+        compute_fair_share(self.queues, total)
         self.snapshot_queue_shares()
 
     def snapshot_queue_shares(self) -> None:
@@ -153,6 +173,7 @@ class Session:
                 allocated=res(node.allocated),
                 requested=res(node.requested),
                 deserved=res(node.deserved),
+                under_fair_share=is_under_fair_share(node),
             )
 
     def charge(self, queue: str, request: Resources) -> None:

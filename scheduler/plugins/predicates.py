@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from scheduler.api.node import Node, Taint
 from scheduler.api.pod import NodeSelectorRequirement, NodeSelectorTerm, PodConstraints, Toleration
+from scheduler.framework.plugin import Plugin
+from scheduler.framework.registry import plugin
 
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 
@@ -46,7 +48,8 @@ def _term(term: NodeSelectorTerm, labels: dict[str, str], name: str) -> bool:
     return all(_requirement(r, name if r.key == "metadata.name" else None) for r in term.match_fields)
 
 
-class Predicates:
+@plugin("predicates")
+class Predicates(Plugin):
     """Node filter hook: returns why a node is not a candidate, or None."""
 
     name = "predicates"

@@ -9,107 +9,23 @@ share the same way.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
-from scheduler.api.queue import UNLIMITED, Queue
-from scheduler.api.reasons import Reason
+from scheduler.api.queue import UNLIMITED
 from scheduler.api.resources import CPU, GPU, MEMORY
+from scheduler.framework.plugin import Plugin
+from scheduler.framework.queues import QueueNode, QueueTree
+from scheduler.framework.registry import plugin
 
 QUEUE_DIMS = (GPU, CPU, MEMORY)  # the resources queues account for
 _EPS = 1e-9
 
 
-@dataclass(slots=True, eq=False)
-class QueueNode:
-    queue: Queue
-    children: list[QueueNode] = field(default_factory=list)
-    parent: QueueNode | None = None
-    problem: tuple[Reason, str] | None = None
-    allocated: dict[str, float] = field(default_factory=dict)
-    requested: dict[str, float] = field(default_factory=dict)
-    deserved: dict[str, float] = field(default_factory=dict)
-    fair_share: dict[str, float] = field(default_factory=dict)
-    level_key: tuple[int, int, float, str, str] | None = None  # cached; cleared when allocated changes
-
-    @property
-    def name(self) -> str:
-        return self.queue.name
-
-    def path(self) -> list[QueueNode]:
-        out: list[QueueNode] = []
-        cur: QueueNode | None = self
-        while cur is not None:
-            out.append(cur)
-            cur = cur.parent
-        return out[::-1]
-
-
-class QueueTree:
-    def __init__(self, queues: Mapping[str, Queue]) -> None:
-        self.nodes = {name: QueueNode(q) for name, q in sorted(queues.items())}
-        self.roots: list[QueueNode] = []
-        for name, node in self.nodes.items():
-            q = node.queue
-            if q.problems:
-                node.problem = (Reason.INVALID_QUEUE, f"queue {name} is invalid: {'; '.join(q.problems)}")
-            cycle = self._cycle(name)
-            if cycle:
-                node.problem = (
-                    Reason.QUEUE_CYCLE,
-                    "queue parents form a cycle: " + " -> ".join(cycle) + "; fix spec.parentQueue",
-                )
-                continue
-            if q.parent and q.parent not in self.nodes:
-                node.problem = (
-                    Reason.QUEUE_DOES_NOT_EXIST,
-                    f"queue {name} names parentQueue {q.parent!r}, which does not exist",
-                )
-                continue
-            if q.parent:
-                node.parent = self.nodes[q.parent]
-                node.parent.children.append(node)
-            else:
-                self.roots.append(node)
-        # problems are inherited: a job in a queue under a broken parent cannot be accounted for
-        for node in self.nodes.values():
-            for anc in node.path()[:-1]:
-                if node.problem is None and anc.problem is not None:
-                    node.problem = (anc.problem[0], f"parent of queue {node.name}: {anc.problem[1]}")
-
-    def _cycle(self, name: str) -> list[str]:
-        seen = [name]
-        cur = self.nodes[name].queue.parent
-        while cur and cur in self.nodes:
-            if cur in seen:
-                return [*seen[seen.index(cur) :], cur] if cur == name else []
-            seen.append(cur)
-            cur = self.nodes[cur].queue.parent
-        return []
-
-    def check_leaf(self, name: str) -> tuple[Reason, str] | None:
-        node = self.nodes.get(name)
-        if node is None:
-            return (
-                Reason.QUEUE_DOES_NOT_EXIST,
-                f"queue {name!r} does not exist; create a Queue named {name} or set the kai.scheduler/queue "
-                "label (or PodGroup spec.queue) to an existing leaf queue",
-            )
-        if node.problem is not None:
-            return node.problem
-        if node.children:
-            kids = ", ".join(c.name for c in node.children)
-            return (
-                Reason.QUEUE_NOT_LEAF,
-                f"queue {name} has child queues ({kids}); only leaf queues take jobs: submit to one of them",
-            )
-        return None
-
-    def compute_fair_share(self, total: Mapping[str, float]) -> None:
-        """Requested and allocated must be set on leaves first; they are summed upwards here."""
-        for root in self.roots:
-            _sum_up(root)
-        for dim in QUEUE_DIMS:
-            _divide(self.roots, total.get(dim, 0.0), dim)
+def compute_fair_share(tree: QueueTree, total: Mapping[str, float]) -> None:
+    """Requested and allocated must be set on leaves first; they are summed upwards here."""
+    for root in tree.roots:
+        _sum_up(root)
+    for dim in QUEUE_DIMS:
+        _divide(tree.roots, total.get(dim, 0.0), dim)
 
 
 def _sum_up(node: QueueNode) -> None:
@@ -202,3 +118,8 @@ def queue_order_key(node: QueueNode) -> tuple[tuple[int, int, float, str, str], 
             )
         key.append(n.level_key)
     return tuple(key)
+
+
+@plugin("proportion")
+class Proportion(Plugin):
+    name = "proportion"

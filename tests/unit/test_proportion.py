@@ -2,7 +2,8 @@ import pytest
 
 from scheduler.api.queue import Queue, QueueResource
 from scheduler.api.reasons import Reason
-from scheduler.plugins.proportion import QueueTree, is_under_fair_share, queue_order_key
+from scheduler.framework.queues import QueueTree
+from scheduler.plugins.proportion import compute_fair_share, is_under_fair_share, queue_order_key
 
 GPU = "nvidia.com/gpu"
 
@@ -15,7 +16,7 @@ def tree(*queues, requested, total):
     t = QueueTree({x.name: x for x in queues})
     for name, req in requested.items():
         t.nodes[name].requested[GPU] = float(req)
-    t.compute_fair_share({GPU: float(total)})
+    compute_fair_share(t, {GPU: float(total)})
     return t
 
 

@@ -1,0 +1,11 @@
+"""priority plugin (being extracted from the session)."""
+
+from __future__ import annotations
+
+from scheduler.framework.plugin import Plugin
+from scheduler.framework.registry import plugin
+
+
+@plugin("priority")
+class Priority(Plugin):
+    name = "priority"
