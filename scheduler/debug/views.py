@@ -16,11 +16,9 @@ from scheduler.cache.cluster_state import Snapshot
 from scheduler.debug._pb import debug_pb2 as pb
 from scheduler.debug.history import CycleEntry
 from scheduler.framework.config import SchedulerConfig
-from scheduler.framework.nodes import Domain, NodeTable, TopologyTree
-from scheduler.framework.queues import QueueTree
+from scheduler.framework.nodes import NAME_ORDER, Domain, NodeTable, TopologyTree
+from scheduler.framework.queues import QUEUE_DIMS, QueueTree, implicit_queues
 from scheduler.framework.record import GangDecision, LevelAttempt, QueueShare, SessionRecord
-from scheduler.framework.session import implicit_queues
-from scheduler.plugins.proportion import QUEUE_DIMS
 
 STATES = ("Waiting", "Scheduled", "Running", "Pending")
 
@@ -199,7 +197,7 @@ def _tied_domains(snapshot: Snapshot, config: SchedulerConfig, a: LevelAttempt) 
         return None
     name = next(n for n in sorted(snapshot.topologies) if snapshot.topologies[n].levels == levels)
     nodes = [snapshot.nodes[n] for n in sorted(snapshot.nodes)]
-    table = NodeTable(nodes, dict(snapshot.node_used), snapshot.pending_dims, config.node_order)
+    table = NodeTable(nodes, dict(snapshot.node_used), snapshot.pending_dims, NAME_ORDER)
     tree = TopologyTree(table, snapshot.topologies[name])
     lvl = tree.level_index(a.level)
     if lvl is None or lvl == tree.host_level:
@@ -389,7 +387,7 @@ def topology_messages(snapshot: Snapshot, config: SchedulerConfig, names: Iterab
     nodes = [snapshot.nodes[n] for n in sorted(snapshot.nodes)]
     out = []
     for name in names:
-        table = NodeTable(nodes, dict(snapshot.node_used), snapshot.pending_dims, config.node_order)
+        table = NodeTable(nodes, dict(snapshot.node_used), snapshot.pending_dims, NAME_ORDER)
         topo = snapshot.topologies[name]
         tree = TopologyTree(table, topo)
         out.append(

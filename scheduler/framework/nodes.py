@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sortedcontainers import SortedKeyList
 
@@ -52,7 +53,7 @@ class NodeTable:
         nodes: Sequence[Node],
         used: dict[str, Resources],
         extra_dims: Sequence[str],
-        node_order: str,
+        order: NodeOrder,
     ) -> None:
         names = {CPU, MEMORY, GPU, "pods", *extra_dims}
         for node in nodes:
@@ -68,9 +69,14 @@ class NodeTable:
         for node, alloc in zip(nodes, self.alloc, strict=True):
             u = used.get(node.name)
             self.free.append([a - b for a, b in zip(alloc, self.vector(u), strict=True)] if u else list(alloc))
-        self.spread = node_order == "spread"
-        self.generation = 0  # bumps on every apply: memoised failures are valid only within one generation
+        self.order = order
+        self.spread = order.one_per_pass
+        # bumps on every committed statement: memoised failures are valid only within one generation
+        self.generation = 0
         self._full: dict[SparseReq, bytearray] = {}
+        # capacity that evicted victims are still releasing, per node; counted in `free` (and in every
+        # aggregate), so `free - releasing` is what is idle now: allocate uses idle, pipeline uses free
+        self.releasing: dict[int, Vec] = {}
         # cordoned nodes stay in the aggregates: a pod may tolerate the cordon (kube-scheduler allows it)
         self.schedulable = bytearray(1 if n.ready else 0 for n in nodes)
         # every domain a node belongs to (all topologies plus the cluster), for aggregate updates
@@ -78,12 +84,16 @@ class NodeTable:
         self.cluster = self._make_root("cluster", range(len(nodes)))
 
     def full_for(self, req: SparseReq) -> bytearray:
-        """Nodes known, this cycle, to have no room for one pod of `req`. Commits only ever take capacity
-        during a cycle, so a node once too full for a request stays so: later pods skip it for free."""
+        """Nodes known to have no idle room for one pod of `req`. Valid while capacity only shrinks: a node
+        is marked only when no open statement touches it (so its free is committed, not a trial's), and
+        every eviction (the one way capacity grows mid-cycle) drops all marks (`capacity_grew`)."""
         mask = self._full.get(req)
         if mask is None:
             mask = self._full[req] = bytearray(len(self.nodes))
         return mask
+
+    def capacity_grew(self) -> None:
+        self._full.clear()
 
     def vector(self, res: Resources) -> Vec:
         vec = [0] * len(self.dims)
@@ -106,11 +116,13 @@ class NodeTable:
     def resources(self, vec: Sequence[int]) -> Resources:
         return Resources.of((d, v) for d, v in zip(self.dims, vec, strict=True) if v)
 
-    def order_key(self) -> Callable[[int], tuple[int, int, int, str]]:
-        free, names = self.free, self.names
-        if self.spread:
-            return lambda i: (-free[i][0], -free[i][1], -free[i][2], names[i])
-        return lambda i: (free[i][0], free[i][1], free[i][2], names[i])
+    def sparse_known(self, res: Resources) -> SparseReq:
+        """Sparse request over the table's dims, ignoring names no node has (what a running pod uses)."""
+        idx = self.dim_index
+        return tuple((idx[name], value) for name, value in res.items if name in idx)
+
+    def order_key(self) -> Callable[[int], tuple[Any, ...]]:
+        return self.order.key(self)
 
     def _make_root(self, path: str, members: Sequence[int] | range) -> Domain:
         dom = Domain(path, -1, path, [0] * len(self.dims), [0] * len(self.dims))
@@ -139,8 +151,8 @@ class NodeTable:
         return TopologyTree(self, topo)
 
     def apply(self, node: int, req: SparseReq, count: int) -> None:
-        """Take `count` pods of `req` from a node, keeping aggregates and sorted indexes exact."""
-        self.generation += 1
+        """Take `count` pods of `req` from a node (a negative count gives capacity back), keeping every
+        aggregate and sorted index exact. Never call it while iterating a sorted index of this node."""
         holders = [d for d in self.memberships[node] if d.index is not None]
         for dom in holders:
             assert dom.index is not None
@@ -157,6 +169,31 @@ class NodeTable:
         for dom in holders:
             assert dom.index is not None
             dom.index.add(node)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOrder:
+    """How nodes are visited (the node_order hook's answer).
+
+    `key(table)` gives a sort key over node indexes that reads the table's live free vectors; the sorted
+    indexes keep it. `scan(index, gpu)` walks a sorted index in order, skipping the part where no node
+    has `gpu` free. `one_per_pass` places one pod per node per pass (spreading a gang)."""
+
+    key: Callable[[NodeTable], Callable[[int], tuple[Any, ...]]]
+    scan: Callable[[SortedKeyList, int], Iterator[int]]
+    one_per_pass: bool = False
+
+
+def _name_key(table: NodeTable) -> Callable[[int], tuple[Any, ...]]:
+    names = table.names
+    return lambda i: (names[i],)
+
+
+def _scan_all(index: SortedKeyList, gpu: int) -> Iterator[int]:
+    yield from index
+
+
+NAME_ORDER = NodeOrder(_name_key, _scan_all)  # when no plugin orders nodes: by name
 
 
 class TopologyTree:

@@ -8,7 +8,8 @@ plugins that override it, in the configuration's plugin order. How each hook is 
   per cycle, so it must depend on nothing but its arguments.
 - `pod_filter(session, pod, node)`: dynamic, sees the open statement; the first reason wins. Called only
   for pods some plugin's `pod_filter_applies` claims, so pods without such constraints keep the batch path.
-- `node_order(table)`: the first plugin that returns a key orders nodes (the sorted indexes use it).
+- `node_order(session)`: the first plugin that returns a `NodeOrder` orders nodes (asked before the node
+  table is built: the sorted indexes keep its key).
 - `node_score(session, pod, node)`: scores sum; a higher total goes first, `node_order` breaks ties.
 - `queue_order`, `job_order`, `victim_order`: sort keys concatenated in plugin order, so the first plugin
   that tells two apart decides (first non-zero comparator wins).
@@ -21,7 +22,7 @@ plugins that override it, in the configuration's plugin order. How each hook is 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from scheduler.api.node import Node
@@ -30,7 +31,7 @@ from scheduler.api.reasons import Reason
 
 if TYPE_CHECKING:
     from scheduler.framework.jobs import Job
-    from scheduler.framework.nodes import NodeTable
+    from scheduler.framework.nodes import NodeOrder
     from scheduler.framework.queues import QueueNode
     from scheduler.framework.session import Session
 
@@ -78,8 +79,8 @@ class Plugin:
         """Why the node cannot take this pod now, given everything placed or evicted so far, or None."""
         return None
 
-    def node_order(self, table: NodeTable) -> Callable[[int], OrderKey] | None:
-        """A sort key over node indexes (smaller first); read at the time of the call, so it sees free."""
+    def node_order(self, session: Session) -> NodeOrder | None:
+        """How nodes are visited (see `NodeOrder`); asked once, before the node table exists."""
         return None
 
     def node_score(self, session: Session, pod: Pod, node: int) -> int:

@@ -7,8 +7,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from scheduler.api.queue import Queue
+from scheduler.api.queue import Queue, QueueResource
 from scheduler.api.reasons import Reason
+from scheduler.api.resources import CPU, GPU, MEMORY
+from scheduler.framework.config import SchedulerConfig
+
+QUEUE_DIMS = (GPU, CPU, MEMORY)  # the resources queues account for
+
+
+def implicit_queues(queues: Mapping[str, Queue], config: SchedulerConfig) -> dict[str, Queue]:
+    """The cluster's queues, plus default-parent-queue -> default-queue when it has none, as KAI's
+    install creates them, so pods without a queue label are schedulable out of the box."""
+    out = dict(queues)
+    if config.implicit_default_queue and config.default_queue not in out:
+        parent = config.default_parent_queue if config.default_parent_queue not in out else ""
+        if parent:
+            out[parent] = Queue(parent, "")
+        unlimited = QueueResource(quota=0, limit=-1, over_quota_weight=1.0)
+        out[config.default_queue] = Queue(
+            config.default_queue, parent, resources=tuple((d, unlimited) for d in sorted(QUEUE_DIMS))
+        )
+    return out
 
 
 @dataclass(slots=True, eq=False)

@@ -1,39 +1,29 @@
-"""Session: one scheduling cycle over one snapshot. Pure: no I/O, no clock (`now` is given)."""
+"""Session: one scheduling cycle over one snapshot. Pure: no I/O, no clock (`now` is given).
+
+The session owns the per-cycle state (node table, topology trees, jobs, queue tree) and combines the
+configured plugins' hooks, each one documented way (framework/plugin.py). It imports no plugin."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from scheduler.api.labels import PREEMPTIBILITY_LABEL
+from scheduler.api.labels import PREEMPTIBILITY_LABEL, QUEUE_LABEL
 from scheduler.api.pod import Pod, PodConstraints
-from scheduler.api.queue import Queue, QueueResource
-from scheduler.api.resources import Resources
+from scheduler.api.reasons import Reason
 from scheduler.cache.cluster_state import Snapshot
 from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.jobs import Job, build_jobs
-from scheduler.framework.nodes import NodeTable, TopologyTree
-from scheduler.framework.queues import QueueTree
-from scheduler.framework.record import JobFacts, QueueShare, SessionRecord
-from scheduler.plugins.predicates import Predicates
-from scheduler.plugins.proportion import QUEUE_DIMS, compute_fair_share, is_under_fair_share
+from scheduler.framework.nodes import NAME_ORDER, NodeTable, TopologyTree
+from scheduler.framework.plugin import HOOKS, Plugin, Problem, overrides
+from scheduler.framework.queues import QueueNode, QueueTree, implicit_queues
+from scheduler.framework.record import JobFacts, SessionRecord
+from scheduler.framework.registry import REGISTRY
+from scheduler.framework.statement import Statement
 
 # KAI's built-in priority classes, used when the cluster does not define them
 BUILTIN_PRIORITIES = {"train": 50, "build-preemptible": 75, "build": 100, "inference": 125}
 NON_PREEMPTIBLE_PRIORITY = 100  # KAI: priority >= 100 is non-preemptible unless labelled otherwise
-
-
-def implicit_queues(queues: Mapping[str, Queue], config: SchedulerConfig) -> dict[str, Queue]:
-    out = dict(queues)
-    if config.implicit_default_queue and config.default_queue not in out:
-        parent = config.default_parent_queue if config.default_parent_queue not in out else ""
-        if parent:
-            out[parent] = Queue(parent, "")
-        unlimited = QueueResource(quota=0, limit=-1, over_quota_weight=1.0)
-        out[config.default_queue] = Queue(
-            config.default_queue, parent, resources=tuple((d, unlimited) for d in sorted(QUEUE_DIMS))
-        )
-    return out
 
 
 class Session:
@@ -49,37 +39,36 @@ class Session:
         self.hold = dict(hold or {})  # job key -> why it sits this cycle out (bind backoff)
         self.config = config
         self.now = now
-        self.record = SessionRecord(cycle=cycle, now=now)
+        self.record = SessionRecord(cycle=cycle, now=now, actions=tuple(config.actions))
+        self.plugins: list[Plugin] = [REGISTRY.plugin(name)() for name in config.plugins]
+        self._hooks: dict[str, list[Plugin]] = {h: [p for p in self.plugins if overrides(p, h)] for h in HOOKS}
+        order = next((o for p in self._hooks["node_order"] if (o := p.node_order(self)) is not None), NAME_ORDER)
         nodes = [snapshot.nodes[n] for n in sorted(snapshot.nodes)]
-        self.table = NodeTable(nodes, dict(snapshot.node_used), snapshot.pending_dims, config.node_order)
+        self.table = NodeTable(nodes, dict(snapshot.node_used), snapshot.pending_dims, order)
         self._labels = [n.label_map() for n in nodes]
         self.jobs: list[Job] = build_jobs(snapshot, config.default_queue)
         for job in self.jobs:
             job.priority = self.priority_of(job.priority_class, job.pending[0] if job.pending else None)
         self.queues = QueueTree(implicit_queues(snapshot.queues, config))
-        self.predicates = Predicates()
+        self._job_queue = {job.key: job.queue for job in self.jobs}
         self._trees: dict[str, TopologyTree] = {}
         self._eligible: dict[PodConstraints, tuple[bytearray, dict[str, int], int]] = {}
-        self._account_queues()
+        self._handlers_alloc = self._hooks["on_allocate"]
+        self._handlers_dealloc = self._hooks["on_deallocate"]
+        for p in self._hooks["open"]:
+            p.open(self)
 
     def close(self) -> None:
         """Write the facts every sink reads (job priority and preemptibility) into the record."""
         for job in self.jobs:
             self.record.jobs[job.key] = JobFacts(job.priority, self.preemptible(job), job.queue)
+        for p in self._hooks["close"]:
+            p.close(self)
 
-    def preemptible(self, job: Job) -> bool:
-        """spec.preemptibility, else the kai.scheduler/preemptibility label of a pod, else priority < 100."""
-        value = job.pod_group.preemptibility if job.pod_group is not None else ""
-        if not value:
-            value = next(
-                (p.label(PREEMPTIBILITY_LABEL) or "" for p in job.pending + job.bound if p.label(PREEMPTIBILITY_LABEL)),
-                "",
-            )
-        if value in ("preemptible", "non-preemptible"):
-            return value == "preemptible"
-        return job.priority < NON_PREEMPTIBLE_PRIORITY
+    def has_hook(self, hook: str) -> bool:
+        return bool(self._hooks[hook])
 
-    # --- priorities -------------------------------------------------------------------------
+    # --- facts ------------------------------------------------------------------------------
     def priority_of(self, class_name: str, pod: Pod | None) -> int:
         if class_name:
             pc = self.snapshot.priority_classes.get(class_name)
@@ -92,6 +81,24 @@ class Session:
         defaults = [pc.value for pc in self.snapshot.priority_classes.values() if pc.global_default]
         return max(defaults) if defaults else self.config.default_priority
 
+    def preemptible(self, job: Job) -> bool:
+        """spec.preemptibility, else the kai.scheduler/preemptibility label of a pod, else priority < 100."""
+        value = job.pod_group.preemptibility if job.pod_group is not None else ""
+        if not value:
+            value = next((v for p in job.pending + job.bound if (v := p.label(PREEMPTIBILITY_LABEL))), "")
+        if value in ("preemptible", "non-preemptible"):
+            return value == "preemptible"
+        return job.priority < NON_PREEMPTIBLE_PRIORITY
+
+    def queue_of(self, pod: Pod) -> str:
+        """The queue a pod's usage counts against: its job's, its PodGroup's, its label, else the default."""
+        key = pod.group_key or pod.key
+        queue = self._job_queue.get(key)
+        if queue is None and pod.group_key:
+            pg = self.snapshot.pod_groups.get(pod.group_key)
+            queue = pg.queue if pg is not None else None
+        return queue or pod.label(QUEUE_LABEL) or self.config.default_queue
+
     # --- topology ---------------------------------------------------------------------------
     def tree(self, name: str) -> TopologyTree | None:
         tree = self._trees.get(name)
@@ -102,18 +109,24 @@ class Session:
             tree = self._trees[name] = self.table.build_topology(topo)
         return tree
 
-    # --- static feasibility -----------------------------------------------------------------
+    # --- feasibility ------------------------------------------------------------------------
     def eligible(self, c: PodConstraints) -> tuple[bytearray, dict[str, int], int]:
-        """(mask over nodes, count of nodes failing per reason, number eligible), memoised per cycle."""
+        """(mask over nodes, count of nodes failing per reason, number eligible), memoised per cycle:
+        static filters depend only on the constraints and the node, never on placements."""
         hit = self._eligible.get(c)
         if hit is not None:
             return hit
         mask = bytearray(len(self.table.nodes))
         reasons: dict[str, int] = {}
         count = 0
-        filt = self.predicates.node_filter
+        filters = [p.node_filter for p in self._hooks["node_filter"]]
         for i, node in enumerate(self.table.nodes):
-            why = filt(c, node, self._labels[i])
+            labels = self._labels[i]
+            why = None
+            for f in filters:
+                why = f(c, node, labels)
+                if why is not None:
+                    break
             if why is None:
                 mask[i] = 1
                 count += 1
@@ -122,64 +135,73 @@ class Session:
         hit = self._eligible[c] = (mask, reasons, count)
         return hit
 
-    # --- queues -----------------------------------------------------------------------------
-    def _account_queues(self) -> None:
-        """Allocated (our bound pods) and requested (allocated + pending) per leaf, then fair share."""
-        group_queue = {job.key: job.queue for job in self.jobs if job.pod_group is not None}
-        for key, pg in self.snapshot.pod_groups.items():
-            group_queue.setdefault(key, pg.queue or "")
-        ours_used = Resources()
-        for (group, label), used in sorted(self.snapshot.usage.items()):
-            ours_used = ours_used + used
-            queue = (group_queue.get(group) if group else None) or label or self.config.default_queue
-            node = self.queues.nodes.get(queue)
-            if node is None:
-                continue
-            for dim in QUEUE_DIMS:
-                v = used.get(dim)
-                node.allocated[dim] = node.allocated.get(dim, 0.0) + v
-                node.requested[dim] = node.requested.get(dim, 0.0) + v
-        for job in self.jobs:
-            node = self.queues.nodes.get(job.queue)
-            if node is None or node.children:
-                continue
-            counts = Counter(pod.request for pod in job.pending)
-            for req, n in counts.items():
-                for dim in QUEUE_DIMS:
-                    node.requested[dim] = node.requested.get(dim, 0.0) + req.get(dim) * n
-        # capacity for queues: ready nodes' allocatable minus what other schedulers' pods use
-        total: dict[str, float] = {}
-        other = (
-            sum((u for n, u in self.snapshot.node_used.items() if n in self.snapshot.nodes), Resources()) - ours_used
-        )
-        for i, kube_node in enumerate(self.table.nodes):
-            if self.table.schedulable[i] and not kube_node.unschedulable:
-                for dim in QUEUE_DIMS:
-                    total[dim] = total.get(dim, 0.0) + kube_node.allocatable.get(dim)
-        for dim in QUEUE_DIMS:
-            total[dim] = max(0.0, total.get(dim, 0.0) - max(0, other.get(dim)))
-        compute_fair_share(self.queues, total)
-        self.snapshot_queue_shares()
+    def dynamic_filters(self, pod: Pod) -> list[Plugin]:
+        """The plugins whose pod_filter must see this pod (empty: the batch path applies)."""
+        return [p for p in self._hooks["pod_filter"] if p.pod_filter_applies(pod)]
 
-    def snapshot_queue_shares(self) -> None:
-        def res(values: dict[str, float]) -> Resources:
-            return Resources.of((d, round(v)) for d, v in values.items())
+    def pod_filter(self, plugins: Sequence[Plugin], pod: Pod, node: int) -> str | None:
+        for p in plugins:
+            why = p.pod_filter(self, pod, node)
+            if why is not None:
+                return why
+        return None
 
-        for name, node in self.queues.nodes.items():
-            self.record.queues[name] = QueueShare(
-                name=name,
-                parent=node.queue.parent,
-                fair_share=res(node.fair_share),
-                allocated=res(node.allocated),
-                requested=res(node.requested),
-                deserved=res(node.deserved),
-                under_fair_share=is_under_fair_share(node),
-            )
+    def node_score(self, pod: Pod, node: int) -> int:
+        return sum(p.node_score(self, pod, node) for p in self._hooks["node_score"])
 
-    def charge(self, queue: str, request: Resources) -> None:
-        node = self.queues.nodes.get(queue)
-        while node is not None:
-            for dim in QUEUE_DIMS:
-                node.allocated[dim] = node.allocated.get(dim, 0.0) + request.get(dim)
-            node.level_key = None
-            node = node.parent
+    # --- orders -----------------------------------------------------------------------------
+    def queue_order_key(self, name: str) -> tuple[Any, ...]:
+        node = self.queues.nodes[name]
+        return (*(p.queue_order(self, node) for p in self._hooks["queue_order"]), name)
+
+    def job_order_key(self, job: Job) -> tuple[Any, ...]:
+        """Plugins' keys first (priority: higher first), then older, then by name."""
+        return (*(p.job_order(self, job) for p in self._hooks["job_order"]), job.creation, job.key)
+
+    def victim_order_key(self, victim: Job) -> tuple[Any, ...]:
+        return (*(p.victim_order(self, victim) for p in self._hooks["victim_order"]), victim.creation, victim.key)
+
+    def victim_allowed(self, preemptor: Job, victim: Job) -> bool:
+        return all(p.victim_filter(self, preemptor, victim) for p in self._hooks["victim_filter"])
+
+    # --- admission --------------------------------------------------------------------------
+    def job_problem(self, job: Job) -> Problem | None:
+        """Why a job cannot be tried at all this cycle: bad input, bind backoff, or a plugin's check."""
+        if job.problem is not None:
+            return job.problem
+        if job.key in self.hold:
+            return Reason.BIND_BACKOFF, self.hold[job.key]
+        for pod in job.pending:
+            if pod.problems:
+                code, message = pod.problems[0]
+                return Reason(code), f"pod {pod.name}: {message}"
+        for p in self._hooks["job_valid"]:
+            problem = p.job_valid(self, job)
+            if problem is not None:
+                return problem
+        return None
+
+    def headroom(self, queue: str) -> dict[int, float]:
+        """How much more the queue may take, by table dim (absent: unlimited); the smallest answer wins."""
+        out: dict[int, float] = {}
+        for p in self._hooks["queue_headroom"]:
+            for dim, left in p.queue_headroom(self, queue).items():
+                i = self.table.dim_index.get(dim)
+                if i is not None:
+                    out[i] = min(out.get(i, left), left)
+        return out
+
+    def queue_node(self, name: str) -> QueueNode | None:
+        return self.queues.nodes.get(name)
+
+    # --- statements -------------------------------------------------------------------------
+    def statement(self, job: Job) -> Statement:
+        return Statement(self, job.key, job.pod_group is not None)
+
+    def allocated(self, pods: Sequence[Pod], node: int) -> None:
+        for p in self._handlers_alloc:
+            p.on_allocate(self, pods, node)
+
+    def deallocated(self, pods: Sequence[Pod], node: int) -> None:
+        for p in self._handlers_dealloc:
+            p.on_deallocate(self, pods, node)

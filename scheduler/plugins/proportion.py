@@ -1,4 +1,4 @@
-"""Queue hierarchy, fair share (KAI's rule) and queue order.
+"""Proportion: queue usage, fair share (KAI's rule), queue order, queue validity and limits.
 
 Fair share, per resource, top-down: every queue first gets deserved = min(quota, requested); what is
 left goes to queues by priority, highest first, and inside one priority by overQuotaWeight in
@@ -8,15 +8,22 @@ share the same way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from scheduler.api.pod import Pod
 from scheduler.api.queue import UNLIMITED
-from scheduler.api.resources import CPU, GPU, MEMORY
-from scheduler.framework.plugin import Plugin
-from scheduler.framework.queues import QueueNode, QueueTree
+from scheduler.api.resources import Resources
+from scheduler.framework.plugin import Plugin, Problem
+from scheduler.framework.queues import QUEUE_DIMS, QueueNode, QueueTree
+from scheduler.framework.record import QueueShare
 from scheduler.framework.registry import plugin
 
-QUEUE_DIMS = (GPU, CPU, MEMORY)  # the resources queues account for
+if TYPE_CHECKING:
+    from scheduler.framework.jobs import Job
+    from scheduler.framework.session import Session
+
 _EPS = 1e-9
 
 
@@ -122,4 +129,96 @@ def queue_order_key(node: QueueNode) -> tuple[tuple[int, int, float, str, str], 
 
 @plugin("proportion")
 class Proportion(Plugin):
+    """Queue usage moves with every placement and eviction (also inside trials, through the handlers),
+    so queue order and limits always see the statement's state; fair share is computed once at open."""
+
     name = "proportion"
+
+    def open(self, session: Session) -> None:
+        """Allocated (our bound pods) and requested (allocated + pending) per leaf, then fair share."""
+        queues, snapshot, config = session.queues, session.snapshot, session.config
+        group_queue = {job.key: job.queue for job in session.jobs if job.pod_group is not None}
+        for key, pg in snapshot.pod_groups.items():
+            group_queue.setdefault(key, pg.queue or "")
+        ours_used = Resources()
+        for (group, label), used in sorted(snapshot.usage.items()):
+            ours_used = ours_used + used
+            queue = (group_queue.get(group) if group else None) or label or config.default_queue
+            node = queues.nodes.get(queue)
+            if node is None:
+                continue
+            for dim in QUEUE_DIMS:
+                v = used.get(dim)
+                node.allocated[dim] = node.allocated.get(dim, 0.0) + v
+                node.requested[dim] = node.requested.get(dim, 0.0) + v
+        for job in session.jobs:
+            node = queues.nodes.get(job.queue)
+            if node is None or node.children:
+                continue
+            counts = Counter(pod.request for pod in job.pending)
+            for req, n in counts.items():
+                for dim in QUEUE_DIMS:
+                    node.requested[dim] = node.requested.get(dim, 0.0) + req.get(dim) * n
+        # capacity for queues: ready nodes' allocatable minus what other schedulers' pods use
+        total: dict[str, float] = {}
+        other = sum((u for n, u in snapshot.node_used.items() if n in snapshot.nodes), Resources()) - ours_used
+        table = session.table
+        for i, kube_node in enumerate(table.nodes):
+            if table.schedulable[i] and not kube_node.unschedulable:
+                for dim in QUEUE_DIMS:
+                    total[dim] = total.get(dim, 0.0) + kube_node.allocatable.get(dim)
+        for dim in QUEUE_DIMS:
+            total[dim] = max(0.0, total.get(dim, 0.0) - max(0, other.get(dim)))
+        compute_fair_share(queues, total)
+
+        def res(values: dict[str, float]) -> Resources:
+            return Resources.of((d, round(v)) for d, v in values.items())
+
+        for name, node in queues.nodes.items():
+            session.record.queues[name] = QueueShare(
+                name=name,
+                parent=node.queue.parent,
+                fair_share=res(node.fair_share),
+                allocated=res(node.allocated),
+                requested=res(node.requested),
+                deserved=res(node.deserved),
+                under_fair_share=is_under_fair_share(node),
+            )
+
+    def on_allocate(self, session: Session, pods: Sequence[Pod], node: int) -> None:
+        _charge(session, pods, 1)
+
+    def on_deallocate(self, session: Session, pods: Sequence[Pod], node: int) -> None:
+        _charge(session, pods, -1)
+
+    def queue_order(self, session: Session, queue: QueueNode) -> tuple[Any, ...]:
+        return queue_order_key(queue)
+
+    def job_valid(self, session: Session, job: Job) -> Problem | None:
+        return session.queues.check_leaf(job.queue)
+
+    def queue_headroom(self, session: Session, queue: str) -> dict[str, float]:
+        """What the queue (and every ancestor) may still take before its limit."""
+        out: dict[str, float] = {}
+        node = session.queues.nodes.get(queue)
+        while node is not None:
+            for dim in QUEUE_DIMS:
+                limit = node.queue.resource(dim).limit
+                if limit != UNLIMITED:
+                    left = limit - node.allocated.get(dim, 0.0)
+                    out[dim] = min(out.get(dim, left), left)
+            node = node.parent
+        return out
+
+
+def _charge(session: Session, pods: Sequence[Pod], sign: int) -> None:
+    """One call is pods of one job with one request: charge the job's queue and every ancestor."""
+    node = session.queues.nodes.get(session.queue_of(pods[0]))
+    request = pods[0].request
+    n = sign * len(pods)
+    amounts = [(dim, request.get(dim) * n) for dim in QUEUE_DIMS]
+    while node is not None:
+        for dim, v in amounts:
+            node.allocated[dim] = node.allocated.get(dim, 0.0) + v
+        node.level_key = None
+        node = node.parent

@@ -1,25 +1,27 @@
-"""Placing one gang: topology tiers, tightest domain first, one sub-domain filled before the next.
+"""Placing one gang inside a statement: its groups, pod classes and tiers, member placement and fill.
 
-A trial never touches the node table: it writes a Plan, and a failed trial rolls the plan back to a
-mark. Only a gang that fits completely is committed (by the allocate action).
-"""
+Every placement goes straight into the statement (so aggregates and sorted indexes move with it); a
+failed trial rolls back to its checkpoint. Only a gang that fits completely is committed (by the
+action)."""
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from scheduler.actions.common.topology import Tier, fits, root_of, search, tightness
 from scheduler.api.pod import Pod
 from scheduler.api.podgroup import TopologyConstraint
 from scheduler.api.reasons import Reason
 from scheduler.framework.jobs import Group, Job
 from scheduler.framework.nodes import Domain, NodeTable, SparseReq, TopologyTree
-from scheduler.framework.plan import Plan
+from scheduler.framework.plugin import Plugin
 from scheduler.framework.record import LevelAttempt
 from scheduler.framework.session import Session
+from scheduler.framework.statement import Statement
 
-INF = float("inf")
+# where each pod class of a gang went: id(class) -> (domain, pods of the class placed)
+Chosen = dict[int, tuple[Domain, int]]
 
 
 class PlacementError(Exception):
@@ -40,16 +42,7 @@ class PodClass:
     mask: bytearray
     pods: list[Pod]
     gpu: int  # request of dim 0 (gpu), for the sorted index's lower bound
-
-
-@dataclass(slots=True, eq=False)
-class Tier:
-    """How a group chooses its domain: a topology tree and the levels to try, narrowest first."""
-
-    tree: TopologyTree | None
-    levels: list[int]  # -1 = the tree's root (every node carrying all labels)
-    required: int | None
-    names: list[str]
+    dynamic: list[Plugin] = field(default_factory=list)  # pod filters that must see each pod
 
 
 @dataclass(slots=True, eq=False)
@@ -62,55 +55,11 @@ class GroupPlan:
     children: list[GroupPlan] = field(default_factory=list)
 
 
-def _fits(free: list[int], need: list[int]) -> bool:
-    return all(f >= n for f, n in zip(free, need, strict=True))
-
-
-def ranked(doms: list[Domain], need: list[int]) -> list[tuple[float, str, Domain]]:
-    """Domains whose free capacity holds `need`, as a heap: tightest (highest request/free) first."""
-    sparse = [(i, v) for i, v in enumerate(need) if v > 0]
-    out: list[tuple[float, str, Domain]] = []
-    for d in doms:
-        f = d.free
-        t = 0.0
-        for i, v in sparse:
-            fi = f[i]
-            if fi < v:
-                break
-            r = v / fi
-            if r > t:
-                t = r
-        else:
-            out.append((-t, d.path, d))
-    heapq.heapify(out)
-    return out
-
-
-def by_tightness(doms: list[Domain], need: list[int]) -> Iterator[Domain]:
-    heap = ranked(doms, need)
-    while heap:
-        yield heapq.heappop(heap)[2]
-
-
-def _tightness(free: list[int], need: list[int]) -> float:
-    """The request over what the domain has free, on its dominant resource (1.0 = exactly full)."""
-    t = 0.0
-    for f, n in zip(free, need, strict=True):
-        if n > 0:
-            t = max(t, n / f if f > 0 else INF)
-    return t
-
-
-def root_of(dom: Domain) -> Domain:
-    while dom.parent is not None:
-        dom = dom.parent
-    return dom
-
-
 class GangPlacer:
     def __init__(self, session: Session) -> None:
         self.session = session
         self.table: NodeTable = session.table
+        self.scored = session.has_hook("node_score")
 
     # --- preparing a job --------------------------------------------------------------------
     def tier(self, constraint: TopologyConstraint, inherited: TopologyTree | None, what: str) -> Tier | None:
@@ -200,7 +149,7 @@ class GangPlacer:
                         f"pod {pod.name} requests {pod.request}; no eligible node has that much allocatable "
                         "even when empty",
                     )
-                cls = by_sig[sig] = PodClass(req, mask, [], dict(req).get(0, 0))
+                cls = by_sig[sig] = PodClass(req, mask, [], dict(req).get(0, 0), s.dynamic_filters(pod))
             cls.pods.append(pod)
         # higher task priority first, then larger pods first (they are the hard ones to fit)
         return sorted(
@@ -253,13 +202,12 @@ class GangPlacer:
 
     # --- node order -------------------------------------------------------------------------
     def iter_nodes(self, dom: Domain, need: list[int], gpu: int) -> Iterator[int]:
+        """Nodes of a domain in visiting order: the node order inside a node holder; across child domains
+        the ones that hold `need` first (tightest first), so one sub-domain fills before the next opens."""
         table = self.table
         if dom.nodes:
             if dom.index is not None:
-                if table.spread:
-                    yield from dom.index.irange_key(max_key=(-gpu + 1,), inclusive=(True, False))
-                else:
-                    yield from dom.index.irange_key(min_key=(gpu,))
+                yield from table.order.scan(dom.index, gpu)
             else:
                 yield from sorted(dom.nodes, key=table.order_key())
             return
@@ -272,96 +220,105 @@ class GangPlacer:
         fit: list[Domain] = []
         rest: list[Domain] = []
         for c in children:
-            (fit if _fits(c.free, need) else rest).append(c)
-        fit.sort(key=lambda c: (-_tightness(c.free, need), c.path))
-        rest.sort(key=lambda c: (_tightness(c.free, need), c.path))
+            (fit if fits(c.free, need) else rest).append(c)
+        fit.sort(key=lambda c: (-tightness(c.free, need), c.path))
+        rest.sort(key=lambda c: (tightness(c.free, need), c.path))
         for c in fit + rest:
             yield from self.iter_nodes(c, need, gpu)
 
     # --- trials -----------------------------------------------------------------------------
-    def fill(self, dom: Domain, cls: PodClass, start: int, want: int, plan: Plan, need: list[int]) -> int:
+    def fill(self, dom: Domain, cls: PodClass, start: int, want: int, stmt: Statement, need: list[int]) -> int:
         """Place up to `want` pods of a class (from index `start`) inside a domain; returns how many.
 
         Bin-pack fills each node as far as it goes; spread takes one pod per node per pass, so a gang
-        lands across the emptiest nodes as kube-scheduler's least-allocated scoring would put it."""
+        lands across the emptiest nodes as kube-scheduler's least-allocated scoring would put it. One pass
+        visits each node once, so its placements are applied when the pass ends (the sorted indexes it
+        walks must not move under it); each pass sees every earlier one."""
+        if cls.dynamic or self.scored:
+            return self._fill_each(dom, cls, start, want, stmt, need)
         placed = 0
         mask, req = cls.mask, cls.req
         full = self.table.full_for(req)
-        delta = plan.delta
         per_node = 1 if self.table.spread else want
         while placed < want:
             before = placed
+            batch: list[tuple[int, int]] = []
             for node in self.iter_nodes(dom, need, cls.gpu):
                 if not mask[node] or full[node]:
                     continue
-                k = plan.fit_count(node, req, min(per_node, want - placed))
-                if k == 0 and node not in delta:
-                    full[node] = 1  # free capacity only shrinks within a cycle: it will not fit later either
-                elif k > 0:
-                    plan.add(node, req, tuple(cls.pods[start + placed : start + placed + k]))
-                    placed += k
-                    if placed >= want:
-                        break
+                k = stmt.fit_count(node, req, min(per_node, want - placed))
+                if k == 0:
+                    if not stmt.is_touched(node):
+                        full[node] = 1  # committed capacity, not a trial's: valid until capacity grows
+                    continue
+                batch.append((node, k))
+                placed += k
+                if placed >= want:
+                    break
+            at = start + before
+            for node, k in batch:
+                stmt.allocate_many(cls.pods[at : at + k], node, req)
+                at += k
             if placed == before or per_node == want:
                 break
         return placed
 
-    def place_leaf(self, gp: GroupPlan, dom: Domain, plan: Plan, chosen: dict[int, tuple[Domain, int]]) -> int:
+    def _fill_each(self, dom: Domain, cls: PodClass, start: int, want: int, stmt: Statement, need: list[int]) -> int:
+        """Pod by pod, for pods a dynamic filter must see or when nodes are scored: every placement is
+        applied before the next pod looks, so constraints between members of one gang hold."""
+        s = self.session
+        mask, req = cls.mask, cls.req
+        placed = 0
+        for pod in cls.pods[start : start + want]:
+            order = [n for n in self.iter_nodes(dom, need, cls.gpu) if mask[n]]
+            if self.scored:
+                scores = {n: s.node_score(pod, n) for n in order}
+                order.sort(key=lambda n: -scores[n])  # stable: equal scores keep the node order
+            for node in order:
+                if stmt.fit_count(node, req, 1) and (not cls.dynamic or s.pod_filter(cls.dynamic, pod, node) is None):
+                    stmt.allocate_many((pod,), node, req)
+                    placed += 1
+                    break
+            else:
+                break  # the pods after it are of the same class: the gang's count stops here
+        return placed
+
+    def place_leaf(self, gp: GroupPlan, dom: Domain, stmt: Statement, chosen: Chosen) -> int:
         left = gp.need
         for cls in gp.classes:
             chosen[id(cls)] = (dom, 0)
             if left <= 0:
                 continue
-            got = self.fill(dom, cls, 0, min(left, len(cls.pods)), plan, gp.need_vec)
+            got = self.fill(dom, cls, 0, min(left, len(cls.pods)), stmt, gp.need_vec)
             chosen[id(cls)] = (dom, got)
             left -= got
         return gp.need - left
 
-    def place_group(self, gp: GroupPlan, dom: Domain, plan: Plan, chosen: dict[int, tuple[Domain, int]]) -> bool:
-        tier = gp.tier
-        if tier is None or tier.tree is None:
-            return self.place_members(gp, dom, plan, chosen)
-        same_tree = root_of(dom) is tier.tree.root
-        for lv in tier.levels:
-            if same_tree and lv <= dom.level:
-                # the parent's domain lies inside one domain of this level already
-                if self.place_members(gp, dom, plan, chosen):
-                    return True
-                if lv == tier.required:
-                    return False
-                continue
-            for sub in self.candidates(tier.tree, lv, dom, gp.need_vec):  # lazily, tightest first
-                mark = plan.mark()
-                if self.place_members(gp, sub, plan, chosen):
-                    return True
-                plan.rollback(mark)
-        return False
+    def place_group(self, gp: GroupPlan, dom: Domain, stmt: Statement, chosen: Chosen) -> bool:
+        """A subgroup inside its parent's domain: the same level-by-level search as the gang's own."""
+        found = search(
+            self.table, gp.tier, gp.need_vec, dom, stmt, lambda sub: self.place_members(gp, sub, stmt, chosen)
+        )
+        return found is not None
 
-    def place_members(self, gp: GroupPlan, dom: Domain, plan: Plan, chosen: dict[int, tuple[Domain, int]]) -> bool:
+    def place_members(self, gp: GroupPlan, dom: Domain, stmt: Statement, chosen: Chosen) -> bool:
         if not gp.children:
-            mark = plan.mark()
-            if self.place_leaf(gp, dom, plan, chosen) >= gp.need:
+            mark = stmt.checkpoint()
+            if self.place_leaf(gp, dom, stmt, chosen) >= gp.need:
                 return True
-            plan.rollback(mark)
+            stmt.rollback(mark)
             return False
         satisfied = 0
         required_all = gp.group.min_sub_group is None
         for child in gp.children:
-            mark = plan.mark()
-            if self.place_group(child, dom, plan, chosen):
+            mark = stmt.checkpoint()
+            if self.place_group(child, dom, stmt, chosen):
                 satisfied += 1
             else:
-                plan.rollback(mark)
+                stmt.rollback(mark)
                 if required_all:
                     return False
         return satisfied >= gp.need
 
-    def candidates(self, tree: TopologyTree, level: int, within: Domain | None, need: list[int]) -> list[Domain]:
-        if level < 0:
-            doms = [tree.root]
-        else:
-            doms = tree.domains(level)
-            if within is not None and within.level >= 0:
-                prefix = within.path + "/"
-                doms = [d for d in doms if d.path.startswith(prefix)]
-        return list(by_tightness(doms, need))
+
+__all__ = ["Chosen", "GangPlacer", "GroupPlan", "PlacementError", "PodClass", "fits", "root_of", "tightness"]
