@@ -155,14 +155,9 @@ def _place(session: Session, placer: GangPlacer, job: Job, memo: FailMemo) -> No
             memo.setdefault(key, []).append((list(gp.need_vec), reason, spots))
         raise PlacementError(reason, failure_message(table, gp, reason, tuple(attempts)), tuple(attempts))
     _extras(session, placer, job, gp, stmt, chosen, landed)
-    placed = stmt.placed()
-    stmt.commit()
+    result = stmt.commit()
     session.record.decisions[job.key] = GangDecision(
-        job=job.key,
-        queue=job.queue,
-        placed=True,
-        domain=landed.path,
-        pods=tuple((pod.key, table.names[node]) for pod, node in placed),
+        job=job.key, queue=job.queue, placed=True, domain=landed.path, pods=result.binds + result.pipelined
     )
 
 

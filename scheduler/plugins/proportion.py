@@ -136,6 +136,8 @@ class Proportion(Plugin):
 
     def open(self, session: Session) -> None:
         """Allocated (our bound pods) and requested (allocated + pending) per leaf, then fair share."""
+        self._paths: dict[str, list[QueueNode]] = {}  # queue -> itself and its ancestors
+        self._amounts: dict[Resources, list[tuple[str, float]]] = {}  # request -> what queues count of it
         queues, snapshot, config = session.queues, session.snapshot, session.config
         group_queue = {job.key: job.queue for job in session.jobs if job.pod_group is not None}
         for key, pg in snapshot.pod_groups.items():
@@ -186,10 +188,28 @@ class Proportion(Plugin):
             )
 
     def on_allocate(self, session: Session, pods: Sequence[Pod], node: int) -> None:
-        _charge(session, pods, 1)
+        self._charge(session, pods, 1)
 
     def on_deallocate(self, session: Session, pods: Sequence[Pod], node: int) -> None:
-        _charge(session, pods, -1)
+        self._charge(session, pods, -1)
+
+    def _charge(self, session: Session, pods: Sequence[Pod], sign: int) -> None:
+        """One call is pods of one job with one request: charge the job's queue and every ancestor."""
+        queue = session.queue_of(pods[0])
+        path = self._paths.get(queue)
+        if path is None:
+            node = session.queues.nodes.get(queue)
+            path = self._paths[queue] = node.path() if node is not None else []
+        request = pods[0].request
+        amounts = self._amounts.get(request)
+        if amounts is None:
+            amounts = self._amounts[request] = [(dim, float(request.get(dim))) for dim in QUEUE_DIMS]
+        n = sign * len(pods)
+        for qn in path:
+            alloc = qn.allocated
+            for dim, v in amounts:
+                alloc[dim] = alloc.get(dim, 0.0) + v * n
+            qn.level_key = None
 
     def queue_order(self, session: Session, queue: QueueNode) -> tuple[Any, ...]:
         return queue_order_key(queue)
@@ -209,16 +229,3 @@ class Proportion(Plugin):
                     out[dim] = min(out.get(dim, left), left)
             node = node.parent
         return out
-
-
-def _charge(session: Session, pods: Sequence[Pod], sign: int) -> None:
-    """One call is pods of one job with one request: charge the job's queue and every ancestor."""
-    node = session.queues.nodes.get(session.queue_of(pods[0]))
-    request = pods[0].request
-    n = sign * len(pods)
-    amounts = [(dim, request.get(dim) * n) for dim in QUEUE_DIMS]
-    while node is not None:
-        for dim, v in amounts:
-            node.allocated[dim] = node.allocated.get(dim, 0.0) + v
-        node.level_key = None
-        node = node.parent
