@@ -18,7 +18,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scheduler.actions.allocate import allocate
 from scheduler.api.node import Node
 from scheduler.api.pod import Pod
 from scheduler.api.podgroup import PodGroup, TopologyConstraint
@@ -27,6 +26,7 @@ from scheduler.api.resources import Resources
 from scheduler.cache.cluster_state import ClusterState
 from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.gcpause import paused_gc
+from scheduler.framework.registry import REGISTRY
 from scheduler.framework.session import Session
 
 GPU = "nvidia.com/gpu"
@@ -128,9 +128,11 @@ def run_size(nodes: int, gangs: int, seed: int) -> dict[str, float]:
         t1 = time.perf_counter()
         snap = state.snapshot()
         t2 = time.perf_counter()
-        session = Session(snap, SchedulerConfig(), now=0.0)
+        config = SchedulerConfig()
+        session = Session(snap, config, now=0.0)
         t3 = time.perf_counter()
-        allocate(session)
+        for name in config.actions:  # as run_session runs them, timed apart from the session's opening
+            REGISTRY.action(name)(session)
         t4 = time.perf_counter()
     placed = len(session.record.placements())
     waiting = sum(1 for d in session.record.decisions.values() if not d.placed)
@@ -156,19 +158,38 @@ def main() -> None:
     ap.add_argument("--gangs", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--repeat", type=int, default=1, help="runs per size; the median cycle is reported")
+    ap.add_argument(
+        "--baseline",
+        help="another checkout of this repository (e.g. `git worktree add /tmp/base main`): its engine runs "
+        "the same sizes, alternating with ours, and the ratio of median cycles is printed",
+    )
     args = ap.parse_args()
     if args.one:
         print(json.dumps(run_size(args.one, args.gangs, args.seed)))
         return
+
+    def one(script: str, n: int) -> dict[str, float]:
+        cmd = [sys.executable, script, "--one", str(n), "--gangs", str(args.gangs), "--seed", str(args.seed)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        return dict(json.loads(out.strip().splitlines()[-1]))
+
+    def median(runs: list[dict[str, float]]) -> dict[str, float]:
+        return sorted(runs, key=lambda r: r["cycle_s"])[len(runs) // 2]
+
     rows = []
+    base_rows = []
+    base_script = str(Path(args.baseline) / "bench" / "engine.py") if args.baseline else None
     for n in (int(s) for s in args.sizes.split(",")):
-        out = subprocess.run(
-            [sys.executable, __file__, "--one", str(n), "--gangs", str(args.gangs), "--seed", str(args.seed)],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
+        ours: list[dict[str, float]] = []
+        theirs: list[dict[str, float]] = []
+        for _ in range(max(1, args.repeat)):
+            if base_script is not None:
+                theirs.append(one(base_script, n))
+            ours.append(one(__file__, n))
+        rows.append(median(ours))
+        if theirs:
+            base_rows.append(median(theirs))
     hdr = (
         f"{'nodes':>6} {'running':>8} {'pending':>8} {'snapshot':>9} {'open':>7} {'allocate':>9} {'cycle':>7} "
         f"{'placed':>7} {'waiting':>8} {'pods/s':>8} {'peakMB':>7} {'vs 2s':>6}"
@@ -180,6 +201,14 @@ def main() -> None:
             f"{r['session_open_s'] * 1000:>5.0f}ms {r['allocate_s']:>8.2f}s {r['cycle_s']:>6.2f}s "
             f"{r['pods_placed']:>7} {r['gangs_waiting']:>8} {r['pods_per_s']:>8.0f} {r['peak_rss_mb']:>7.0f} "
             f"{r['cycle_s'] / 2.0:>5.2f}x"
+        )
+    for ours_row, base_row in zip(rows, base_rows, strict=False):
+        ratio = ours_row["cycle_s"] / base_row["cycle_s"]
+        print(
+            f"vs baseline {args.baseline} at {ours_row['nodes']:.0f} nodes (median of {args.repeat}): cycle "
+            f"{ours_row['cycle_s']:.2f}s against {base_row['cycle_s']:.2f}s = {ratio:.2f}x, "
+            f"allocate {ours_row['allocate_s']:.2f}s against {base_row['allocate_s']:.2f}s, placed "
+            f"{ours_row['pods_placed']:.0f} against {base_row['pods_placed']:.0f}"
         )
     if len(rows) > 1:
         a, b = rows[0], rows[-1]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from scheduler.actions.common.explain import attempt_at, closest, failure_message, leaf_needs
+from scheduler.actions.common.explain import attempt_at, closest, failure_message
 from scheduler.actions.common.gang import Chosen, GangPlacer, GroupPlan, PlacementError
-from scheduler.actions.common.topology import INF, fits, levels_of, search, tightness
+from scheduler.actions.common.topology import fits, levels_of, search, tightness
 from scheduler.api.reasons import Reason
 from scheduler.framework.jobs import Job
 from scheduler.framework.nodes import Domain
@@ -28,11 +28,12 @@ def allocate(session: Session) -> None:
         jobs.sort(key=session.job_order_key, reverse=True)  # pop() from the end takes the first
     memo: FailMemo = {}
     generation = session.table.generation
+    queue_key = session.queue_order_fn()
     while by_queue:
         if session.table.generation != generation:
             memo.clear()
             generation = session.table.generation
-        name = min(by_queue, key=session.queue_order_key)
+        name = min(by_queue, key=queue_key)
         jobs = by_queue[name]
         job = jobs.pop()
         if not jobs:
@@ -200,6 +201,3 @@ def _extras(
                 left -= got
                 if left <= 0:
                     break
-
-
-__all__ = ["INF", "allocate", "leaf_needs"]

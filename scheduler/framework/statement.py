@@ -41,10 +41,10 @@ class Statement:
     ops: list[Op] = field(default_factory=list)
     touched: dict[int, int] = field(default_factory=dict)  # node -> open operations on it
     closed: bool = False
+    table: NodeTable = field(init=False)
 
-    @property
-    def table(self) -> NodeTable:
-        return self.session.table
+    def __post_init__(self) -> None:
+        self.table = self.session.table
 
     # --- transaction ------------------------------------------------------------------------
     def checkpoint(self) -> int:
@@ -83,8 +83,9 @@ class Statement:
     def fit_count(self, node: int, req: SparseReq, want: int, pipelined: bool = False) -> int:
         """How many pods of `req` (up to `want`) the node takes now: from idle capacity, or for a
         pipelined placement also from what victims are still releasing."""
-        free = self.table.free[node]
-        rel = None if pipelined else self.table.releasing.get(node)
+        table = self.table
+        free = table.free[node]
+        rel = None if pipelined or not table.releasing else table.releasing.get(node)
         best = want
         for i, v in req:
             if v <= 0:

@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Any
 from scheduler.api.pod import Pod
 from scheduler.api.queue import UNLIMITED
 from scheduler.api.resources import Resources
-from scheduler.framework.plugin import Plugin, Problem
+from scheduler.framework.plugin import Plugin
 from scheduler.framework.queues import QUEUE_DIMS, QueueNode, QueueTree
 from scheduler.framework.record import QueueShare
 from scheduler.framework.registry import plugin
 
 if TYPE_CHECKING:
-    from scheduler.framework.jobs import Job
     from scheduler.framework.session import Session
 
 _EPS = 1e-9
@@ -136,8 +135,8 @@ class Proportion(Plugin):
 
     def open(self, session: Session) -> None:
         """Allocated (our bound pods) and requested (allocated + pending) per leaf, then fair share."""
-        self._paths: dict[str, list[QueueNode]] = {}  # queue -> itself and its ancestors
-        self._amounts: dict[Resources, list[tuple[str, float]]] = {}  # request -> what queues count of it
+        # (job, namespace, request) -> (its queue and every ancestor, the amounts queues count of it)
+        self._charges: dict[tuple[str, str, Resources], tuple[list[QueueNode], list[tuple[str, float]]]] = {}
         queues, snapshot, config = session.queues, session.snapshot, session.config
         group_queue = {job.key: job.queue for job in session.jobs if job.pod_group is not None}
         for key, pg in snapshot.pod_groups.items():
@@ -195,27 +194,27 @@ class Proportion(Plugin):
 
     def _charge(self, session: Session, pods: Sequence[Pod], sign: int) -> None:
         """One call is pods of one job with one request: charge the job's queue and every ancestor."""
-        queue = session.queue_of(pods[0])
-        path = self._paths.get(queue)
-        if path is None:
-            node = session.queues.nodes.get(queue)
-            path = self._paths[queue] = node.path() if node is not None else []
-        request = pods[0].request
-        amounts = self._amounts.get(request)
-        if amounts is None:
-            amounts = self._amounts[request] = [(dim, float(request.get(dim))) for dim in QUEUE_DIMS]
+        pod = pods[0]
+        key = (pod.group_key or pod.name, pod.namespace, pod.request)
+        entry = self._charges.get(key)
+        if entry is None:
+            node = session.queues.nodes.get(session.queue_of(pod))
+            path = node.path() if node is not None else []
+            for qn in path:
+                for dim in QUEUE_DIMS:
+                    qn.allocated.setdefault(dim, 0.0)
+            amounts = [(dim, float(q)) for dim in QUEUE_DIMS if (q := pod.request.get(dim))]
+            entry = self._charges[key] = (path, amounts)
+        path, amounts = entry
         n = sign * len(pods)
         for qn in path:
             alloc = qn.allocated
             for dim, v in amounts:
-                alloc[dim] = alloc.get(dim, 0.0) + v * n
+                alloc[dim] += v * n
             qn.level_key = None
 
     def queue_order(self, session: Session, queue: QueueNode) -> tuple[Any, ...]:
         return queue_order_key(queue)
-
-    def job_valid(self, session: Session, job: Job) -> Problem | None:
-        return session.queues.check_leaf(job.queue)
 
     def queue_headroom(self, session: Session, queue: str) -> dict[str, float]:
         """What the queue (and every ancestor) may still take before its limit."""

@@ -186,3 +186,10 @@ def test_builtins_are_registered_by_name() -> None:
     REGISTRY.load()
     assert {"allocate"} <= set(REGISTRY.actions)
     assert set(DEFAULT_PLUGINS) <= set(REGISTRY.plugins)
+
+
+def test_without_proportion_or_nodeorder_the_session_still_runs() -> None:
+    objects = [node("b", 8), node("a", 8), pod("p", 1), pod("q", 1, **{"kai.scheduler/queue": "missing"})]
+    record = run_session(snapshot(objects), SchedulerConfig(plugins=("predicates",)), now=0.0)
+    assert record.placements() == {"ns/p": "a"}  # no node order plugin: nodes by name
+    assert str(record.decisions["ns/q"].reason) == "QueueDoesNotExist"  # queue structure is the framework's
