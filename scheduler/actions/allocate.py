@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from scheduler.actions.common.explain import attempt_at, closest, failure_message
+from dataclasses import dataclass, replace
+
+from scheduler.actions.common.explain import attempt_at, closest, failure_message, members_detail
 from scheduler.actions.common.gang import Chosen, GangPlacer, GroupPlan, PlacementError
+from scheduler.actions.common.members import Outcome
 from scheduler.actions.common.topology import fits, levels_of, search, tightness
 from scheduler.api.reasons import Reason
 from scheduler.framework.jobs import Job
 from scheduler.framework.nodes import Domain
-from scheduler.framework.record import GangDecision, LevelAttempt
+from scheduler.framework.record import GangCommit, GangDecision, LevelAttempt
 from scheduler.framework.registry import action
 from scheduler.framework.session import Session
-from scheduler.framework.statement import Statement
 
 
 @action("allocate")
 def allocate(session: Session) -> None:
+    """Two phases, as KAI orders jobs below their minimum before jobs at it: first every gang's minimum in
+    queue-fair order, then elastic extras one pod at a time, again in queue-fair order (a job at its
+    minimum before one above it), so an older elastic gang never takes what a newer gang needs to start."""
     placer = GangPlacer(session)
     by_queue: dict[str, list[Job]] = {}
     for job in session.jobs:
@@ -29,6 +34,7 @@ def allocate(session: Session) -> None:
     memo: FailMemo = {}
     generation = session.table.generation
     queue_key = session.queue_order_fn()
+    placed: list[Placed] = []
     while by_queue:
         if session.table.generation != generation:
             memo.clear()
@@ -40,9 +46,30 @@ def allocate(session: Session) -> None:
             del by_queue[name]
         session.record.order.append(job.key)
         try:
-            _place(session, placer, job, memo)
+            done = _place(session, placer, job, memo)
         except PlacementError as err:
             _fail(session, job, err.reason, err.message, err.attempts)
+            continue
+        if done is not None:
+            placed.append(done)
+    _extras(session, placer, placed)
+
+
+@dataclass(slots=True, eq=False)
+class Placed:
+    """A gang whose minimum was placed this cycle, with pods it may still take (elastic extras)."""
+
+    job: Job
+    gp: GroupPlan
+    chosen: Chosen
+    landed: Domain
+    commit: int | None  # index of its GangCommit in the record (None while it has placed no pod)
+    allocated: int  # pods running or placed (this cycle)
+    minimum: int  # pods its groups' minimums add up to
+
+    @property
+    def above_min(self) -> bool:
+        return self.allocated > self.minimum
 
 
 def _fail(session: Session, job: Job, reason: Reason, message: str, attempts: tuple[LevelAttempt, ...] = ()) -> None:
@@ -111,8 +138,10 @@ def _too_large(session: Session, gp: GroupPlan) -> None:
             )
 
 
-def _place(session: Session, placer: GangPlacer, job: Job, memo: FailMemo) -> None:
+def _place(session: Session, placer: GangPlacer, job: Job, memo: FailMemo) -> Placed | None:
+    """Place the job's minimum, or raise PlacementError; returns it when it has pods beyond the minimum."""
     gp = placer.prepare(job)
+    placer.start(session.config.placement_search_budget)
     _check_limit(session, job, gp)
     table = session.table
     key = _memo_key(gp, job)
@@ -141,6 +170,7 @@ def _place(session: Session, placer: GangPlacer, job: Job, memo: FailMemo) -> No
         pinned=bound,
         closest=lambda name, doms, partial: closest(table, name, doms, gp, partial),
         attempts=attempts,
+        measure=lambda mark: placer.placed_since(stmt, mark),
     )
     if landed is None:
         stmt.discard()
@@ -154,12 +184,41 @@ def _place(session: Session, placer: GangPlacer, job: Job, memo: FailMemo) -> No
             levels = list(levels_of(table, tier, None, bound))
             spots = [(a.level, _find(levels, a), a.placed) for a in attempts]
             memo.setdefault(key, []).append((list(gp.need_vec), reason, spots))
-        raise PlacementError(reason, failure_message(table, gp, reason, tuple(attempts)), tuple(attempts))
-    _extras(session, placer, job, gp, stmt, chosen, landed)
+        message = failure_message(table, gp, reason, tuple(attempts))
+        if placer.budget.exhausted:
+            reason = Reason.PLACEMENT_SEARCH_LIMIT
+            message = (
+                f"the search for a placement of the gang's members stopped after {placer.budget.spent} steps "
+                f"(placementSearchBudget) without finding one or proving there is none; the gang may fit and is "
+                f"tried again next cycle ({message})"
+            )
+        elif placer.searched:
+            last = _closest_search(placer, attempts)
+            if last is not None:
+                message += "; " + members_detail(table, *last)
+        raise PlacementError(reason, message, tuple(attempts))
     result = stmt.commit()
     session.record.decisions[job.key] = GangDecision(
         job=job.key, queue=job.queue, placed=True, domain=landed.path, pods=result.binds + result.pipelined
     )
+    extras = sum(
+        len(cls.pods) - chosen.get(id(cls), (landed, 0))[1] for leaf, _ in _leaves(gp, False) for cls in leaf.classes
+    )
+    if extras <= 0:
+        return None
+    minimum = sum(g.min_member if g.min_member is not None else 1 for g in job.root.walk() if g.is_leaf())
+    allocated = len(job.bound) + len(result.binds) + len(result.pipelined)
+    at = len(session.record.commits) - 1 if result.binds or result.pipelined else None
+    return Placed(job, gp, chosen, landed, at, allocated, minimum)
+
+
+def _closest_search(placer: GangPlacer, attempts: list[LevelAttempt]) -> tuple[GroupPlan, Domain, Outcome] | None:
+    """The failed exact search in the domain the record names as closest (else the last one)."""
+    names = {a.domain for a in attempts}
+    for gp, dom, outcome in reversed(placer.searched):
+        if dom.path in names:
+            return gp, dom, outcome
+    return placer.searched[-1] if placer.searched else None
 
 
 def _find(levels: list[tuple[str, list[Domain]]], a: LevelAttempt) -> Domain | None:
@@ -176,28 +235,58 @@ def _leaves(gp: GroupPlan, constrained: bool) -> list[tuple[GroupPlan, bool]]:
     return [x for c in gp.children for x in _leaves(c, here)]
 
 
-def _extras(
-    session: Session, placer: GangPlacer, job: Job, gp: GroupPlan, stmt: Statement, chosen: Chosen, landed: Domain
-) -> None:
-    """Elastic pods beyond the minimum: best effort, inside the gang's domain when it is required. The
-    queue's headroom already counts the gang's minimum (the statement charged it)."""
+def _extras(session: Session, placer: GangPlacer, placed: list[Placed]) -> None:
+    """Elastic pods beyond the minimum, one pod per turn: the queue-fair queue first, inside it a job at
+    its minimum before one above it, then job order. Best effort, inside the gang's domain when it is
+    required; each pod joins its gang's commit (bound with it, all or nothing)."""
+    by_queue: dict[str, list[Placed]] = {}
+    for p in placed:
+        by_queue.setdefault(p.job.queue, []).append(p)
+    queue_key = session.queue_order_fn()
+    while by_queue:
+        name = min(by_queue, key=queue_key)
+        jobs = by_queue[name]
+        p = min(jobs, key=lambda x: (x.above_min, session.job_order_key(x.job)))
+        if _one_extra(session, placer, p):
+            p.allocated += 1
+            continue
+        jobs.remove(p)
+        if not jobs:
+            del by_queue[name]
+
+
+def _one_extra(session: Session, placer: GangPlacer, p: Placed) -> bool:
+    job, gp = p.job, p.gp
     head = session.headroom(job.queue)
-    used = [0.0] * len(session.table.dims)
     wide = gp.tier.tree.root if gp.tier is not None and gp.tier.tree is not None else session.table.cluster
+    stmt = session.statement(job)
     for leaf, constrained in _leaves(gp, False):
         for cls in leaf.classes:
-            dom, start = chosen.get(id(cls), (landed, 0))
-            left = len(cls.pods) - start
-            for i, v in cls.req:
-                if i in head and v > 0:
-                    left = min(left, int((head[i] - used[i]) // v))
-            if left <= 0:
+            dom, start = p.chosen.get(id(cls), (p.landed, 0))
+            if start >= len(cls.pods):
+                continue
+            if any(i in head and v > 0 and head[i] + 1e-9 < v for i, v in cls.req):
+                p.chosen[id(cls)] = (dom, len(cls.pods))  # over the queue's limit: no more of this class
                 continue
             for where in [dom] if constrained else [dom, wide]:
-                got = placer.fill(where, cls, start, left, stmt, leaf.need_vec)
-                for i, v in cls.req:
-                    used[i] += v * got
-                start += got
-                left -= got
-                if left <= 0:
-                    break
+                if placer.fill(where, cls, start, 1, stmt, leaf.need_vec):
+                    p.chosen[id(cls)] = (dom, start + 1)
+                    _join(session, p, stmt.commit())
+                    return True
+            p.chosen[id(cls)] = (dom, len(cls.pods))  # no room for one more: nor for later ones this cycle
+    stmt.discard()
+    return False
+
+
+def _join(session: Session, p: Placed, extra: GangCommit) -> None:
+    """Fold an extra pod's commit into its gang's commit and decision."""
+    commits = session.record.commits
+    assert commits[-1] is extra
+    d = session.record.decisions[p.job.key]
+    session.record.decisions[p.job.key] = replace(d, pods=d.pods + extra.binds + extra.pipelined)
+    if p.commit is None:  # its minimum was zero pods: this is its first commit
+        p.commit = len(commits) - 1
+        return
+    commits.pop()
+    first = commits[p.commit]
+    commits[p.commit] = replace(first, binds=first.binds + extra.binds, pipelined=first.pipelined + extra.pipelined)

@@ -12,6 +12,9 @@ class Reason(StrEnum):
     NO_FEASIBLE_NODE = "NoFeasibleNode"
     GANG_TOO_LARGE = "GangTooLarge"
     OVER_LIMIT = "OverLimit"
+    # the bounded search for a placement of a heterogeneous gang's members ran out of work before it
+    # found one or proved there is none: the gang may fit; it is tried again next cycle
+    PLACEMENT_SEARCH_LIMIT = "PlacementSearchLimit"
     BIND_BACKOFF = "BindBackoff"  # its last bind failed; it waits out an exponential backoff
     # gang membership
     NOT_ENOUGH_PODS = "NotEnoughPods"

@@ -32,6 +32,9 @@ class SchedulerConfig:
     default_priority: int = 0
     # actions run in this order on one session (KAI's: allocate, consolidation, reclaim, preempt,
     # stalegangeviction); plugins whose hooks the session combines
+    # options the exact search for a heterogeneous gang's members may examine per gang and cycle; when it
+    # runs out the gang waits with PlacementSearchLimit (it may fit) instead of a wrong "does not fit"
+    placement_search_budget: int = 200_000
     actions: tuple[str, ...] = DEFAULT_ACTIONS
     plugins: tuple[str, ...] = DEFAULT_PLUGINS
 
@@ -53,6 +56,8 @@ class SchedulerConfig:
                     raise ConfigError(f"configuration: {err.args[0]}") from None
         if self.node_order not in NODE_ORDERS:
             raise ConfigError(f"nodeOrder must be one of {', '.join(NODE_ORDERS)}, got {self.node_order!r}")
+        if not isinstance(self.placement_search_budget, int) or self.placement_search_budget < 0:
+            raise ConfigError("placementSearchBudget must be an integer >= 0")
         if self.schedule_period_seconds <= 0:
             raise ConfigError("schedulePeriodSeconds must be > 0")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from scheduler.actions.common.gang import GroupPlan
+from scheduler.actions.common.members import Outcome
 from scheduler.api.reasons import Reason
 from scheduler.api.resources import Resources
 from scheduler.framework.nodes import Domain, NodeTable
@@ -61,3 +62,19 @@ def describe(a: LevelAttempt) -> str:
         return f"closest {a.level} {a.domain} has the capacity in total but fragmented: {a.placed}/{a.needed} pods fit"
     where = "the cluster" if a.level == "cluster" else f"closest {a.level} {a.domain}"
     return f"{where} is short {a.short}"
+
+
+def members_detail(table: NodeTable, gp: GroupPlan, dom: Domain, outcome: Outcome) -> str:
+    """The truth about a gang whose members fit one by one but not all together in a domain."""
+    parts = []
+    for cls in gp.classes:
+        req = table.resources([dict(cls.req).get(i, 0) for i in range(len(table.dims))])
+        like = f" and {len(cls.pods) - 1} like it" if len(cls.pods) > 1 else ""
+        parts.append(f"{cls.pods[0].name}{like} ({req} each): room for {outcome.room_alone.get(id(cls), 0)} alone")
+    alone = all(outcome.room_alone.get(id(c), 0) >= min(len(c.pods), gp.need) for c in gp.classes)
+    head = (
+        f"in {dom.path} each kind of member fits on its own but at most {outcome.best} of the {gp.need} fit together"
+        if alone
+        else f"in {dom.path} at most {outcome.best} of the {gp.need} members fit"
+    )
+    return f"{head} ({'; '.join(parts)})"

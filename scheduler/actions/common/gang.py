@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from scheduler.actions.common.members import DEFAULT_BUDGET, Budget, Demand, Outcome, search_members
+from scheduler.actions.common.members import apply as apply_outcome
 from scheduler.actions.common.topology import Tier, fits, root_of, search, tightness
 from scheduler.api.pod import Pod
 from scheduler.api.podgroup import TopologyConstraint
@@ -60,6 +62,32 @@ class GangPlacer:
         self.session = session
         self.table: NodeTable = session.table
         self.scored = session.has_hook("node_score")
+        self.budget = Budget()
+        self.searched: list[tuple[GroupPlan, Domain, Outcome]] = []  # failed exact searches of this gang
+        self.dry = 0  # pods a failed trial would have placed but did not apply (see fill's `whole`)
+
+    def start(self, budget: int = DEFAULT_BUDGET) -> None:
+        """A new gang: a fresh search budget and no failures remembered."""
+        self.budget = Budget(budget)
+        self.searched = []
+        self.dry = 0
+
+    def placed_since(self, stmt: Statement, mark: int) -> int:
+        """How many pods a failed trial placed since `mark`, applied or only counted."""
+        got = stmt.placed_count(mark) + self.dry
+        self.dry = 0
+        return got
+
+    def used_domains(self, stmt: Statement) -> set[int]:
+        """Every domain (of every tree) holding a node the gang's open statement placed pods on."""
+        out: set[int] = set()
+        for node in stmt.touched:
+            for dom in self.table.memberships[node]:
+                d: Domain | None = dom
+                while d is not None and id(d) not in out:
+                    out.add(id(d))
+                    d = d.parent
+        return out
 
     # --- preparing a job --------------------------------------------------------------------
     def tier(self, constraint: TopologyConstraint, inherited: TopologyTree | None, what: str) -> Tier | None:
@@ -151,10 +179,12 @@ class GangPlacer:
                     )
                 cls = by_sig[sig] = PodClass(req, mask, [], dict(req).get(0, 0), s.dynamic_filters(pod))
             cls.pods.append(pod)
-        # higher task priority first, then larger pods first (they are the hard ones to fit)
+        # higher task priority first (it says which pods a gang prefers), then the most constrained: fewest
+        # eligible nodes, then larger pods (they are the hard ones to fit)
+        counts = {id(c): sum(c.mask) for c in by_sig.values()}
         return sorted(
             by_sig.values(),
-            key=lambda c: (-c.pods[0].task_priority, [-v for _, v in c.req], c.pods[0].name),
+            key=lambda c: (-c.pods[0].task_priority, counts[id(c)], [-v for _, v in c.req], c.pods[0].name),
         )
 
     def prepare(self, job: Job) -> GroupPlan:
@@ -201,9 +231,10 @@ class GangPlacer:
         return GroupPlan(g, tier, [], need, need_vec, children)
 
     # --- node order -------------------------------------------------------------------------
-    def iter_nodes(self, dom: Domain, need: list[int], gpu: int) -> Iterator[int]:
+    def iter_nodes(self, dom: Domain, need: list[int], gpu: int, used: set[int] | None = None) -> Iterator[int]:
         """Nodes of a domain in visiting order: the node order inside a node holder; across child domains
-        the ones that hold `need` first (tightest first), so one sub-domain fills before the next opens."""
+        the ones the gang already uses first (compactness: every member goes where the others are when it
+        fits there), then those that hold `need` (tightest first), so one sub-domain fills before the next."""
         table = self.table
         if dom.nodes:
             if dom.index is not None:
@@ -223,27 +254,34 @@ class GangPlacer:
             (fit if fits(c.free, need) else rest).append(c)
         fit.sort(key=lambda c: (-tightness(c.free, need), c.path))
         rest.sort(key=lambda c: (tightness(c.free, need), c.path))
-        for c in fit + rest:
-            yield from self.iter_nodes(c, need, gpu)
+        ordered = fit + rest
+        if used:
+            ordered = [c for c in ordered if id(c) in used] + [c for c in ordered if id(c) not in used]
+        for c in ordered:
+            yield from self.iter_nodes(c, need, gpu, used)
 
     # --- trials -----------------------------------------------------------------------------
-    def fill(self, dom: Domain, cls: PodClass, start: int, want: int, stmt: Statement, need: list[int]) -> int:
+    def fill(
+        self, dom: Domain, cls: PodClass, start: int, want: int, stmt: Statement, need: list[int], whole: bool = False
+    ) -> int:
         """Place up to `want` pods of a class (from index `start`) inside a domain; returns how many.
 
         Bin-pack fills each node as far as it goes; spread takes one pod per node per pass, so a gang
         lands across the emptiest nodes as kube-scheduler's least-allocated scoring would put it. One pass
         visits each node once, so its placements are applied when the pass ends (the sorted indexes it
-        walks must not move under it); each pass sees every earlier one."""
+        walks must not move under it); each pass sees every earlier one. `whole`: the caller fails unless
+        all `want` fit, so a single pass that falls short applies nothing (and counts in `dry`)."""
         if cls.dynamic or self.scored:
             return self._fill_each(dom, cls, start, want, stmt, need)
         placed = 0
         mask, req = cls.mask, cls.req
         full = self.table.full_for(req)
         per_node = 1 if self.table.spread else want
+        used = self.used_domains(stmt) if stmt.touched and not dom.nodes else None
         while placed < want:
             before = placed
             batch: list[tuple[int, int]] = []
-            for node in self.iter_nodes(dom, need, cls.gpu):
+            for node in self.iter_nodes(dom, need, cls.gpu, used):
                 if not mask[node] or full[node]:
                     continue
                 k = stmt.fit_count(node, req, min(per_node, want - placed))
@@ -255,6 +293,9 @@ class GangPlacer:
                 placed += k
                 if placed >= want:
                     break
+            if whole and per_node == want and placed < want:
+                self.dry += placed  # a trial that fails anyway: count what would have fit, apply nothing
+                return placed
             at = start + before
             for node, k in batch:
                 stmt.allocate_many(cls.pods[at : at + k], node, req)
@@ -270,7 +311,8 @@ class GangPlacer:
         mask, req = cls.mask, cls.req
         placed = 0
         for pod in cls.pods[start : start + want]:
-            order = [n for n in self.iter_nodes(dom, need, cls.gpu) if mask[n]]
+            used = self.used_domains(stmt) if stmt.touched and not dom.nodes else None
+            order = [n for n in self.iter_nodes(dom, need, cls.gpu, used) if mask[n]]
             if self.scored:
                 scores = {n: s.node_score(pod, n) for n in order}
                 order.sort(key=lambda n: -scores[n])  # stable: equal scores keep the node order
@@ -284,12 +326,32 @@ class GangPlacer:
         return placed
 
     def place_leaf(self, gp: GroupPlan, dom: Domain, stmt: Statement, chosen: Chosen) -> int:
+        """Place the leaf's minimum inside `dom`: greedy fill first (complete for one pod class), then, for
+        several classes, the bounded exact search. On failure the greedy partial stays in the statement
+        (the caller rolls it back after counting it)."""
+        mark = stmt.checkpoint()
+        got = self._greedy(gp, dom, stmt, chosen, whole=len(gp.classes) == 1)
+        if got >= gp.need or len(gp.classes) < 2 or self.budget.exhausted:
+            return got
+        partial = stmt.placed_count(mark)
+        stmt.rollback(mark)
+        order = list(self.iter_nodes(dom, gp.need_vec, 0, self.used_domains(stmt) if stmt.touched else None))
+        outcome = search_members(self.table, dom, [Demand(gp.classes, gp.need)], order, self.budget)
+        if outcome.placement is None:
+            self.searched.append((gp, dom, outcome))
+            return self._greedy(gp, dom, stmt, chosen) if partial else 0
+        used = apply_outcome(stmt, outcome)
+        for cls in gp.classes:
+            chosen[id(cls)] = (dom, used.get(id(cls), 0))
+        return gp.need
+
+    def _greedy(self, gp: GroupPlan, dom: Domain, stmt: Statement, chosen: Chosen, whole: bool = False) -> int:
         left = gp.need
         for cls in gp.classes:
             chosen[id(cls)] = (dom, 0)
             if left <= 0:
                 continue
-            got = self.fill(dom, cls, 0, min(left, len(cls.pods)), stmt, gp.need_vec)
+            got = self.fill(dom, cls, 0, min(left, len(cls.pods)), stmt, gp.need_vec, whole)
             chosen[id(cls)] = (dom, got)
             left -= got
         return gp.need - left
@@ -297,17 +359,22 @@ class GangPlacer:
     def place_group(self, gp: GroupPlan, dom: Domain, stmt: Statement, chosen: Chosen) -> bool:
         """A subgroup inside its parent's domain: the same level-by-level search as the gang's own."""
         found = search(
-            self.table, gp.tier, gp.need_vec, dom, stmt, lambda sub: self.place_members(gp, sub, stmt, chosen)
+            self.table,
+            gp.tier,
+            gp.need_vec,
+            dom,
+            stmt,
+            lambda sub: self.place_members(gp, sub, stmt, chosen),
+            prefer=self.used_domains(stmt) if stmt.touched else None,
+            measure=lambda mark: self.placed_since(stmt, mark),
         )
         return found is not None
 
     def place_members(self, gp: GroupPlan, dom: Domain, stmt: Statement, chosen: Chosen) -> bool:
+        """Place a group's minimum inside `dom`; on failure whatever it placed is left for the caller to
+        count and roll back."""
         if not gp.children:
-            mark = stmt.checkpoint()
-            if self.place_leaf(gp, dom, stmt, chosen) >= gp.need:
-                return True
-            stmt.rollback(mark)
-            return False
+            return self.place_leaf(gp, dom, stmt, chosen) >= gp.need
         satisfied = 0
         required_all = gp.group.min_sub_group is None
         for child in gp.children:

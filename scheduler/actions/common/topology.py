@@ -118,19 +118,29 @@ def search(
     pinned: Sequence[int] = (),
     closest: ClosestFn | None = None,
     attempts: list[LevelAttempt] | None = None,
+    prefer: set[int] | None = None,
+    measure: Callable[[int], int] | None = None,
 ) -> Domain | None:
     """Try each level's candidate domains in tightness order; `place(dom)` puts the members into one
     (it may leave placements on failure: they are rolled back here). Returns the domain that took them.
 
     With `attempts`, each level that failed records its closest domain (`closest(level, doms, partial)`,
-    partial = the most members any candidate took), for the record's explanation."""
+    partial = the most members any candidate took), for the record's explanation. `prefer`: ids of
+    domains the gang already uses; those are tried first (a subgroup joins its siblings when it fits).
+    `measure(mark)`: how many members a failed trial placed (default: what the statement holds)."""
     for name, doms in levels_of(table, tier, within, pinned):
         best: tuple[int, Domain] | None = None
-        for dom in by_tightness(doms, need):
+        candidates: Iterator[Domain] = by_tightness(doms, need)
+        if prefer:
+            ranked_doms = list(candidates)
+            candidates = iter(
+                [d for d in ranked_doms if id(d) in prefer] + [d for d in ranked_doms if id(d) not in prefer]
+            )
+        for dom in candidates:
             mark = stmt.checkpoint()
             if place(dom):
                 return dom
-            got = stmt.placed_count(mark)
+            got = measure(mark) if measure is not None else stmt.placed_count(mark)
             if best is None or got > best[0]:
                 best = (got, dom)
             stmt.rollback(mark)
