@@ -263,7 +263,7 @@ def test_case_file_is_well_formed(path: Path) -> None:
     if expect.get("all_scheduled"):
         assert not expect.get("unscheduled")
     if case.get("config") is not None:
-        assert set(case["config"]) <= {"schedulerName", "nodeOrder"}
+        assert set(case["config"]) <= {"schedulerName", "nodeOrder", "placementSearchBudget"}
     # a pod that is expected placed must not be in a gang that is expected unscheduled
     for ref in placed_refs:
         pod = pods[ref]

@@ -243,8 +243,8 @@ class GangPlacer:
                 yield from sorted(dom.nodes, key=table.order_key())
             return
         children = dom.children
-        if children and children[0].nodes and len(children[0].nodes) == 1 and not children[0].children:
-            # hostname level: the children are nodes, ordered as nodes are
+        if children and all(len(c.nodes) == 1 and not c.children for c in children):
+            # every child is one node (a hostname level, or racks of one node): order them as nodes are
             key = table.order_key()
             yield from sorted((c.nodes[0] for c in children), key=key)
             return
