@@ -23,6 +23,7 @@ from typing import Any
 from scheduler.api.resources import Resources
 from scheduler.cache.cluster_state import ClusterState, Snapshot
 from scheduler.kube.client import ApiError, KubeClient
+from scheduler.kube.paths import NODES, POD_GROUPS, PODS
 
 log = logging.getLogger("kaisched.binder")
 INTENT_ANNOTATION = "kai.scheduler/commit-intent"
@@ -57,11 +58,6 @@ class CommitOutcome:
     rolled_back: dict[str, int]
 
 
-def _podgroup_path(gang: str) -> str:
-    ns, name = gang.split("/", 1)
-    return f"/apis/scheduling.run.ai/v2alpha2/namespaces/{ns}/podgroups/{name}"
-
-
 class GangCommitter:
     def __init__(
         self, client: KubeClient, state: ClusterState, identity: str, parallelism: int = 32, dry_run: bool = True
@@ -87,14 +83,14 @@ class GangCommitter:
         if pod is not None and pod.uid:
             meta["uid"] = pod.uid  # a recreated pod of the same name must not receive this decision
         body = {
-            "apiVersion": "v1",
+            "apiVersion": PODS.api_version,
             "kind": "Binding",
             "metadata": meta,
-            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+            "target": {"apiVersion": NODES.api_version, "kind": NODES.kind, "name": node},
         }
         self.client.request(
             "POST",
-            f"/api/v1/namespaces/{ns}/pods/{name}/binding",
+            PODS.item(name, ns, "binding"),
             params={"dryRun": "All"} if dry else None,
             body=body,
         )
@@ -103,7 +99,7 @@ class GangCommitter:
         value = intent.to_json() if intent is not None else None
         self.client.request(
             "PATCH",
-            _podgroup_path(gang),
+            POD_GROUPS.of_key(gang),
             body={"metadata": {"annotations": {INTENT_ANNOTATION: value}}},
             content_type="application/merge-patch+json",
         )
@@ -209,8 +205,7 @@ class GangCommitter:
         """Delete owned pods (their controller recreates them); re-create pods without an owner from their
         own spec, minus the node."""
         for pod_key, _node in bound:
-            ns, name = pod_key.split("/", 1)
-            path = f"/api/v1/namespaces/{ns}/pods/{name}"
+            path = PODS.of_key(pod_key)
             try:
                 obj = self.client.request("GET", path)
                 self.client.request("DELETE", path, body={"gracePeriodSeconds": 0})
@@ -225,7 +220,7 @@ class GangCommitter:
         ns = body["metadata"].get("namespace") or "default"
         for attempt in range(20):  # the old object may still be finalizing
             try:
-                self.client.request("POST", f"/api/v1/namespaces/{ns}/pods", body=body)
+                self.client.request("POST", PODS.collection(ns), body=body)
                 return
             except ApiError as err:
                 if err.status != 409 or attempt == 19:

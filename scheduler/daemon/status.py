@@ -18,6 +18,7 @@ from scheduler.cache.cluster_state import Snapshot
 from scheduler.framework.record import SessionRecord
 from scheduler.framework.session import BUILTIN_PRIORITIES
 from scheduler.kube.client import ApiError, KubeClient
+from scheduler.kube.paths import EVENTS, POD_GROUPS, PODS, QUEUES
 
 log = logging.getLogger("kaisched.status")
 CONDITION_TYPE = "UnschedulableOnNodePool"
@@ -71,8 +72,8 @@ class StatusWriter:
     def _post_event(self, regarding: Mapping[str, str], reason: str, note: str, type_: str, action: str) -> None:
         ns = regarding.get("namespace") or "default"
         body = {
-            "apiVersion": "events.k8s.io/v1",
-            "kind": "Event",
+            "apiVersion": EVENTS.api_version,
+            "kind": EVENTS.kind,
             "metadata": {"name": f"{regarding['name']}.{uuid.uuid4().hex[:12]}", "namespace": ns},
             "eventTime": _micro_now(),
             "reportingController": self.component,
@@ -84,7 +85,7 @@ class StatusWriter:
             "regarding": dict(regarding),
         }
         try:
-            self.client.request("POST", f"/apis/events.k8s.io/v1/namespaces/{ns}/events", body=body)
+            self.client.request("POST", EVENTS.collection(ns), body=body)
         except ApiError as err:
             log.warning("event %s on %s/%s not written: %s", reason, ns, regarding.get("name"), err)
 
@@ -98,11 +99,11 @@ class StatusWriter:
 
     @classmethod
     def pod_ref(cls, key: str, uid: str = "") -> dict[str, str]:
-        return cls._ref("v1", "Pod", key, uid)
+        return cls._ref(PODS.api_version, PODS.kind, key, uid)
 
     @classmethod
     def podgroup_ref(cls, key: str, uid: str = "") -> dict[str, str]:
-        return cls._ref("scheduling.run.ai/v2alpha2", "PodGroup", key, uid)
+        return cls._ref(POD_GROUPS.api_version, POD_GROUPS.kind, key, uid)
 
     # --- per cycle ----------------------------------------------------------------------------
     def write(self, snapshot: Snapshot, record: SessionRecord, failed_binds: Mapping[str, str]) -> None:
@@ -222,17 +223,15 @@ class StatusWriter:
         self.status_pool.submit(self._patch_pg_status, key, {"schedulingConditions": []})
 
     def _patch_status(self, path: str, status: dict[str, Any]) -> ApiError | None:
+        """Merge-patch the status subresource at `path` (a paths table `of_key(..., "status")`)."""
         try:
-            self.client.request(
-                "PATCH", f"{path}/status", body={"status": status}, content_type="application/merge-patch+json"
-            )
+            self.client.request("PATCH", path, body={"status": status}, content_type="application/merge-patch+json")
             return None
         except ApiError as err:
             return err
 
     def _patch_pg_status(self, key: str, status: dict[str, Any]) -> None:
-        ns, name = key.split("/", 1)
-        err = self._patch_status(f"/apis/scheduling.run.ai/v2alpha2/namespaces/{ns}/podgroups/{name}", status)
+        err = self._patch_status(POD_GROUPS.of_key(key, "status"), status)
         if err is not None:
             log.warning("status of PodGroup %s not written: %s", key, err)
             # write it again next cycle
@@ -254,6 +253,6 @@ class StatusWriter:
             self.status_pool.submit(self._patch_queue_status, name, status)
 
     def _patch_queue_status(self, name: str, status: dict[str, Any]) -> None:
-        err = self._patch_status(f"/apis/scheduling.run.ai/v2/queues/{name}", status)
+        err = self._patch_status(QUEUES.of_key(name, "status"), status)
         if err is not None and err.status != 404:  # implicit default queues exist only in our memory
             log.warning("status of Queue %s not written: %s", name, err)
