@@ -13,30 +13,18 @@ from dataclasses import dataclass, field
 from scheduler.actions.allocate import allocate
 from scheduler.backends.kubernetes import KubeBackend
 from scheduler.cache.cluster_state import Snapshot
-from scheduler.daemon.metrics import Metrics
 from scheduler.daemon.status import StatusWriter
 from scheduler.framework.config import SchedulerConfig
+from scheduler.framework.cycleinfo import CycleInfo
 from scheduler.framework.gcpause import paused_gc
 from scheduler.framework.record import SessionRecord
 from scheduler.framework.session import Session
+from scheduler.telemetry.metrics import Metrics
 
 log = logging.getLogger("kaisched")
 
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class CycleInfo:
-    """One finished cycle, handed to observers (debug API history, telemetry) on the scheduling thread."""
-
-    record: SessionRecord
-    snapshot: Snapshot
-    start_unix: float  # wall clock when the cycle began
-    phases: tuple[tuple[str, float], ...]  # (phase, seconds) in order: snapshot, allocate, commit, status
-    summary: dict[str, int | float]
-    bind_failures: dict[str, str]
-    started: float = 0.0  # time.monotonic() when the cycle began (binds assumed after it are this cycle's)
 
 
 @dataclass(slots=True)
