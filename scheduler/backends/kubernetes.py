@@ -12,11 +12,13 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from scheduler.backends.base import CommitOutcome
 from scheduler.binder.commit import GangCommitter
-from scheduler.cache.cluster_state import ClusterState
+from scheduler.cache.cluster_state import ClusterState, Snapshot
+from scheduler.framework.record import GangCommit
 from scheduler.kube.client import ApiError, KubeClient
 from scheduler.kube.paths import WATCHED, ApiResource
 
@@ -164,6 +166,33 @@ class KubeBackend:
                 return True
             time.sleep(0.05)
         return False
+
+    # --- ClusterBackend ------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        return self.state.snapshot()
+
+    def recover(self, snapshot: Snapshot) -> list[str]:
+        """Finish or undo commits a previous run left half done (their intent records), and return gangs
+        bound to nodes that have gone to Pending (binder.GangCommitter.recover)."""
+        return self.committer.recover(snapshot)
+
+    def commit(self, commits: Sequence[GangCommit]) -> CommitOutcome:
+        """Every gang in its own pipeline (binder.GangCommitter.commit). The committer cannot evict yet:
+        a gang whose commit carries evictions or pipelined binds is refused whole (nothing of it is
+        bound) rather than bound without its victims leaving."""
+        refused: dict[str, str] = {}
+        gangs: list[tuple[str, list[tuple[str, str]], bool]] = []
+        for c in commits:
+            if c.evictions or c.pipelined:
+                refused[c.job] = (
+                    f"the Kubernetes committer cannot evict yet: the commit carries {len(c.evictions)} "
+                    f"eviction(s) and {len(c.pipelined)} pipelined bind(s); nothing was bound"
+                )
+            elif c.binds:
+                gangs.append((c.job, list(c.binds), c.has_pod_group))
+        out = self.committer.commit(gangs) if gangs else CommitOutcome()
+        out.errors.update(refused)
+        return out
 
     def drain(self) -> int:
         """Apply every queued watch event to the cache; returns how many."""

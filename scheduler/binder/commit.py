@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from scheduler.api.resources import Resources
@@ -53,9 +53,12 @@ class Intent:
 
 @dataclass(slots=True)
 class CommitOutcome:
-    bound: dict[str, list[tuple[str, str]]]  # gang -> bindings that stand
-    errors: dict[str, str]  # gang -> why it did not bind (after rollback)
-    rolled_back: dict[str, int]
+    """What a commit did, per gang (the result type of every ClusterBackend.commit)."""
+
+    bound: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # gang -> bindings that stand
+    errors: dict[str, str] = field(default_factory=dict)  # gang -> why it did not bind (after rollback)
+    rolled_back: dict[str, int] = field(default_factory=dict)  # gang -> members returned to Pending
+    evicted: dict[str, list[str]] = field(default_factory=dict)  # gang -> its victims (pod keys), evicted
 
 
 class GangCommitter:
@@ -121,7 +124,7 @@ class GangCommitter:
     def commit(self, gangs: list[tuple[str, list[tuple[str, str]], bool]]) -> CommitOutcome:
         """gangs: (key, bindings, has_podgroup). Each gang runs its own pipeline (intent, dry run, binds,
         clear), all gangs at once, so the first binds land at once instead of after every gang's validation."""
-        out = CommitOutcome({}, {}, {})
+        out = CommitOutcome()
         futures = [(g, b, self.gang_pool.submit(self._commit_one, g, b, has_pg)) for g, b, has_pg in gangs]
         now = time.monotonic()
         for gang, bindings, fut in futures:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from scheduler.api.resources import GPU, format_quantity
-from scheduler.cli.simulate import SimulationResult, simulate
+from scheduler.backends.simulation import SimulationResult, simulate
 from scheduler.cli.table import table
 from scheduler.framework.config import SchedulerConfig
 from scheduler.kube.paths import POD_GROUPS, QUEUES, TOPOLOGIES
