@@ -16,7 +16,6 @@ from typing import Any
 from scheduler.api.resources import CPU, GPU, MEMORY, Resources
 from scheduler.cache.cluster_state import Snapshot
 from scheduler.framework.record import SessionRecord
-from scheduler.framework.session import BUILTIN_PRIORITIES
 from scheduler.kube.client import ApiError, KubeClient
 from scheduler.kube.paths import EVENTS, POD_GROUPS, PODS, QUEUES
 
@@ -123,7 +122,7 @@ class StatusWriter:
                     )
                 if pg is not None:
                     self._clear_condition(key)
-                    self._resources_status(snapshot, key, decision.pods)
+                    self._resources_status(snapshot, record, key, decision.pods)
                 self.evented.pop(key, None)
             else:
                 self._unschedulable(snapshot, key, str(decision.reason), decision.message, pg is not None)
@@ -156,7 +155,9 @@ class StatusWriter:
         self.evented[key] = ("FailedBinding", message)
         self._set_condition(key, "FailedBinding", message, has_pg)
 
-    def _resources_status(self, snapshot: Snapshot, key: str, placed: tuple[tuple[str, str], ...]) -> None:
+    def _resources_status(
+        self, snapshot: Snapshot, record: SessionRecord, key: str, placed: tuple[tuple[str, str], ...]
+    ) -> None:
         """resourcesStatus of a PodGroup: what its pods hold (bound, plus bound now) and request in all."""
         now_bound = {pod for pod, _ in placed}
         allocated = requested = Resources()
@@ -164,10 +165,8 @@ class StatusWriter:
             requested = requested + pod.request
             if pod.bound or pod.key in now_bound:
                 allocated = allocated + pod.request
-        pg = snapshot.pod_groups[key]
-        non_preemptible = pg.preemptibility == "non-preemptible" or (
-            pg.preemptibility != "preemptible" and self._priority(snapshot, pg.priority_class) >= 100
-        )
+        facts = record.jobs.get(key)  # preemptibility as the session resolved it, never recomputed here
+        non_preemptible = facts is not None and not facts.preemptible
         status = {
             "allocated": resource_list(allocated),
             "allocatedNonPreemptible": resource_list(allocated if non_preemptible else Resources()),
@@ -176,13 +175,6 @@ class StatusWriter:
         if self.written_resources.get(key) != status:
             self.written_resources[key] = status
             self.status_pool.submit(self._patch_pg_status, key, {"resourcesStatus": status})
-
-    @staticmethod
-    def _priority(snapshot: Snapshot, name: str) -> int:
-        pc = snapshot.priority_classes.get(name)
-        if pc is not None:
-            return pc.value
-        return BUILTIN_PRIORITIES.get(name, 0)
 
     def _unschedulable(self, snapshot: Snapshot, key: str, reason: str, message: str, has_pg: bool) -> None:
         if self.evented.get(key) != (reason, message):
