@@ -84,13 +84,15 @@ def test_memory_commit_is_all_or_nothing_per_gang() -> None:
     assert backend.drain() == 0 and backend.recover(backend.snapshot()) == []
 
 
+class Refusing(MemoryBackend):
+    """Refuses every gang (as a commit that lost a race would be refused)."""
+
+    def commit(self, commits: Any) -> CommitOutcome:
+        return CommitOutcome(errors={c.job: "refused" for c in commits})
+
+
 def test_simulation_raises_when_memory_refuses() -> None:
     backend = memory()
-
-    class Refusing(MemoryBackend):
-        def commit(self, commits: Any) -> CommitOutcome:
-            return CommitOutcome(errors={c.job: f"{c.job}: refused" for c in commits})
-
     refusing = Refusing([node("n1"), pod("a")])
     with pytest.raises(BindError, match="refused"):
         run_cycle(refusing, SchedulerConfig(), 1)
@@ -172,10 +174,6 @@ def test_daemon_runs_on_the_memory_backend() -> None:
 
 
 def test_daemon_backs_off_a_gang_the_backend_refuses() -> None:
-    class Refusing(MemoryBackend):
-        def commit(self, commits: Any) -> CommitOutcome:
-            return CommitOutcome(errors={c.job: "refused" for c in commits})
-
     sink, metrics = Sink(), Metrics()
     daemon = Daemon(Refusing([node("n1"), pod("a")]), sink, SchedulerConfig(), metrics)
     daemon.cycle()
