@@ -1,23 +1,44 @@
-"""What the simulation loop needs from a cluster: bind a gang, all members or none.
+"""ClusterBackend: everything the daemon and the simulation loop need from a cluster, and nothing more.
 
-The in-memory backend implements it directly (its binds cannot fail half way). The Kubernetes backend
-commits through `binder.GangCommitter` instead, which adds what a real API server needs: intent records,
-a server-side dry run, rollback and crash recovery; the daemon's runner calls that."""
+A cycle is: `drain()` the changes seen since the last cycle into the cache, take a `snapshot()`,
+`recover(snapshot)` whatever a previous run left half committed, run the session on the snapshot
+(framework.cycle.run_session), then `commit(record.commits)`. The core never sees the backend.
+
+Two implementations: `memory.MemoryBackend` (simulate, replay, the demo, the debug API's Simulate, tests)
+applies a commit directly, since nothing in memory can fail half way; `kubernetes.KubeBackend` commits
+through `binder.GangCommitter`, which adds what a real API server needs (intent records, a server-side
+dry run, rollback, crash recovery)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
-from scheduler.cache.cluster_state import ClusterState
+from scheduler.binder.commit import CommitOutcome
+from scheduler.cache.cluster_state import Snapshot
+from scheduler.framework.record import GangCommit
+
+__all__ = ["BindError", "ClusterBackend", "CommitOutcome"]
 
 
 class BindError(Exception):
-    pass
+    """A commit the backend refused (the simulation loop raises it: in memory a refused bind is a bug)."""
 
 
 class ClusterBackend(Protocol):
-    state: ClusterState
+    def drain(self) -> int:
+        """Apply the cluster changes seen since the last call to the cache; returns how many."""
+        ...
 
-    def bind_gang(self, gang: str, bindings: list[tuple[str, str]]) -> None:
-        """Bind every (pod key, node) of one gang, or none of them (raise BindError)."""
+    def snapshot(self) -> Snapshot:
+        """The cache as of now, for one session."""
+        ...
+
+    def recover(self, snapshot: Snapshot) -> list[str]:
+        """Finish or undo what a previous run left half committed; one line per gang it touched."""
+        ...
+
+    def commit(self, commits: Sequence[GangCommit]) -> CommitOutcome:
+        """Apply each gang's commit all-or-nothing, in order: its evictions first, then its binds.
+        A gang that fails is in `errors` (with nothing of it left bound); the others are in `bound`."""
         ...

@@ -12,32 +12,18 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from scheduler.backends.base import CommitOutcome
 from scheduler.binder.commit import GangCommitter
-from scheduler.cache.cluster_state import ClusterState
+from scheduler.cache.cluster_state import ClusterState, Snapshot
+from scheduler.framework.record import GangCommit
 from scheduler.kube.client import ApiError, KubeClient
+from scheduler.kube.paths import WATCHED, ApiResource
 
 log = logging.getLogger("kaisched.kube")
 
-
-@dataclass(frozen=True, slots=True)
-class Resource:
-    kind: str
-    path: str
-    namespaced: bool = False
-
-
-RESOURCES = (
-    Resource("Node", "/api/v1/nodes"),
-    Resource("Pod", "/api/v1/pods", True),
-    Resource("PriorityClass", "/apis/scheduling.k8s.io/v1/priorityclasses"),
-    Resource("PodGroup", "/apis/scheduling.run.ai/v2alpha2/podgroups", True),
-    Resource("Queue", "/apis/scheduling.run.ai/v2/queues"),
-    Resource("Topology", "/apis/kai.scheduler/v1alpha1/topologies"),
-)
 
 WATCH_TIMEOUT_S = 240
 MAX_BACKOFF_S = 10.0
@@ -64,7 +50,7 @@ def _debug_copy(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
 
 class Reflector(threading.Thread):
     def __init__(
-        self, client: KubeClient, res: Resource, out: queue.Queue[tuple[str, str, Any]], stop: threading.Event
+        self, client: KubeClient, res: ApiResource, out: queue.Queue[tuple[str, str, Any]], stop: threading.Event
     ) -> None:
         super().__init__(name=f"reflector-{res.kind}", daemon=True)
         self.client, self.res, self.out, self.stop_event = client, res, out, stop
@@ -81,7 +67,7 @@ class Reflector(threading.Thread):
                     rv = self._list()
                     self.relists += 1
                 for event in self.client.watch(
-                    self.res.path,
+                    self.res.collection(),
                     {"resourceVersion": rv, "allowWatchBookmarks": "true", "timeoutSeconds": WATCH_TIMEOUT_S},
                     timeout=WATCH_TIMEOUT_S + 30,
                 ):
@@ -126,7 +112,7 @@ class Reflector(threading.Thread):
         items: list[dict[str, Any]] = []
         cont = None
         while True:
-            page = self.client.request("GET", self.res.path, params={"limit": 5000, "continue": cont})
+            page = self.client.request("GET", self.res.collection(), params={"limit": 5000, "continue": cont})
             for item in page.get("items") or []:
                 item.setdefault("kind", self.res.kind)
                 items.append(item)
@@ -153,8 +139,8 @@ class KubeBackend:
         self.state = ClusterState(scheduler_name)
         self.events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
         self.stop_event = threading.Event()
-        self.reflectors = [Reflector(client, r, self.events, self.stop_event) for r in RESOURCES]
-        self.known: dict[str, set[str]] = {r.kind: set() for r in RESOURCES}
+        self.reflectors = [Reflector(client, r, self.events, self.stop_event) for r in WATCHED]
+        self.known: dict[str, set[str]] = {r.kind: set() for r in WATCHED}
         self.committer = GangCommitter(client, self.state, identity, bind_parallelism, dry_run)
         self.assumed = self.committer.assumed  # pod key -> (node, when) until the watch confirms
         # (kind, ns/name) -> the object as received, kept only when the debug API wants snapshots (None: off)
@@ -180,6 +166,33 @@ class KubeBackend:
                 return True
             time.sleep(0.05)
         return False
+
+    # --- ClusterBackend ------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        return self.state.snapshot()
+
+    def recover(self, snapshot: Snapshot) -> list[str]:
+        """Finish or undo commits a previous run left half done (their intent records), and return gangs
+        bound to nodes that have gone to Pending (binder.GangCommitter.recover)."""
+        return self.committer.recover(snapshot)
+
+    def commit(self, commits: Sequence[GangCommit]) -> CommitOutcome:
+        """Every gang in its own pipeline (binder.GangCommitter.commit). The committer cannot evict yet:
+        a gang whose commit carries evictions or pipelined binds is refused whole (nothing of it is
+        bound) rather than bound without its victims leaving."""
+        refused: dict[str, str] = {}
+        gangs: list[tuple[str, list[tuple[str, str]], bool]] = []
+        for c in commits:
+            if c.evictions or c.pipelined:
+                refused[c.job] = (
+                    f"the Kubernetes committer cannot evict yet: the commit carries {len(c.evictions)} "
+                    f"eviction(s) and {len(c.pipelined)} pipelined bind(s); nothing was bound"
+                )
+            elif c.binds:
+                gangs.append((c.job, list(c.binds), c.has_pod_group))
+        out = self.committer.commit(gangs) if gangs else CommitOutcome()
+        out.errors.update(refused)
+        return out
 
     def drain(self) -> int:
         """Apply every queued watch event to the cache; returns how many."""

@@ -6,11 +6,12 @@ YAML, and it feeds every change through the same ClusterState.apply_object path 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from scheduler.backends.base import BindError
-from scheduler.cache.cluster_state import ClusterState
+from scheduler.backends.base import CommitOutcome
+from scheduler.cache.cluster_state import ClusterState, Snapshot
+from scheduler.framework.record import GangCommit
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -38,20 +39,57 @@ class MemoryBackend:
         if obj is not None:
             self.state.apply_object(obj, deleted=True)
 
-    def bind_gang(self, gang: str, bindings: list[tuple[str, str]]) -> None:
-        pods = []
-        for pod_key, node in bindings:
+    # --- ClusterBackend ------------------------------------------------------------------------
+    def drain(self) -> int:
+        """Nothing is ever pending: every change goes through `upsert`/`delete` into the cache at once."""
+        return 0
+
+    def snapshot(self) -> Snapshot:
+        return self.state.snapshot()
+
+    def recover(self, snapshot: Snapshot) -> list[str]:
+        """Nothing to finish or undo: a commit in memory is whole or was never applied."""
+        return []
+
+    def commit(self, commits: Sequence[GangCommit]) -> CommitOutcome:
+        """Each gang whole or not at all: everything it names is checked first, then its victims are
+        deleted (as an eviction ends in the API: the pod object goes, releasing its node at once, so
+        pipelined binds need not wait) and its pods bound."""
+        out = CommitOutcome()
+        for c in commits:
+            error = self._refusal(c)
+            if error is not None:
+                out.errors[c.job] = error
+                continue
+            for pod_key, _reason in c.evictions:
+                ns, name = pod_key.split("/", 1)
+                self.delete("Pod", ns, name)
+            binds = [*c.binds, *c.pipelined]
+            for pod_key, node in binds:
+                ns, name = pod_key.split("/", 1)
+                bound = copy.deepcopy(self.objects[("Pod", ns, name)])
+                bound.setdefault("spec", {})["nodeName"] = node
+                bound.setdefault("status", {})["phase"] = "Running"
+                self.upsert(bound)
+            out.bound[c.job] = binds
+            if c.evictions:
+                out.evicted[c.job] = [p for p, _ in c.evictions]
+        return out
+
+    def _refusal(self, c: GangCommit) -> str | None:
+        """Why the gang's commit cannot be applied whole (None: it can)."""
+        for pod_key, _reason in c.evictions:
+            ns, name = pod_key.split("/", 1)
+            if ("Pod", ns, name) not in self.objects:
+                return f"{c.job}: victim {pod_key} no longer exists"
+        victims = {p for p, _ in c.evictions}
+        for pod_key, node in (*c.binds, *c.pipelined):
             ns, name = pod_key.split("/", 1)
             pod = self.objects.get(("Pod", ns, name))
-            if pod is None:
-                raise BindError(f"{gang}: pod {pod_key} no longer exists")
+            if pod is None or pod_key in victims:
+                return f"{c.job}: pod {pod_key} no longer exists"
             if (pod.get("spec") or {}).get("nodeName"):
-                raise BindError(f"{gang}: pod {pod_key} is already bound")
+                return f"{c.job}: pod {pod_key} is already bound"
             if ("Node", "", node) not in self.objects:
-                raise BindError(f"{gang}: node {node} no longer exists")
-            pods.append((pod, node))
-        for pod, node in pods:  # validated above: nothing below can fail, so the gang binds whole
-            bound = copy.deepcopy(pod)
-            bound.setdefault("spec", {})["nodeName"] = node
-            bound.setdefault("status", {})["phase"] = "Running"
-            self.upsert(bound)
+                return f"{c.job}: node {node} no longer exists"
+        return None

@@ -17,12 +17,13 @@ import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from scheduler.api.resources import Resources
 from scheduler.cache.cluster_state import ClusterState, Snapshot
 from scheduler.kube.client import ApiError, KubeClient
+from scheduler.kube.paths import NODES, POD_GROUPS, PODS
 
 log = logging.getLogger("kaisched.binder")
 INTENT_ANNOTATION = "kai.scheduler/commit-intent"
@@ -52,14 +53,12 @@ class Intent:
 
 @dataclass(slots=True)
 class CommitOutcome:
-    bound: dict[str, list[tuple[str, str]]]  # gang -> bindings that stand
-    errors: dict[str, str]  # gang -> why it did not bind (after rollback)
-    rolled_back: dict[str, int]
+    """What a commit did, per gang (the result type of every ClusterBackend.commit)."""
 
-
-def _podgroup_path(gang: str) -> str:
-    ns, name = gang.split("/", 1)
-    return f"/apis/scheduling.run.ai/v2alpha2/namespaces/{ns}/podgroups/{name}"
+    bound: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # gang -> bindings that stand
+    errors: dict[str, str] = field(default_factory=dict)  # gang -> why it did not bind (after rollback)
+    rolled_back: dict[str, int] = field(default_factory=dict)  # gang -> members returned to Pending
+    evicted: dict[str, list[str]] = field(default_factory=dict)  # gang -> its victims (pod keys), evicted
 
 
 class GangCommitter:
@@ -87,14 +86,14 @@ class GangCommitter:
         if pod is not None and pod.uid:
             meta["uid"] = pod.uid  # a recreated pod of the same name must not receive this decision
         body = {
-            "apiVersion": "v1",
+            "apiVersion": PODS.api_version,
             "kind": "Binding",
             "metadata": meta,
-            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+            "target": {"apiVersion": NODES.api_version, "kind": NODES.kind, "name": node},
         }
         self.client.request(
             "POST",
-            f"/api/v1/namespaces/{ns}/pods/{name}/binding",
+            PODS.item(name, ns, "binding"),
             params={"dryRun": "All"} if dry else None,
             body=body,
         )
@@ -103,7 +102,7 @@ class GangCommitter:
         value = intent.to_json() if intent is not None else None
         self.client.request(
             "PATCH",
-            _podgroup_path(gang),
+            POD_GROUPS.of_key(gang),
             body={"metadata": {"annotations": {INTENT_ANNOTATION: value}}},
             content_type="application/merge-patch+json",
         )
@@ -125,7 +124,7 @@ class GangCommitter:
     def commit(self, gangs: list[tuple[str, list[tuple[str, str]], bool]]) -> CommitOutcome:
         """gangs: (key, bindings, has_podgroup). Each gang runs its own pipeline (intent, dry run, binds,
         clear), all gangs at once, so the first binds land at once instead of after every gang's validation."""
-        out = CommitOutcome({}, {}, {})
+        out = CommitOutcome()
         futures = [(g, b, self.gang_pool.submit(self._commit_one, g, b, has_pg)) for g, b, has_pg in gangs]
         now = time.monotonic()
         for gang, bindings, fut in futures:
@@ -209,8 +208,7 @@ class GangCommitter:
         """Delete owned pods (their controller recreates them); re-create pods without an owner from their
         own spec, minus the node."""
         for pod_key, _node in bound:
-            ns, name = pod_key.split("/", 1)
-            path = f"/api/v1/namespaces/{ns}/pods/{name}"
+            path = PODS.of_key(pod_key)
             try:
                 obj = self.client.request("GET", path)
                 self.client.request("DELETE", path, body={"gracePeriodSeconds": 0})
@@ -225,7 +223,7 @@ class GangCommitter:
         ns = body["metadata"].get("namespace") or "default"
         for attempt in range(20):  # the old object may still be finalizing
             try:
-                self.client.request("POST", f"/api/v1/namespaces/{ns}/pods", body=body)
+                self.client.request("POST", PODS.collection(ns), body=body)
                 return
             except ApiError as err:
                 if err.status != 409 or attempt == 19:

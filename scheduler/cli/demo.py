@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from scheduler.api.resources import GPU, format_quantity
-from scheduler.cli.simulate import SimulationResult, simulate
+from scheduler.backends.simulation import SimulationResult, simulate
 from scheduler.cli.table import table
 from scheduler.framework.config import SchedulerConfig
+from scheduler.kube.paths import POD_GROUPS, QUEUES, TOPOLOGIES
 
 ZONE = "topology.kubernetes.io/zone"
 RACK = "topology.kubernetes.io/rack"
@@ -43,7 +44,7 @@ def _pod(name: str, group: str, queue: str, gpus: int, cpu: str, sub: str = "") 
 
 def _podgroup(name: str, queue: str, min_member: int, annotations: dict[str, str], **spec: Any) -> dict[str, Any]:
     return {
-        "apiVersion": "scheduling.run.ai/v2alpha2",
+        "apiVersion": POD_GROUPS.api_version,
         "kind": "PodGroup",
         "metadata": {"name": name, "namespace": "demo", "annotations": annotations},
         "spec": {"queue": queue, **({"minMember": min_member} if min_member else {}), **spec},
@@ -54,7 +55,7 @@ def _queue(name: str, parent: str, gpu_quota: int, weight: float) -> dict[str, A
     spec: dict[str, Any] = {"resources": {"gpu": {"quota": gpu_quota, "limit": -1, "overQuotaWeight": weight}}}
     if parent:
         spec["parentQueue"] = parent
-    return {"apiVersion": "scheduling.run.ai/v2", "kind": "Queue", "metadata": {"name": name}, "spec": spec}
+    return {"apiVersion": QUEUES.api_version, "kind": "Queue", "metadata": {"name": name}, "spec": spec}
 
 
 def demo_objects() -> list[dict[str, Any]]:
@@ -65,7 +66,7 @@ def demo_objects() -> list[dict[str, Any]]:
                 objs.append(_node(z, f"{z}-rack{r}", i))
     objs.append(
         {
-            "apiVersion": "kai.scheduler/v1alpha1",
+            "apiVersion": TOPOLOGIES.api_version,
             "kind": "Topology",
             "metadata": {"name": "demo-topology"},
             "spec": {"levels": [{"nodeLabel": ZONE}, {"nodeLabel": RACK}, {"nodeLabel": "kubernetes.io/hostname"}]},

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from scheduler.cli.simulate import simulate
+from scheduler.backends.simulation import simulate
 from scheduler.debug.snapshot import split_document
 from scheduler.framework.config import ConfigError, SchedulerConfig
 from scheduler.kube.loader import LoadError, flatten

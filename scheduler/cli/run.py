@@ -16,11 +16,11 @@ import time
 from scheduler.backends.kubernetes import KubeBackend
 from scheduler.daemon.http import serve
 from scheduler.daemon.leader import LeaderElector
-from scheduler.daemon.metrics import Metrics
 from scheduler.daemon.runner import Daemon
 from scheduler.daemon.status import StatusWriter
 from scheduler.framework.config import SchedulerConfig
 from scheduler.kube.client import KubeClient
+from scheduler.telemetry.metrics import Metrics
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--max-cycles", type=int, default=None, help=argparse.SUPPRESS)
-    from scheduler.debug.attach import add_arguments
+    from scheduler.daemon.debugattach import add_arguments
 
     add_arguments(p)
 
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         KubeClient.from_kubeconfig(args.kubeconfig, qps=args.qps, burst=args.burst), config.scheduler_name, identity
     )
     daemon = Daemon(backend, status, config, metrics, json_logs=args.log_format == "json")
-    from scheduler.debug.attach import attach
+    from scheduler.daemon.debugattach import attach
 
     try:
         stop_debug = attach(args, daemon, backend, config, metrics)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from scheduler.cli.simulate import SimulationResult
+from scheduler.backends.simulation import SimulationResult
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

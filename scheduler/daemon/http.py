@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from scheduler.daemon.metrics import Metrics
+from scheduler.telemetry.metrics import Metrics
 
 
 def serve(host: str, port: int, metrics: Metrics, ready: Callable[[], bool]) -> ThreadingHTTPServer:

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from scheduler.kube.client import ApiError, KubeClient
+from scheduler.kube.paths import LEASES
 
 log = logging.getLogger("kaisched.leader")
 
@@ -49,7 +50,7 @@ class LeaderElector:
 
     @property
     def path(self) -> str:
-        return f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases/{self.name}"
+        return LEASES.item(self.name, self.namespace)
 
     def try_acquire_or_renew(self) -> bool:
         now = dt.datetime.now(dt.UTC)
@@ -66,15 +67,13 @@ class LeaderElector:
         }
         if lease is None:
             body = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
+                "apiVersion": LEASES.api_version,
+                "kind": LEASES.kind,
                 "metadata": {"name": self.name, "namespace": self.namespace},
                 "spec": {**spec_new, "acquireTime": _ts(now), "leaseTransitions": 0},
             }
             try:
-                self.client.request(
-                    "POST", f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases", body=body
-                )
+                self.client.request("POST", LEASES.collection(self.namespace), body=body)
                 return True
             except ApiError as err:
                 if err.status == 409:

@@ -1,4 +1,7 @@
-"""The daemon's cycle: drain watch events, snapshot, session, bind gangs, write status, log one line."""
+"""The daemon's cycle: drain watch events, snapshot, recover, run the session, commit, write status, log one line.
+
+The Daemon knows the cluster only as a `ClusterBackend` (backends/base.py), and writes status through a
+`StatusSink`; both are injected (cli/run.py wires the Kubernetes ones)."""
 
 from __future__ import annotations
 
@@ -7,36 +10,22 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from scheduler.actions.allocate import allocate
-from scheduler.backends.kubernetes import KubeBackend
+from scheduler.backends.base import ClusterBackend
 from scheduler.cache.cluster_state import Snapshot
-from scheduler.daemon.metrics import Metrics
-from scheduler.daemon.status import StatusWriter
 from scheduler.framework.config import SchedulerConfig
-from scheduler.framework.gcpause import paused_gc
+from scheduler.framework.cycle import run_session
+from scheduler.framework.cycleinfo import CycleInfo
 from scheduler.framework.record import SessionRecord
-from scheduler.framework.session import Session
+from scheduler.telemetry.metrics import Metrics
 
 log = logging.getLogger("kaisched")
 
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class CycleInfo:
-    """One finished cycle, handed to observers (debug API history, telemetry) on the scheduling thread."""
-
-    record: SessionRecord
-    snapshot: Snapshot
-    start_unix: float  # wall clock when the cycle began
-    phases: tuple[tuple[str, float], ...]  # (phase, seconds) in order: snapshot, allocate, commit, status
-    summary: dict[str, int | float]
-    bind_failures: dict[str, str]
-    started: float = 0.0  # time.monotonic() when the cycle began (binds assumed after it are this cycle's)
 
 
 @dataclass(slots=True)
@@ -70,11 +59,17 @@ class Backoff:
         }
 
 
+class StatusSink(Protocol):
+    """Where a cycle's record goes: PodGroup and Queue status, events (daemon/status.StatusWriter)."""
+
+    def write(self, snapshot: Snapshot, record: SessionRecord, failed_binds: Mapping[str, str]) -> None: ...
+
+
 class Daemon:
     def __init__(
         self,
-        backend: KubeBackend,
-        status: StatusWriter,
+        backend: ClusterBackend,
+        status: StatusSink,
         config: SchedulerConfig,
         metrics: Metrics,
         json_logs: bool = False,
@@ -95,34 +90,32 @@ class Daemon:
         t0 = time.perf_counter()
         started = time.monotonic()
         events = self.backend.drain()
-        snap = self.backend.state.snapshot()
-        recovered = self.backend.committer.recover(snap)
+        snap = self.backend.snapshot()
+        recovered = self.backend.recover(snap)
         if recovered:  # a previous run died mid-commit: its gangs are whole or pending again now
             for line in recovered:
                 log.warning("recovery: %s", line)
             self.metrics.inc("kaisched_commits_recovered_total", len(recovered))
-            snap = self.backend.state.snapshot()
+            snap = self.backend.snapshot()
         t1 = time.perf_counter()
         now = time.time()
-        with paused_gc():
-            session = Session(snap, self.config, now=now, cycle=self.cycle_no, hold=self._holding(snap))
-            allocate(session)
-        record = session.record
+        record = run_session(snap, self.config, now, cycle=self.cycle_no, hold=self._holding(snap))
         t2 = time.perf_counter()
-        gangs = [(k, list(record.decisions[k].pods)) for k in record.order if record.decisions[k].pods]
-        outcome = self.backend.committer.commit([(k, b, k in snap.pod_groups) for k, b in gangs])
+        commits = [c for c in record.commits if c.binds or c.pipelined or c.evictions]
+        outcome = self.backend.commit(commits)
         errors = outcome.errors
         self.metrics.inc("kaisched_gangs_rolled_back_total", len(outcome.rolled_back))
+        self.metrics.inc("kaisched_pods_evicted_total", sum(len(v) for v in outcome.evicted.values()))
         failed: dict[str, str] = {}
         bound = 0
-        for key, pods in gangs:
-            if key in errors:
-                delay = self.backoff.fail(key, time.monotonic())
-                failed[key] = f"{errors[key]}; backing off {delay:.0f}s"
+        for c in commits:
+            if c.job in errors:
+                delay = self.backoff.fail(c.job, time.monotonic())
+                failed[c.job] = f"{errors[c.job]}; backing off {delay:.0f}s"
                 self.metrics.inc("kaisched_bind_failures_total")
             else:
-                self.backoff.success(key)
-                bound += len(pods)
+                self.backoff.success(c.job)
+                bound += len(c.binds) + len(c.pipelined)
         t3 = time.perf_counter()
         self.status.write(snap, record, failed)
         t4 = time.perf_counter()

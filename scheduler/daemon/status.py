@@ -16,8 +16,8 @@ from typing import Any
 from scheduler.api.resources import CPU, GPU, MEMORY, Resources
 from scheduler.cache.cluster_state import Snapshot
 from scheduler.framework.record import SessionRecord
-from scheduler.framework.session import BUILTIN_PRIORITIES
 from scheduler.kube.client import ApiError, KubeClient
+from scheduler.kube.paths import EVENTS, POD_GROUPS, PODS, QUEUES
 
 log = logging.getLogger("kaisched.status")
 CONDITION_TYPE = "UnschedulableOnNodePool"
@@ -71,8 +71,8 @@ class StatusWriter:
     def _post_event(self, regarding: Mapping[str, str], reason: str, note: str, type_: str, action: str) -> None:
         ns = regarding.get("namespace") or "default"
         body = {
-            "apiVersion": "events.k8s.io/v1",
-            "kind": "Event",
+            "apiVersion": EVENTS.api_version,
+            "kind": EVENTS.kind,
             "metadata": {"name": f"{regarding['name']}.{uuid.uuid4().hex[:12]}", "namespace": ns},
             "eventTime": _micro_now(),
             "reportingController": self.component,
@@ -84,7 +84,7 @@ class StatusWriter:
             "regarding": dict(regarding),
         }
         try:
-            self.client.request("POST", f"/apis/events.k8s.io/v1/namespaces/{ns}/events", body=body)
+            self.client.request("POST", EVENTS.collection(ns), body=body)
         except ApiError as err:
             log.warning("event %s on %s/%s not written: %s", reason, ns, regarding.get("name"), err)
 
@@ -98,11 +98,11 @@ class StatusWriter:
 
     @classmethod
     def pod_ref(cls, key: str, uid: str = "") -> dict[str, str]:
-        return cls._ref("v1", "Pod", key, uid)
+        return cls._ref(PODS.api_version, PODS.kind, key, uid)
 
     @classmethod
     def podgroup_ref(cls, key: str, uid: str = "") -> dict[str, str]:
-        return cls._ref("scheduling.run.ai/v2alpha2", "PodGroup", key, uid)
+        return cls._ref(POD_GROUPS.api_version, POD_GROUPS.kind, key, uid)
 
     # --- per cycle ----------------------------------------------------------------------------
     def write(self, snapshot: Snapshot, record: SessionRecord, failed_binds: Mapping[str, str]) -> None:
@@ -122,7 +122,7 @@ class StatusWriter:
                     )
                 if pg is not None:
                     self._clear_condition(key)
-                    self._resources_status(snapshot, key, decision.pods)
+                    self._resources_status(snapshot, record, key, decision.pods)
                 self.evented.pop(key, None)
             else:
                 self._unschedulable(snapshot, key, str(decision.reason), decision.message, pg is not None)
@@ -155,7 +155,9 @@ class StatusWriter:
         self.evented[key] = ("FailedBinding", message)
         self._set_condition(key, "FailedBinding", message, has_pg)
 
-    def _resources_status(self, snapshot: Snapshot, key: str, placed: tuple[tuple[str, str], ...]) -> None:
+    def _resources_status(
+        self, snapshot: Snapshot, record: SessionRecord, key: str, placed: tuple[tuple[str, str], ...]
+    ) -> None:
         """resourcesStatus of a PodGroup: what its pods hold (bound, plus bound now) and request in all."""
         now_bound = {pod for pod, _ in placed}
         allocated = requested = Resources()
@@ -163,10 +165,8 @@ class StatusWriter:
             requested = requested + pod.request
             if pod.bound or pod.key in now_bound:
                 allocated = allocated + pod.request
-        pg = snapshot.pod_groups[key]
-        non_preemptible = pg.preemptibility == "non-preemptible" or (
-            pg.preemptibility != "preemptible" and self._priority(snapshot, pg.priority_class) >= 100
-        )
+        facts = record.jobs.get(key)  # preemptibility as the session resolved it, never recomputed here
+        non_preemptible = facts is not None and not facts.preemptible
         status = {
             "allocated": resource_list(allocated),
             "allocatedNonPreemptible": resource_list(allocated if non_preemptible else Resources()),
@@ -175,13 +175,6 @@ class StatusWriter:
         if self.written_resources.get(key) != status:
             self.written_resources[key] = status
             self.status_pool.submit(self._patch_pg_status, key, {"resourcesStatus": status})
-
-    @staticmethod
-    def _priority(snapshot: Snapshot, name: str) -> int:
-        pc = snapshot.priority_classes.get(name)
-        if pc is not None:
-            return pc.value
-        return BUILTIN_PRIORITIES.get(name, 0)
 
     def _unschedulable(self, snapshot: Snapshot, key: str, reason: str, message: str, has_pg: bool) -> None:
         if self.evented.get(key) != (reason, message):
@@ -222,17 +215,15 @@ class StatusWriter:
         self.status_pool.submit(self._patch_pg_status, key, {"schedulingConditions": []})
 
     def _patch_status(self, path: str, status: dict[str, Any]) -> ApiError | None:
+        """Merge-patch the status subresource at `path` (a paths table `of_key(..., "status")`)."""
         try:
-            self.client.request(
-                "PATCH", f"{path}/status", body={"status": status}, content_type="application/merge-patch+json"
-            )
+            self.client.request("PATCH", path, body={"status": status}, content_type="application/merge-patch+json")
             return None
         except ApiError as err:
             return err
 
     def _patch_pg_status(self, key: str, status: dict[str, Any]) -> None:
-        ns, name = key.split("/", 1)
-        err = self._patch_status(f"/apis/scheduling.run.ai/v2alpha2/namespaces/{ns}/podgroups/{name}", status)
+        err = self._patch_status(POD_GROUPS.of_key(key, "status"), status)
         if err is not None:
             log.warning("status of PodGroup %s not written: %s", key, err)
             # write it again next cycle
@@ -254,6 +245,6 @@ class StatusWriter:
             self.status_pool.submit(self._patch_queue_status, name, status)
 
     def _patch_queue_status(self, name: str, status: dict[str, Any]) -> None:
-        err = self._patch_status(f"/apis/scheduling.run.ai/v2/queues/{name}", status)
+        err = self._patch_status(QUEUES.of_key(name, "status"), status)
         if err is not None and err.status != 404:  # implicit default queues exist only in our memory
             log.warning("status of Queue %s not written: %s", name, err)

@@ -19,7 +19,7 @@ import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from scheduler.cli.simulate import simulate
+from scheduler.backends.simulation import simulate
 from scheduler.debug._pb import debug_pb2 as pb
 from scheduler.debug._pb import debug_pb2_grpc as pb_grpc
 from scheduler.debug.history import CycleEntry, CycleHistory

@@ -16,7 +16,7 @@ from scheduler.debug.history import CycleEntry, CycleHistory, RawObjects
 from scheduler.framework.config import ConfigError, SchedulerConfig
 
 if TYPE_CHECKING:
-    from scheduler.daemon.runner import CycleInfo
+    from scheduler.framework.cycleinfo import CycleInfo
 
 FORMAT = "kaisched.snapshot/v1"
 KIND_ORDER = {k: i for i, k in enumerate(("PriorityClass", "Queue", "Topology", "Node", "PodGroup", "Pod"))}

@@ -18,7 +18,7 @@ from scheduler.debug.history import CycleEntry
 from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.nodes import NAME_ORDER, Domain, NodeTable, TopologyTree
 from scheduler.framework.queues import QUEUE_DIMS, QueueTree, implicit_queues
-from scheduler.framework.record import GangDecision, LevelAttempt, QueueShare, SessionRecord
+from scheduler.framework.record import GangDecision, LevelAttempt, SessionRecord
 
 STATES = ("Waiting", "Scheduled", "Running", "Pending")
 
@@ -65,16 +65,6 @@ def cycle_message(e: CycleEntry, include_decisions: bool) -> pb.Cycle:
 
 
 # ------------------------------------------------------------------------------------------------ queues
-def _under_fair_share(share: QueueShare) -> bool:
-    """As the proportion plugin decides it: nothing used beyond its fair share, and some share unused."""
-    ratio = 0.0
-    for dim in QUEUE_DIMS:
-        alloc, fair = share.allocated.get(dim), share.fair_share.get(dim)
-        if alloc > 0:
-            ratio = max(ratio, alloc / fair if fair > 0 else float("inf"))
-    return ratio < 1.0 and any(share.fair_share.get(d) > share.allocated.get(d) for d in QUEUE_DIMS)
-
-
 def queue_messages(snapshot: Snapshot, record: SessionRecord, config: SchedulerConfig) -> list[pb.Queue]:
     tree = QueueTree(implicit_queues(snapshot.queues, config))
     out = []
@@ -98,7 +88,7 @@ def queue_messages(snapshot: Snapshot, record: SessionRecord, config: SchedulerC
                 over = over or (spec.quota != UNLIMITED and r.allocated > spec.quota)
             msg.resources.append(r)
         msg.over_quota = over
-        msg.under_fair_share = share is not None and _under_fair_share(share)
+        msg.under_fair_share = share is not None and share.under_fair_share  # as the session decided it
         out.append(msg)
     return out
 

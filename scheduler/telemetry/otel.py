@@ -22,10 +22,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import set_span_in_context
 
-from scheduler.daemon.metrics import Metrics
+from scheduler.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
-    from scheduler.daemon.runner import CycleInfo
+    from scheduler.framework.cycleinfo import CycleInfo
 
 log = logging.getLogger("kaisched.telemetry")
 

@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scheduler.cli.simulate import simulate
+from scheduler.backends.simulation import simulate
 from scheduler.framework.config import SchedulerConfig
 
 OURS = "kai-scheduler"

@@ -17,14 +17,14 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from scheduler.actions.allocate import allocate
 from scheduler.backends.memory import MemoryBackend
+from scheduler.backends.simulation import run_cycle
 from scheduler.debug._pb import debug_pb2 as pb
 from scheduler.debug._pb import debug_pb2_grpc as pb_grpc
 from scheduler.debug.history import CycleEntry, CycleHistory
 from scheduler.debug.server import ServerOptions, start_server
 from scheduler.framework.config import SchedulerConfig
-from scheduler.framework.session import Session
+from scheduler.framework.cycle import run_session
 
 REPO = Path(__file__).resolve().parents[2]
 ZONE, RACK, GPU = "topology.kubernetes.io/zone", "topology.kubernetes.io/rack", "nvidia.com/gpu"
@@ -124,14 +124,8 @@ def raw_of(backend: MemoryBackend) -> dict[tuple[str, str], dict[str, Any]]:
 def run_cycles(backend: MemoryBackend, history: CycleHistory, config: SchedulerConfig, n: int) -> None:
     for cycle in range(1, n + 1):
         raw = raw_of(backend)
-        snap = backend.state.snapshot()
-        session = Session(snap, config, now=float(cycle), cycle=cycle)
-        allocate(session)
-        rec = session.record
-        for key in rec.order:
-            d = rec.decisions[key]
-            if d.pods:
-                backend.bind_gang(key, list(d.pods))
+        snap = backend.snapshot()
+        rec = run_cycle(backend, config, cycle, snap)
         summary = {"gangs_tried": len(rec.order), "gangs_placed": sum(1 for d in rec.decisions.values() if d.pods)}
         phases = (("snapshot", 0.001), ("allocate", 0.002), ("commit", 0.003), ("status", 0.0))
         history.add(CycleEntry(rec, float(cycle), phases, summary, snapshot=snap, raw=raw))
@@ -326,10 +320,9 @@ def test_watch_streams_new_decisions(served: Any) -> None:
 
 
 def run_cycles_from(backend: MemoryBackend, history: CycleHistory, cycle: int) -> None:
-    snap = backend.state.snapshot()
-    session = Session(snap, SchedulerConfig(), now=float(cycle), cycle=cycle)
-    allocate(session)
-    history.add(CycleEntry(session.record, float(cycle), (), {}, snapshot=snap, raw=raw_of(backend)))
+    snap = backend.snapshot()
+    record = run_session(snap, SchedulerConfig(), now=float(cycle), cycle=cycle)
+    history.add(CycleEntry(record, float(cycle), (), {}, snapshot=snap, raw=raw_of(backend)))
 
 
 def test_refuses_open_address_without_protection() -> None:

@@ -9,9 +9,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from scheduler.cache.cluster_state import ClusterState
-from scheduler.daemon.metrics import Metrics
-from scheduler.daemon.runner import CycleInfo
+from scheduler.framework.cycleinfo import CycleInfo
 from scheduler.framework.record import SessionRecord
+from scheduler.telemetry.metrics import Metrics
 from scheduler.telemetry.otel import Telemetry, TelemetryError, _exporter_names
 
 

@@ -1,4 +1,6 @@
-"""Prometheus text exposition of the daemon's metrics (no client library: a handful of series)."""
+"""The daemon's metrics store and their Prometheus text exposition (no client library: a handful of series).
+
+The store is shared: `daemon/` writes it, `/metrics` renders it, OpenTelemetry (telemetry/otel.py) reads it."""
 
 from __future__ import annotations
 

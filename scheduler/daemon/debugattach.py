@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from scheduler.backends.kubernetes import KubeBackend
-from scheduler.daemon.metrics import Metrics
-from scheduler.daemon.runner import CycleInfo, Daemon
+from scheduler.daemon.runner import Daemon
 from scheduler.debug.history import CycleHistory
 from scheduler.debug.server import ServerOptions, start_server
 from scheduler.debug.snapshot import SnapshotRecorder
 from scheduler.framework.config import SchedulerConfig
+from scheduler.framework.cycleinfo import CycleInfo
+from scheduler.telemetry.metrics import Metrics
 from scheduler.telemetry.otel import Telemetry
 
 log = logging.getLogger("kaisched.debug")
