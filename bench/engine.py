@@ -39,7 +39,22 @@ LEVELS = (
 RACK_SIZE = 20
 
 
-def build(nodes: int, gangs: int, seed: int) -> ClusterState:
+ROUTER = Resources.of({"cpu": 4000, "memory": 8 * 2**30, "pods": 1})
+DECODE = Resources.of({"cpu": 8000, "memory": 32 * 2**30, GPU: 2, "pods": 1})
+
+
+def member_request(g: int, p: int, hetero: bool) -> Resources:
+    """One-GPU workers; with `hetero`, every third gang is a disaggregated deployment instead: a CPU-only
+    router, then 2-GPU decode and 1-GPU prefill workers alternating (three pod classes per gang)."""
+    one = Resources.of({"cpu": 8000, "memory": 32 * 2**30, GPU: 1, "pods": 1})
+    if not hetero or g % 3 != 2:
+        return one
+    if p == 0:
+        return ROUTER
+    return DECODE if p % 2 else one
+
+
+def build(nodes: int, gangs: int, seed: int, hetero: bool = False) -> ClusterState:
     rng = random.Random(seed)
     state = ClusterState("kai-scheduler")
     zones_per_region, regions = 4, 2
@@ -99,8 +114,8 @@ def build(nodes: int, gangs: int, seed: int) -> ClusterState:
         state._pod_groups[f"jobs/{pg}"] = PodGroup(
             "jobs", pg, size, queue, "", "", constraint, creation=f"2026-01-01T00:{g // 60 % 60:02d}:{g % 60:02d}Z"
         )
-        req = Resources.of({"cpu": 8000, "memory": 32 * 2**30, GPU: 1, "pods": 1})
         for p in range(size):
+            req = member_request(g, p, hetero)
             state.upsert_pod(
                 Pod(
                     "jobs",
@@ -117,9 +132,9 @@ def build(nodes: int, gangs: int, seed: int) -> ClusterState:
     return state
 
 
-def run_size(nodes: int, gangs: int, seed: int) -> dict[str, float]:
+def run_size(nodes: int, gangs: int, seed: int, hetero: bool = False) -> dict[str, float]:
     t0 = time.perf_counter()
-    state = build(nodes, gangs, seed)
+    state = build(nodes, gangs, seed, hetero)
     setup = time.perf_counter() - t0
     state.snapshot()  # the daemon's steady state: the cache has been snapshotted before
     # one watch event's worth of change, as between two daemon cycles
@@ -158,6 +173,11 @@ def main() -> None:
     ap.add_argument("--gangs", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--hetero",
+        action="store_true",
+        help="a third of the backlog is heterogeneous gangs (router + 2-GPU decode + 1-GPU prefill workers)",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="runs per size; the median cycle is reported")
     ap.add_argument(
         "--baseline",
@@ -166,11 +186,13 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(run_size(args.one, args.gangs, args.seed)))
+        print(json.dumps(run_size(args.one, args.gangs, args.seed, args.hetero)))
         return
 
     def one(script: str, n: int) -> dict[str, float]:
         cmd = [sys.executable, script, "--one", str(n), "--gangs", str(args.gangs), "--seed", str(args.seed)]
+        if args.hetero:
+            cmd.append("--hetero")  # a baseline must know the flag too
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         return dict(json.loads(out.strip().splitlines()[-1]))
 

@@ -45,6 +45,7 @@ class PodClass:
     pods: list[Pod]
     gpu: int  # request of dim 0 (gpu), for the sorted index's lower bound
     dynamic: list[Plugin] = field(default_factory=list)  # pod filters that must see each pod
+    eligible: int = 0  # nodes its static filters accept (the most constrained class goes first)
 
 
 @dataclass(slots=True, eq=False)
@@ -177,14 +178,13 @@ class GangPlacer:
                         f"pod {pod.name} requests {pod.request}; no eligible node has that much allocatable "
                         "even when empty",
                     )
-                cls = by_sig[sig] = PodClass(req, mask, [], dict(req).get(0, 0), s.dynamic_filters(pod))
+                cls = by_sig[sig] = PodClass(req, mask, [], dict(req).get(0, 0), s.dynamic_filters(pod), count)
             cls.pods.append(pod)
         # higher task priority first (it says which pods a gang prefers), then the most constrained: fewest
         # eligible nodes, then larger pods (they are the hard ones to fit)
-        counts = {id(c): sum(c.mask) for c in by_sig.values()}
         return sorted(
             by_sig.values(),
-            key=lambda c: (-c.pods[0].task_priority, counts[id(c)], [-v for _, v in c.req], c.pods[0].name),
+            key=lambda c: (-c.pods[0].task_priority, c.eligible, [-v for _, v in c.req], c.pods[0].name),
         )
 
     def prepare(self, job: Job) -> GroupPlan:
