@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from scheduler.actions.common.members import DEFAULT_BUDGET, Budget, Demand, Outcome, search_members
 from scheduler.actions.common.members import apply as apply_outcome
-from scheduler.actions.common.topology import Tier, fits, root_of, search, tightness
+from scheduler.actions.common.topology import Tier, fits, placements, root_of, tightness
 from scheduler.api.pod import Pod
 from scheduler.api.podgroup import TopologyConstraint
 from scheduler.api.reasons import Reason
@@ -356,9 +356,11 @@ class GangPlacer:
             left -= got
         return gp.need - left
 
-    def place_group(self, gp: GroupPlan, dom: Domain, stmt: Statement, chosen: Chosen) -> bool:
-        """A subgroup inside its parent's domain: the same level-by-level search as the gang's own."""
-        found = search(
+    def alternatives(self, gp: GroupPlan, dom: Domain, stmt: Statement, chosen: Chosen) -> Iterator[int]:
+        """A subgroup inside its parent's domain, by the same level-by-level search as the gang's own:
+        yields a mark for each domain its members were placed in (the caller rolls back to it before
+        asking for the next)."""
+        for _sub, mark in placements(
             self.table,
             gp.tier,
             gp.need_vec,
@@ -367,25 +369,62 @@ class GangPlacer:
             lambda sub: self.place_members(gp, sub, stmt, chosen),
             prefer=self.used_domains(stmt) if stmt.touched else None,
             measure=lambda mark: self.placed_since(stmt, mark),
-        )
-        return found is not None
+        ):
+            yield mark
 
     def place_members(self, gp: GroupPlan, dom: Domain, stmt: Statement, chosen: Chosen) -> bool:
         """Place a group's minimum inside `dom`; on failure whatever it placed is left for the caller to
-        count and roll back."""
+        count and roll back.
+
+        Subgroups go depth first: each child in its first domain (greedy), and when a later child finds
+        no room, the earlier ones try their other domains (each retry costs the gang's search budget).
+        Children that are plain leaves sharing the parent's domain, when that fails, are searched jointly
+        (one child's members must not take the nodes another's need)."""
         if not gp.children:
             return self.place_leaf(gp, dom, stmt, chosen) >= gp.need
-        satisfied = 0
-        required_all = gp.group.min_sub_group is None
-        for child in gp.children:
-            mark = stmt.checkpoint()
-            if self.place_group(child, dom, stmt, chosen):
-                satisfied += 1
-            else:
-                stmt.rollback(mark)
-                if required_all:
-                    return False
-        return satisfied >= gp.need
+        mark = stmt.checkpoint()
+        if self._children(gp, dom, stmt, chosen, 0, 0):
+            return True
+        flat = all(not c.children and c.tier is None for c in gp.children) and gp.group.min_sub_group is None
+        if flat and not self.budget.exhausted:
+            order = list(self.iter_nodes(dom, gp.need_vec, 0, self.used_domains(stmt) if stmt.touched else None))
+            demands = [Demand(c.classes, c.need) for c in gp.children]
+            outcome = search_members(self.table, dom, demands, order, self.budget)
+            if outcome.placement is not None:
+                used = apply_outcome(stmt, outcome)
+                for c in gp.children:
+                    for cls in c.classes:
+                        chosen[id(cls)] = (dom, used.get(id(cls), 0))
+                return True
+        # leave the greedy partial for the caller to count (and roll back)
+        stmt.rollback(mark)
+        self._children(gp, dom, stmt, chosen, 0, 0, greedy=True)
+        return False
+
+    def _children(
+        self, gp: GroupPlan, dom: Domain, stmt: Statement, chosen: Chosen, i: int, satisfied: int, greedy: bool = False
+    ) -> bool:
+        """Children i.. of `gp` (depth first over each child's domains); on False nothing of them is left
+        placed, except with `greedy` (first domains only, partial kept)."""
+        n = len(gp.children)
+        if i == n:
+            return satisfied >= gp.need
+        optional = gp.group.min_sub_group is not None
+        if satisfied + (n - i) < gp.need:
+            return False
+        first = True
+        for mark in self.alternatives(gp.children[i], dom, stmt, chosen):
+            if self._children(gp, dom, stmt, chosen, i + 1, satisfied + 1, greedy):
+                return True
+            if greedy:
+                return False
+            stmt.rollback(mark)
+            if not first and not self.budget.take():
+                return False
+            first = False
+        if optional:  # the gang can do without this child
+            return self._children(gp, dom, stmt, chosen, i + 1, satisfied, greedy)
+        return False
 
 
 __all__ = ["Chosen", "GangPlacer", "GroupPlan", "PlacementError", "PodClass", "fits", "root_of", "tightness"]

@@ -108,6 +108,51 @@ PlaceFn = Callable[[Domain], bool]
 ClosestFn = Callable[[str, list[Domain], "tuple[int, Domain] | None"], LevelAttempt]
 
 
+def placements(
+    table: NodeTable,
+    tier: Tier | None,
+    need: Sequence[int],
+    within: Domain | None,
+    stmt: Statement,
+    place: PlaceFn,
+    pinned: Sequence[int] = (),
+    closest: ClosestFn | None = None,
+    attempts: list[LevelAttempt] | None = None,
+    prefer: set[int] | None = None,
+    measure: Callable[[int], int] | None = None,
+) -> Iterator[tuple[Domain, int]]:
+    """Every domain the members can be placed in, in search order: each level's candidates (those whose
+    free capacity holds `need`), tightest first, narrowest level first. `place(dom)` puts the members
+    into one (it may leave placements on failure: they are rolled back here). Yields (domain, mark) with
+    the members placed; the caller rolls back to `mark` before asking for the next one.
+
+    With `attempts`, each level whose candidates all failed records its closest domain
+    (`closest(level, doms, partial)`, partial = the most members any candidate took), for the record's
+    explanation. `prefer`: ids of domains the gang already uses; those are tried first (a subgroup joins
+    its siblings when it fits). `measure(mark)`: how many members a failed trial placed."""
+    for name, doms in levels_of(table, tier, within, pinned):
+        best: tuple[int, Domain] | None = None
+        found = False
+        candidates: Iterator[Domain] = by_tightness(doms, need)
+        if prefer:
+            ranked_doms = list(candidates)
+            candidates = iter(
+                [d for d in ranked_doms if id(d) in prefer] + [d for d in ranked_doms if id(d) not in prefer]
+            )
+        for dom in candidates:
+            mark = stmt.checkpoint()
+            if place(dom):
+                found = True
+                yield dom, mark
+                continue
+            got = measure(mark) if measure is not None else stmt.placed_count(mark)
+            if best is None or got > best[0]:
+                best = (got, dom)
+            stmt.rollback(mark)
+        if not found and attempts is not None and closest is not None:
+            attempts.append(closest(name, doms, best))
+
+
 def search(
     table: NodeTable,
     tier: Tier | None,
@@ -121,29 +166,7 @@ def search(
     prefer: set[int] | None = None,
     measure: Callable[[int], int] | None = None,
 ) -> Domain | None:
-    """Try each level's candidate domains in tightness order; `place(dom)` puts the members into one
-    (it may leave placements on failure: they are rolled back here). Returns the domain that took them.
-
-    With `attempts`, each level that failed records its closest domain (`closest(level, doms, partial)`,
-    partial = the most members any candidate took), for the record's explanation. `prefer`: ids of
-    domains the gang already uses; those are tried first (a subgroup joins its siblings when it fits).
-    `measure(mark)`: how many members a failed trial placed (default: what the statement holds)."""
-    for name, doms in levels_of(table, tier, within, pinned):
-        best: tuple[int, Domain] | None = None
-        candidates: Iterator[Domain] = by_tightness(doms, need)
-        if prefer:
-            ranked_doms = list(candidates)
-            candidates = iter(
-                [d for d in ranked_doms if id(d) in prefer] + [d for d in ranked_doms if id(d) not in prefer]
-            )
-        for dom in candidates:
-            mark = stmt.checkpoint()
-            if place(dom):
-                return dom
-            got = measure(mark) if measure is not None else stmt.placed_count(mark)
-            if best is None or got > best[0]:
-                best = (got, dom)
-            stmt.rollback(mark)
-        if attempts is not None and closest is not None:
-            attempts.append(closest(name, doms, best))
+    """The first of `placements`: the domain that took the members (left placed), or None."""
+    for dom, _mark in placements(table, tier, need, within, stmt, place, pinned, closest, attempts, prefer, measure):
+        return dom
     return None
