@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from scheduler.actions.common.explain import attempt_at, closest, failure_message, members_detail
 from scheduler.actions.common.gang import Chosen, GangPlacer, GroupPlan, PlacementError
 from scheduler.actions.common.members import Outcome
-from scheduler.actions.common.topology import fits, levels_of, search, tightness
+from scheduler.actions.common.topology import fits, levels_of, placements, tightness
 from scheduler.api.reasons import Reason
 from scheduler.framework.jobs import Job
 from scheduler.framework.nodes import Domain
@@ -160,7 +160,7 @@ def _place(session: Session, placer: GangPlacer, job: Job, memo: FailMemo) -> Pl
         chosen.clear()
         return placer.place_members(gp, dom, stmt, chosen)
 
-    landed = search(
+    found = placements(
         table,
         gp.tier,
         gp.need_vec,
@@ -172,6 +172,7 @@ def _place(session: Session, placer: GangPlacer, job: Job, memo: FailMemo) -> Pl
         attempts=attempts,
         measure=lambda mark: placer.placed_since(stmt, mark),
     )
+    landed = next(found, (None, 0))[0]  # the first domain that takes the gang (left placed)
     if landed is None:
         stmt.discard()
         tier = gp.tier

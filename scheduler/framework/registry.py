@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from scheduler.framework.plugin import Plugin
@@ -53,13 +53,17 @@ class Registry:
 REGISTRY = Registry()  # filled once, at import of the built-in packages; read-only after that
 
 
+def _register(table: dict[str, Any], kind: str, name: str, thing: object) -> None:
+    if name in table and table[name] is not thing:
+        raise ValueError(f"{kind} {name!r} registered twice")
+    table[name] = thing
+
+
 def action(name: str) -> Callable[[F], F]:
     """Register an action under the name the configuration's `actions` list uses."""
 
     def register(fn: F) -> F:
-        if name in REGISTRY.actions and REGISTRY.actions[name] is not fn:
-            raise ValueError(f"action {name!r} registered twice")
-        REGISTRY.actions[name] = fn
+        _register(REGISTRY.actions, "action", name, fn)
         return fn
 
     return register
@@ -69,9 +73,7 @@ def plugin(name: str) -> Callable[[P], P]:
     """Register a plugin class (or factory) under the name the configuration's `plugins` list uses."""
 
     def register(factory: P) -> P:
-        if name in REGISTRY.plugins and REGISTRY.plugins[name] is not factory:
-            raise ValueError(f"plugin {name!r} registered twice")
-        REGISTRY.plugins[name] = factory
+        _register(REGISTRY.plugins, "plugin", name, factory)
         return factory
 
     return register

@@ -151,22 +151,3 @@ def placements(
             stmt.rollback(mark)
         if not found and attempts is not None and closest is not None:
             attempts.append(closest(name, doms, best))
-
-
-def search(
-    table: NodeTable,
-    tier: Tier | None,
-    need: Sequence[int],
-    within: Domain | None,
-    stmt: Statement,
-    place: PlaceFn,
-    pinned: Sequence[int] = (),
-    closest: ClosestFn | None = None,
-    attempts: list[LevelAttempt] | None = None,
-    prefer: set[int] | None = None,
-    measure: Callable[[int], int] | None = None,
-) -> Domain | None:
-    """The first of `placements`: the domain that took the members (left placed), or None."""
-    for dom, _mark in placements(table, tier, need, within, stmt, place, pinned, closest, attempts, prefer, measure):
-        return dom
-    return None
