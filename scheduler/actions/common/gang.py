@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from scheduler.actions.common.members import DEFAULT_BUDGET, Budget, Demand, Outcome, search_members
+from scheduler.actions.common.members import (
+    CYCLE_BUDGET_GANGS,
+    DEFAULT_BUDGET,
+    Budget,
+    Demand,
+    Outcome,
+    search_members,
+)
 from scheduler.actions.common.members import apply as apply_outcome
 from scheduler.actions.common.topology import Tier, fits, placements, root_of, tightness
 from scheduler.api.pod import Pod
@@ -66,10 +73,15 @@ class GangPlacer:
         self.budget = Budget()
         self.searched: list[tuple[GroupPlan, Domain, Outcome]] = []  # failed exact searches of this gang
         self.dry = 0  # pods a failed trial would have placed but did not apply (see fill's `whole`)
+        self.cycle_left: int | None = None  # search budget the cycle has left (set by the first start)
 
     def start(self, budget: int = DEFAULT_BUDGET) -> None:
-        """A new gang: a fresh search budget and no failures remembered."""
-        self.budget = Budget(budget)
+        """A new gang: a fresh search budget (never more than the cycle has left, so a backlog of hard
+        gangs cannot stretch the cycle) and no failures remembered."""
+        if self.cycle_left is None:
+            self.cycle_left = budget * CYCLE_BUDGET_GANGS
+        self.cycle_left -= self.budget.spent
+        self.budget = Budget(max(0, min(budget, self.cycle_left)))
         self.searched = []
         self.dry = 0
 

@@ -25,7 +25,8 @@ from scheduler.framework.statement import Statement
 if TYPE_CHECKING:
     from scheduler.actions.common.gang import PodClass
 
-DEFAULT_BUDGET = 200_000  # options examined per gang, over every domain it tries
+DEFAULT_BUDGET = 200_000  # options examined per gang, over every domain it tries (a few µs each)
+CYCLE_BUDGET_GANGS = 5  # a cycle's searches together examine at most this many gangs' budgets
 MAX_SEARCH_PODS = 256  # larger heterogeneous minimums are left to greedy fill (the search recurses per pod)
 
 
