@@ -39,6 +39,7 @@ LEVELS = (
 RACK_SIZE = 20
 
 
+ONE_GPU = Resources.of({"cpu": 8000, "memory": 32 * 2**30, GPU: 1, "pods": 1})
 ROUTER = Resources.of({"cpu": 4000, "memory": 8 * 2**30, "pods": 1})
 DECODE = Resources.of({"cpu": 8000, "memory": 32 * 2**30, GPU: 2, "pods": 1})
 
@@ -46,12 +47,11 @@ DECODE = Resources.of({"cpu": 8000, "memory": 32 * 2**30, GPU: 2, "pods": 1})
 def member_request(g: int, p: int, hetero: bool) -> Resources:
     """One-GPU workers; with `hetero`, every third gang is a disaggregated deployment instead: a CPU-only
     router, then 2-GPU decode and 1-GPU prefill workers alternating (three pod classes per gang)."""
-    one = Resources.of({"cpu": 8000, "memory": 32 * 2**30, GPU: 1, "pods": 1})
     if not hetero or g % 3 != 2:
-        return one
+        return ONE_GPU
     if p == 0:
         return ROUTER
-    return DECODE if p % 2 else one
+    return DECODE if p % 2 else ONE_GPU
 
 
 def build(nodes: int, gangs: int, seed: int, hetero: bool = False) -> ClusterState:
@@ -133,6 +133,7 @@ def build(nodes: int, gangs: int, seed: int, hetero: bool = False) -> ClusterSta
 
 
 def run_size(nodes: int, gangs: int, seed: int, hetero: bool = False) -> dict[str, float]:
+    REGISTRY.load()  # import the built-in actions and plugins now, as a daemon has before its first cycle
     t0 = time.perf_counter()
     state = build(nodes, gangs, seed, hetero)
     setup = time.perf_counter() - t0
