@@ -13,12 +13,14 @@ import sys
 import threading
 import time
 
+import yaml
+
 from scheduler.backends.kubernetes import KubeBackend
 from scheduler.daemon.http import serve
 from scheduler.daemon.leader import LeaderElector
 from scheduler.daemon.runner import Daemon
 from scheduler.daemon.status import StatusWriter
-from scheduler.framework.config import SchedulerConfig
+from scheduler.framework.config import ConfigError, SchedulerConfig
 from scheduler.kube.client import KubeClient
 from scheduler.telemetry.metrics import Metrics
 
@@ -69,7 +71,11 @@ def run(args: argparse.Namespace) -> int:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler], force=True)
     log = logging.getLogger("kaisched")
-    config = SchedulerConfig.load(args.config)
+    try:
+        config = SchedulerConfig.load(args.config)
+    except (OSError, ConfigError, yaml.YAMLError) as err:
+        print(f"kaisched: {args.config}: {err}", file=sys.stderr)  # refuse to start: nothing has run yet
+        return 2
     if args.scheduler_name:
         config = dataclasses.replace(config, scheduler_name=args.scheduler_name)
     if args.schedule_period:

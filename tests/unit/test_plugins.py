@@ -193,3 +193,16 @@ def test_without_proportion_or_nodeorder_the_session_still_runs() -> None:
     record = run_session(snapshot(objects), SchedulerConfig(plugins=("predicates",)), now=0.0)
     assert record.placements() == {"ns/p": "a"}  # no node order plugin: nodes by name
     assert str(record.decisions["ns/q"].reason) == "QueueDoesNotExist"  # queue structure is the framework's
+
+
+def test_run_and_simulate_refuse_to_start_on_an_unknown_action(tmp_path: Any, capsys: Any) -> None:
+    from scheduler.cli.main import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text("actions: [allocate, reclaimm]\n")
+    objects = tmp_path / "objects.yaml"
+    objects.write_text("apiVersion: v1\nkind: Node\nmetadata: {name: a}\n")
+    assert main(["run", "--config", str(config)]) == 2
+    assert "unknown action 'reclaimm'; known actions: allocate" in capsys.readouterr().err
+    assert main(["simulate", str(objects), "--config", str(config)]) == 2
+    assert "unknown action 'reclaimm'" in capsys.readouterr().err
