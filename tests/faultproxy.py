@@ -31,9 +31,10 @@ class Rule:
     seen: int = 0
     fired: int = 0
     hold: threading.Event | None = None  # wait for this event (at most `delay` s, or 60) before the action
+    agent: str = ""  # only requests whose User-Agent contains this (one replica of several)
 
-    def matches(self, method: str, path: str) -> bool:
-        if method != self.method or not re.search(self.path, path):
+    def matches(self, method: str, path: str, agent: str = "") -> bool:
+        if method != self.method or not re.search(self.path, path) or self.agent not in agent:
             return False
         self.seen += 1
         if self.nth and self.seen not in self.nth:
@@ -48,6 +49,8 @@ class FaultProxy:
     ca_file: str
     rules: list[Rule] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # every request as it arrives: (monotonic time, method, path, user agent), before any rule acts
+    received: list[tuple[float, str, str, str]] = field(default_factory=list)
     log: list[tuple[str, str, int]] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
 
@@ -63,10 +66,10 @@ class FaultProxy:
                     r.hold.set()
             self.rules.clear()
 
-    def _match(self, method: str, path: str) -> Rule | None:
+    def _match(self, method: str, path: str, agent: str = "") -> Rule | None:
         with self.lock:
             for rule in self.rules:
-                if rule.matches(method, path):
+                if rule.matches(method, path, agent):
                     return rule
         return None
 
@@ -84,9 +87,10 @@ class FaultProxy:
 
             def _forward(self) -> None:
                 method, path = self.command, self.path
+                proxy.received.append((time.monotonic(), method, path, self.headers.get("User-Agent") or ""))
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None  # always: the connection is reused
-                rule = proxy._match(method, path)
+                rule = proxy._match(method, path, self.headers.get("User-Agent") or "")
                 if rule is not None:
                     if rule.hold is not None:  # hold the request until the test lets it go, then act
                         rule.hold.wait(rule.delay or 60)

@@ -10,17 +10,20 @@ bind is atomic by itself.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+import zlib
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from scheduler.api.resources import Resources
+from scheduler.binder.crash import crashpoint
 from scheduler.cache.cluster_state import ClusterState, Snapshot
 from scheduler.kube.client import ApiError, KubeClient
 from scheduler.kube.paths import NODES, POD_GROUPS, PODS
@@ -30,24 +33,59 @@ INTENT_ANNOTATION = "kai.scheduler/commit-intent"
 
 
 @dataclass(frozen=True, slots=True)
+class Undo:
+    """One member a rollback returns to Pending: the pod object it must delete (uid) and, for a pod no
+    controller owns, what to create again (base64 zlib JSON: a pod spec can be large)."""
+
+    pod: str
+    uid: str
+    recreate: str = ""
+
+    def body(self) -> dict[str, Any] | None:
+        if not self.recreate:
+            return None
+        data: dict[str, Any] = json.loads(zlib.decompress(base64.b64decode(self.recreate)))
+        return data
+
+    @staticmethod
+    def of(pod: str, uid: str, body: dict[str, Any] | None) -> Undo:
+        packed = base64.b64encode(zlib.compress(json.dumps(body, sort_keys=True).encode())).decode() if body else ""
+        return Undo(pod, uid, packed)
+
+
+@dataclass(frozen=True, slots=True)
 class Intent:
+    """What a commit is doing, on the PodGroup, so whoever holds the lease next can finish or undo it.
+    Once a rollback starts, `undo` lists every member it returns to Pending, written before the first
+    delete: a crash at any point leaves enough to re-create what was deleted."""
+
     commit_id: str
     gang: str
     bindings: tuple[tuple[str, str], ...]
     holder: str
+    uids: tuple[tuple[str, str], ...] = ()  # pod key -> uid of the pod object the plan binds
+    undo: tuple[Undo, ...] = ()
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"id": self.commit_id, "holder": self.holder, "bindings": dict(self.bindings)}, sort_keys=True
-        )
+        data: dict[str, Any] = {"id": self.commit_id, "holder": self.holder, "bindings": dict(self.bindings)}
+        if self.uids:
+            data["uids"] = dict(self.uids)
+        if self.undo:
+            data["rollback"] = {u.pod: {"uid": u.uid, "recreate": u.recreate} for u in self.undo}
+        return json.dumps(data, sort_keys=True)
 
     @staticmethod
     def parse(gang: str, text: str) -> Intent | None:
         try:
             data = json.loads(text)
             bindings = tuple(sorted((str(k), str(v)) for k, v in dict(data["bindings"]).items()))
-            return Intent(str(data["id"]), gang, bindings, str(data.get("holder", "")))
-        except (ValueError, KeyError, TypeError):
+            uids = tuple(sorted((str(k), str(v)) for k, v in dict(data.get("uids") or {}).items()))
+            undo = tuple(
+                Undo(str(k), str(v.get("uid", "")), str(v.get("recreate") or ""))
+                for k, v in sorted(dict(data.get("rollback") or {}).items())
+            )
+            return Intent(str(data["id"]), gang, bindings, str(data.get("holder", "")), uids, undo)
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
 
@@ -73,6 +111,7 @@ class GangCommitter:
         # gang pipelines wait on member calls in `pool`; a separate pool so they can never starve it
         self.gang_pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="gang")
         self.assumed: dict[str, tuple[str, float]] = {}  # pod key -> (node, when) until the watch confirms
+        self.lease_holder: Callable[[], str] = lambda: ""  # who holds the lease now (set under leader election)
 
     def close(self) -> None:
         self.gang_pool.shutdown(wait=False, cancel_futures=True)
@@ -148,7 +187,8 @@ class GangCommitter:
         """(error or None, members rolled back). API calls only: the cache is updated by the caller."""
         intent = None
         if has_pg and len(bindings) > 1:
-            intent = Intent(uuid.uuid4().hex, gang, tuple(bindings), self.identity)
+            uids = tuple((p, pod.uid) for p, _ in bindings if (pod := self.state.pod(p)) is not None and pod.uid)
+            intent = Intent(uuid.uuid4().hex, gang, tuple(bindings), self.identity, uids)
             try:
                 self._set_intent(gang, intent)
             except ApiError as err:
@@ -160,19 +200,18 @@ class GangCommitter:
                     self._clear_intent(gang, intent)
                     return f"validation (dry run) refused {first[0]}: {first[1]}; nothing was bound", []
         failed = self._run([(gang, p, n, False) for p, n in bindings])
-        error = None
-        done: list[tuple[str, str]] = []
-        if failed:
-            errs = {p: e for (_, p), e in failed.items()}
-            done = [(p, n) for p, n in bindings if p not in errs]
-            self._rollback_api(gang, done)
-            first = min(errs.items())
-            error = (
-                f"{len(errs)}/{len(bindings)} binds failed (first: {first[0]}: {first[1]}); "
-                f"rolled back {len(done)} bound members"
-            )
-        self._clear_intent(gang, intent)
-        return error, done
+        if not failed:
+            self._clear_intent(gang, intent)
+            return None, []
+        errs = {p: e for (_, p), e in failed.items()}
+        done = [(p, n) for p, n in bindings if p not in errs]
+        first = min(errs.items())
+        what = f"{len(errs)}/{len(bindings)} binds failed (first: {first[0]}: {first[1]})"
+        try:
+            self._return_to_pending(gang, intent, done)
+        except ApiError as err:  # fenced, or the API away: the intent stays for whoever recovers
+            return f"{what}; rollback left to recovery: {err}", []
+        return f"{what}; rolled back {len(done)} bound members", done
 
     def _assume(self, bindings: list[tuple[str, str]], now: float) -> None:
         """The cache holds the pods on their nodes at once: the next cycle never double-books a node
@@ -192,9 +231,9 @@ class GangCommitter:
             log.warning("intent on %s not cleared: %s", gang, err)
 
     # --- rollback -----------------------------------------------------------------------------
-    def rollback(self, gang: str, bound: list[tuple[str, str]]) -> None:
-        """Return bound members to Pending, in the API and in the cache."""
-        self._rollback_api(gang, bound)
+    def rollback(self, gang: str, bound: list[tuple[str, str]], intent: Intent | None = None) -> None:
+        """Return bound members to Pending, in the API (durably) and in the cache."""
+        self._return_to_pending(gang, intent, bound)
         self._unassume(bound)
 
     def _unassume(self, returned: list[tuple[str, str]]) -> None:
@@ -204,31 +243,106 @@ class GangCommitter:
             if pod is not None and pod.node_name:
                 self.state.upsert_pod(dataclasses.replace(pod, node_name=""))
 
-    def _rollback_api(self, gang: str, bound: list[tuple[str, str]]) -> None:
-        """Delete owned pods (their controller recreates them); re-create pods without an owner from their
-        own spec, minus the node."""
-        for pod_key, _node in bound:
-            path = PODS.of_key(pod_key)
+    def _return_to_pending(self, gang: str, intent: Intent | None, bound: list[tuple[str, str]]) -> None:
+        """Durable rollback. First the intent on the PodGroup records, for every member still bound where
+        the plan put it, the pod object to delete (uid) and, for a pod no controller owns, its spec to
+        create again; only then is anything deleted. Deletes carry preconditions (uid and the
+        resourceVersion just read), so they never touch a pod someone else created or changed since.
+        Whoever recovers resumes from the record (`_resume`), at any crash point."""
+        uids = dict(intent.uids) if intent is not None else {}
+        undo: list[Undo] = []
+        for pod_key, node in bound:
             try:
-                obj = self.client.request("GET", path)
-                self.client.request("DELETE", path, body={"gracePeriodSeconds": 0})
-                owners = (obj.get("metadata") or {}).get("ownerReferences") or []
-                if not any(o.get("controller") for o in owners):
-                    self._recreate(pending_copy(obj))
+                obj = self.client.request("GET", PODS.of_key(pod_key))
+            except ApiError as err:
+                if err.status == 404:
+                    continue  # already gone: its controller (or its owner) has it
+                raise
+            meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+            uid = str(meta.get("uid") or "")
+            if spec.get("nodeName") != node or (pod_key in uids and uids[pod_key] != uid):
+                log.warning(
+                    "rollback of %s: %s is not the pod this commit bound to %s; left alone", gang, pod_key, node
+                )
+                continue
+            owned = any(o.get("controller") for o in meta.get("ownerReferences") or [])
+            undo.append(Undo.of(pod_key, uid, None if owned else pending_copy(obj)))
+        if not undo:
+            self._clear_intent(gang, intent)
+            return
+        record = Intent(
+            intent.commit_id if intent is not None else uuid.uuid4().hex,
+            gang,
+            intent.bindings if intent is not None else tuple(bound),
+            self.identity,
+            intent.uids if intent is not None else (),
+            tuple(undo),
+        )
+        self._set_intent(gang, record)  # raises (fenced, API away): then nothing was deleted
+        crashpoint("rollback:before-delete")
+        self._resume(record)
+
+    def _resume(self, intent: Intent) -> bool:
+        """Carry a recorded rollback through: delete each member that is still the recorded pod object,
+        create again what no controller will, clear the intent. Idempotent; False when a re-create must
+        wait for the old object to finish terminating (the intent stays for the next cycle)."""
+        done = True
+        for u in intent.undo:
+            path = PODS.of_key(u.pod)
+            try:
+                obj: dict[str, Any] | None = self.client.request("GET", path)
             except ApiError as err:
                 if err.status != 404:
-                    log.error("rollback of %s member %s failed: %s", gang, pod_key, err)
+                    raise
+                obj = None
+            if obj is not None and str((obj.get("metadata") or {}).get("uid") or "") == u.uid:
+                self._delete_exact(path, u.uid, obj)
+                crashpoint("rollback:after-delete")
+                obj = None
+            if obj is None and u.recreate:
+                body = u.body()
+                assert body is not None
+                if not self._recreate(body):
+                    done = False
+                    continue
+                crashpoint("rollback:after-recreate")
+        if done:
+            crashpoint("rollback:before-clear")
+            self._clear_intent(intent.gang, intent)
+        return done
 
-    def _recreate(self, body: dict[str, Any]) -> None:
-        ns = body["metadata"].get("namespace") or "default"
-        for attempt in range(20):  # the old object may still be finalizing
+    def _delete_exact(self, path: str, uid: str, obj: Mapping[str, Any]) -> None:
+        """Delete the pod only if it is still the object we read (uid and resourceVersion)."""
+        for _ in range(5):
+            rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+            body = {"gracePeriodSeconds": 0, "preconditions": {"uid": uid, "resourceVersion": rv}}
             try:
-                self.client.request("POST", PODS.collection(ns), body=body)
+                self.client.request("DELETE", path, body=body)
                 return
             except ApiError as err:
-                if err.status != 409 or attempt == 19:
+                if err.status == 404:
+                    return
+                if err.status != 409:
                     raise
+            obj = self.client.request("GET", path)  # changed since (a status update): read it again
+            if str((obj.get("metadata") or {}).get("uid") or "") != uid:
+                return  # another pod of that name now: not ours to delete
+        raise ApiError(409, "Conflict", {"message": f"{path} kept changing; not deleted"})
+
+    def _recreate(self, body: dict[str, Any]) -> bool:
+        """Create the pod again; False while the old object of that name is still terminating."""
+        ns = body["metadata"].get("namespace") or "default"
+        for attempt in range(20):
+            try:
+                self.client.request("POST", PODS.collection(ns), body=body)
+                return True
+            except ApiError as err:
+                if err.status != 409:
+                    raise
+                if attempt == 19:
+                    return False
                 time.sleep(0.1)
+        return False
 
     # --- recovery -----------------------------------------------------------------------------
     def recover(self, snapshot: Snapshot) -> list[str]:
@@ -244,7 +358,12 @@ class GangCommitter:
                 self._clear_intent(key, Intent("", key, (), ""))
                 actions.append(f"{key}: unreadable commit intent cleared")
                 continue
-            actions.append(self._recover_one(snapshot, intent))
+            if intent.holder and intent.holder != self.identity and intent.holder == self.lease_holder():
+                continue  # its writer still holds the lease: it is not ours to finish
+            try:
+                actions.append(self._recover_one(snapshot, intent))
+            except ApiError as err:
+                actions.append(f"{key}: recovery of commit {intent.commit_id[:8]} deferred: {err}")
         return actions
 
     def _orphans(self, snapshot: Snapshot) -> list[str]:
@@ -262,6 +381,13 @@ class GangCommitter:
         return actions
 
     def _recover_one(self, snapshot: Snapshot, intent: Intent) -> str:
+        if intent.undo:  # a rollback was under way: carry it through from the record
+            if self._resume(intent):
+                self._unassume([(u.pod, "") for u in intent.undo])
+                return (
+                    f"{intent.gang}: rollback of commit {intent.commit_id[:8]} completed ({len(intent.undo)} members)"
+                )
+            return f"{intent.gang}: rollback of commit {intent.commit_id[:8]} waits for a pod to finish terminating"
         members = {p.key: p for p in snapshot.members.get(intent.gang, ())}
         as_planned = [(p, n) for p, n in intent.bindings if p in members and members[p].node_name == n]
         missing = [(p, n) for p, n in intent.bindings if p not in members or not members[p].node_name]
@@ -277,8 +403,7 @@ class GangCommitter:
                 return f"{intent.gang}: commit {intent.commit_id[:8]} completed ({len(missing)} members bound)"
             done = [(p, n) for p, n in missing if (intent.gang, p) not in failed]
             as_planned += done
-        self.rollback(intent.gang, as_planned)
-        self._clear_intent(intent.gang, intent)
+        self.rollback(intent.gang, as_planned, intent)
         return f"{intent.gang}: commit {intent.commit_id[:8]} rolled back ({len(as_planned)} members returned)"
 
     @staticmethod

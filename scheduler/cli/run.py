@@ -22,6 +22,7 @@ from scheduler.daemon.runner import Daemon
 from scheduler.daemon.status import StatusWriter
 from scheduler.framework.config import ConfigError, SchedulerConfig
 from scheduler.kube.client import KubeClient
+from scheduler.kube.fence import Fence
 from scheduler.telemetry.metrics import Metrics
 
 
@@ -86,9 +87,13 @@ def run(args: argparse.Namespace) -> int:
     metrics = Metrics()
     # events and status get a client (and rate limit) of their own, as kube-scheduler's event client does,
     # so a burst of events never slows binding
-    status = StatusWriter(
-        KubeClient.from_kubeconfig(args.kubeconfig, qps=args.qps, burst=args.burst), config.scheduler_name, identity
-    )
+    status_client = KubeClient.from_kubeconfig(args.kubeconfig, qps=args.qps, burst=args.burst)
+    # under leader election every write of both clients needs the lease (kube/fence.py)
+    fence = Fence(args.lease_duration * 2 / 3) if args.leader_elect else None
+    client.fence = status_client.fence = fence
+    for c in (client, status_client):  # audit logs (and fault tests) tell replicas apart by it
+        c.headers["User-Agent"] = f"kaisched/0.1.0 ({identity})"
+    status = StatusWriter(status_client, config.scheduler_name, identity)
     daemon = Daemon(backend, status, config, metrics, json_logs=args.log_format == "json")
     from scheduler.daemon.debugattach import attach
 
@@ -117,8 +122,14 @@ def run(args: argparse.Namespace) -> int:
     leader = None
     if args.leader_elect:
         elector = LeaderElector(
-            client, identity, args.leader_elect_namespace, args.leader_elect_name, args.lease_duration
+            client,
+            identity,
+            args.leader_elect_namespace,
+            args.leader_elect_name,
+            args.lease_duration,
+            fence=fence,
         )
+        backend.committer.lease_holder = lambda: elector.holder  # recovery leaves a live leader's intents alone
         threading.Thread(target=elector.run, args=(stop,), name="leader", daemon=True).start()
         leader = elector.is_leader
 

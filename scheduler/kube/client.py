@@ -12,10 +12,13 @@ import json
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import urllib3
+
+if TYPE_CHECKING:
+    from scheduler.kube.fence import Fence
 
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 TOKEN_REFRESH_S = 60.0
@@ -83,6 +86,7 @@ class KubeClient:
             )
         self.pool = urllib3.PoolManager(**kwargs)
         self.bucket = TokenBucket(qps, burst)
+        self.fence: Fence | None = None  # set under leader election: writes need the lease
 
     @staticmethod
     def from_kubeconfig(path: str | None, qps: float = 200.0, burst: int = 400) -> KubeClient:
@@ -141,8 +145,14 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
         timeout: float = 30.0,
+        fenced: bool = True,
     ) -> dict[str, Any]:
+        """One API call. Writes are fenced (`self.fence`, set under leader election): checked after the
+        rate limiter's wait, right before sending, so a write never leaves a replica that may have lost its
+        lease. Only the lease's own renewal passes `fenced=False`."""
         self.bucket.take()
+        if fenced and method != "GET" and self.fence is not None:
+            self.fence.check(f"{method} {path}")
         headers = self._auth_headers()
         data = None
         if body is not None:
