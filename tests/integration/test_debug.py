@@ -224,7 +224,7 @@ def test_debug_api_on_the_daemon(kube: Kube, daemon: Daemons, tmp_path: Path, mo
 
 # ----------------------------------------------------------------------------------- hostile callers
 def alias_bomb() -> str:
-    """620 bytes standing for 10**6 scalars (a "billion laughs" of six levels of ten)."""
+    """417 bytes standing for 10**6 scalars (a "billion laughs" of six levels of ten)."""
     lines = ["kind: Pod", "metadata: {name: bomb, namespace: default}", "l0: &l0 [" + ", ".join(["lol"] * 10) + "]"]
     lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, 6)]
     return "\n".join([*lines, "spec: *l5"]) + "\n"
@@ -348,7 +348,9 @@ def test_debug_api_bounds_on_the_daemon(kube: Kube, daemon: Daemons, tmp_path: P
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 overruns.append(took - 0.3)
             assert max(latencies(stub, health, 1)) < 1
-        assert outcomes.get(grpc.StatusCode.DEADLINE_EXCEEDED, 0) >= 3, outcomes
+        # a call refused as busy would mean the one before had not stopped yet: stops take milliseconds
+        stopped_in_time = outcomes.get(grpc.StatusCode.DEADLINE_EXCEEDED, 0)
+        assert stopped_in_time >= 5 and stopped_in_time >= 0.8 * sum(outcomes.values()), outcomes
         assert set(outcomes) <= {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}, outcomes
         assert max(overruns) < 0.2, overruns
         gaps = cycle_gaps(stub, start)
