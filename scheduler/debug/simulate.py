@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import grpc
 
 from scheduler.backends.memory import MemoryBackend
-from scheduler.backends.simulation import SimulationResult, run_cycle
+from scheduler.backends.simulation import SimulationResult, run_cycles
 from scheduler.debug.requests import Abort, echo, name_problem
 from scheduler.framework.config import SchedulerConfig
 from scheduler.kube.loader import LoadError, TooLarge, flatten, load_documents
@@ -139,8 +139,8 @@ def run_simulation(
     cycles: int,
     check: Check,
 ) -> SimulationResult:
-    """`kaisched simulate` on base + extra (backends.simulation.simulate's loop), with `check` before each
-    object is added and before each cycle. An object the cache cannot convert is the caller's error."""
+    """`kaisched simulate` on base + extra, with `check` before each object is added and before each
+    cycle. An object the cache cannot convert is the caller's error."""
     backend = MemoryBackend(base, config.scheduler_name)
     for obj in extra:
         check()
@@ -151,16 +151,7 @@ def run_simulation(
             meta, ns = obj["metadata"], obj["metadata"].get("namespace")
             what = f"{obj['kind']} {ns + '/' if ns else ''}{meta['name']}"
             raise _invalid(f"{what} is malformed: {type(err).__name__}: {err}") from err
-    result = SimulationResult(backend=backend)
-    for cycle in range(1, cycles + 1):
-        check()
-        record = run_cycle(backend, config, cycle)
-        result.records.append(record)
-        placed = record.placements()
-        result.placements.update(placed)
-        if not placed:
-            break
-    return result
+    return run_cycles(backend, config, cycles, check)
 
 
 # ------------------------------------------------------------------------------------------ the pool
