@@ -6,7 +6,7 @@ gang commits into the MemoryBackend; cycles run until one places nothing (or the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,10 +58,22 @@ def run_cycle(
 def simulate(
     objects: Iterable[Mapping[str, Any]], config: SchedulerConfig, max_cycles: int | None = None
 ) -> SimulationResult:
-    backend = MemoryBackend(objects, config.scheduler_name)
+    return run_cycles(MemoryBackend(objects, config.scheduler_name), config, max_cycles)
+
+
+def run_cycles(
+    backend: MemoryBackend,
+    config: SchedulerConfig,
+    max_cycles: int | None = None,
+    check: Callable[[], None] | None = None,
+) -> SimulationResult:
+    """Cycles on `backend` until one places nothing (or the limit); `check` runs before each cycle and may
+    raise to stop (the debug API's Simulate stops so at its deadline)."""
     result = SimulationResult(backend=backend)
     limit = max_cycles if max_cycles is not None else DEFAULT_MAX_CYCLES
     for cycle in range(1, limit + 1):
+        if check is not None:
+            check()
         record = run_cycle(backend, config, cycle)
         result.records.append(record)
         placed = record.placements()

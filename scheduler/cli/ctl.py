@@ -73,7 +73,14 @@ def _channel(args: argparse.Namespace) -> grpc.Channel:
 
 
 def _metadata(args: argparse.Namespace) -> list[tuple[str, str]]:
-    token = Path(args.token_file).read_text().strip() if args.token_file else os.environ.get("KAISCHED_DEBUG_TOKEN")
+    """The bearer token header; raises ValueError for a --token-file that holds none (calls without it
+    would only fail UNAUTHENTICATED, which hides the real mistake)."""
+    if args.token_file:
+        token = Path(args.token_file).read_text().strip()
+        if not token:
+            raise ValueError(f"--token-file {args.token_file} is empty")
+    else:
+        token = os.environ.get("KAISCHED_DEBUG_TOKEN", "").strip()
     return [("authorization", f"Bearer {token}")] if token else []
 
 
@@ -247,10 +254,14 @@ def _snapshot(args: argparse.Namespace, stub: Any, md: list[tuple[str, str]]) ->
 
 
 def ctl(args: argparse.Namespace) -> int:
+    try:
+        md = _metadata(args)
+    except (OSError, ValueError) as err:
+        print(f"kaisched ctl: {err}", file=sys.stderr)
+        return 2
     channel = _channel(args)
     make_stub: Callable[[grpc.Channel], Any] = pb_grpc.DebugStub
     stub = make_stub(channel)
-    md = _metadata(args)
     t = args.timeout
     cmd = args.ctl_command
     try:

@@ -77,6 +77,13 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ConfigError, yaml.YAMLError) as err:
         print(f"kaisched: {args.config}: {err}", file=sys.stderr)  # refuse to start: nothing has run yet
         return 2
+    from scheduler.daemon.debugattach import attach, server_options
+
+    try:
+        debug_opts = server_options(args)
+    except (OSError, ValueError) as err:
+        print(f"kaisched: debug API: {err}", file=sys.stderr)
+        return 2
     if args.scheduler_name:
         config = dataclasses.replace(config, scheduler_name=args.scheduler_name)
     if args.schedule_period:
@@ -95,10 +102,8 @@ def run(args: argparse.Namespace) -> int:
         c.headers["User-Agent"] = f"kaisched/0.1.0 ({identity})"
     status = StatusWriter(status_client, config.scheduler_name, identity)
     daemon = Daemon(backend, status, config, metrics, json_logs=args.log_format == "json")
-    from scheduler.daemon.debugattach import attach
-
     try:
-        stop_debug = attach(args, daemon, backend, config, metrics)
+        stop_debug = attach(args, daemon, backend, config, metrics, debug_opts)
     except (OSError, ValueError) as err:
         log.error("debug API / telemetry: %s", err)
         return 2

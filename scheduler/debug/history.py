@@ -7,6 +7,7 @@ added, and the lock only guards the deque and the subscriber list.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import threading
 from collections import deque
@@ -73,11 +74,12 @@ class CycleHistory:
             return self._entries[-1] if self._entries else None
 
     def with_snapshot(self, cycle: int = 0) -> CycleEntry | None:
-        """The newest entry (or the given cycle's) that still holds its snapshot."""
+        """The newest entry (or the given cycle's) that still holds its snapshot, as a copy that keeps it:
+        `add` drops older entries' snapshots, which would pull it from under a call still reading it."""
         with self._lock:
             for e in reversed(self._entries):
                 if e.snapshot is not None and (cycle == 0 or e.cycle == cycle):
-                    return e
+                    return dataclasses.replace(e)
         return None
 
     def subscribe(self) -> queue.Queue[CycleEntry | None]:

@@ -1,28 +1,43 @@
 """The gRPC debug service (kai.scheduler.debug.v1.Debug) with health checking, reflection and options for
 TLS and a bearer token. Every answer is read from the cycle history: the service never touches the cluster.
+
+No caller can starve the others. The server's threads are split three ways: at most `max_streams`
+WatchDecisions streams hold one each (one more is refused at once with RESOURCE_EXHAUSTED), Simulate
+holds at most `SimulateLimits.concurrency` (scheduler.debug.simulate), and `workers` more are always left
+for health checks and the other unary calls, which answer in milliseconds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import json
 import logging
 import queue
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from scheduler.backends.simulation import simulate
 from scheduler.debug._pb import debug_pb2 as pb
 from scheduler.debug._pb import debug_pb2_grpc as pb_grpc
 from scheduler.debug.history import CycleEntry, CycleHistory
+from scheduler.debug.requests import Abort, check_name, clip, echo
+from scheduler.debug.simulate import (
+    MAX_CYCLES,
+    Check,
+    SimulateLimits,
+    SimulateRunner,
+    check_size,
+    parse_objects,
+    run_simulation,
+)
 from scheduler.debug.snapshot import snapshot_document
 from scheduler.debug.views import (
     STATES,
@@ -34,52 +49,57 @@ from scheduler.debug.views import (
     topology_messages,
 )
 from scheduler.framework.config import SchedulerConfig
-from scheduler.kube.loader import LoadError, flatten
 
 log = logging.getLogger("kaisched.debug")
 
 SERVICE = pb.DESCRIPTOR.services_by_name["Debug"].full_name
-SIMULATE_KINDS = ("Pod", "PodGroup", "Queue", "Node", "Topology", "PriorityClass")
-MAX_SIMULATE_CYCLES = 100
-
-
-class _Abort(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
+DEFAULT_MAX_STREAMS = 8
 
 
 class DebugService:
     """The servicer: registered with the generated `add_DebugServicer_to_server`."""
 
-    def __init__(self, history: CycleHistory, config: SchedulerConfig, poll_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        history: CycleHistory,
+        config: SchedulerConfig,
+        poll_s: float = 0.5,
+        max_streams: int = DEFAULT_MAX_STREAMS,
+        simulate: SimulateLimits | None = None,
+    ) -> None:
         self.history = history
         self.config = config
         self.poll_s = poll_s
+        self.max_streams = max_streams
+        self._streams = threading.BoundedSemaphore(max_streams)
+        self.simulations = SimulateRunner(simulate or SimulateLimits())
 
     # --- helpers ------------------------------------------------------------------------------
     def _base(self, cycle: int = 0) -> CycleEntry:
         if cycle < 0:
-            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"cycle must be >= 0 (0 = latest), got {cycle}")
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"cycle must be >= 0 (0 = latest), got {cycle}")
         entry = self.history.with_snapshot(cycle)
         if entry is None or entry.snapshot is None:
             if cycle and any(e.cycle == cycle for e in self.history.entries()):
-                raise _Abort(
+                raise Abort(
                     grpc.StatusCode.NOT_FOUND,
                     f"cycle {cycle} is retained but no longer holds its snapshot; only the newest cycle and the "
                     "newest cycle that placed pods keep theirs",
                 )
             if cycle:
-                raise _Abort(grpc.StatusCode.NOT_FOUND, f"cycle {cycle} is not among the retained cycles")
-            raise _Abort(grpc.StatusCode.UNAVAILABLE, "no scheduling cycle has run yet (not synced, or not leader)")
+                raise Abort(grpc.StatusCode.NOT_FOUND, f"cycle {cycle} is not among the retained cycles")
+            raise Abort(grpc.StatusCode.UNAVAILABLE, "no scheduling cycle has run yet (not synced, or not leader)")
         return entry
 
     @staticmethod
     def _run(context: grpc.ServicerContext, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
-        except _Abort as err:
-            context.abort(err.code, err.message)
+        except Abort as err:
+            context.abort(err.code, clip(err.message))
+        except Exception as err:
+            log.exception("debug API call failed")
+            context.abort(grpc.StatusCode.INTERNAL, clip(f"internal error: {type(err).__name__}: {err}"))
 
     # --- RPCs ---------------------------------------------------------------------------------
     def GetSnapshot(self, request: pb.GetSnapshotRequest, context: grpc.ServicerContext) -> pb.GetSnapshotResponse:
@@ -109,10 +129,12 @@ class DebugService:
     ) -> pb.ListPodGroupsResponse:
         def go() -> pb.ListPodGroupsResponse:
             if request.state and request.state not in STATES:
-                raise _Abort(
+                raise Abort(
                     grpc.StatusCode.INVALID_ARGUMENT,
-                    f"state must be one of {', '.join(STATES)} (or empty for all), got {request.state!r}",
+                    f"state must be one of {', '.join(STATES)} (or empty for all), got {echo(request.state)}",
                 )
+            check_name(request.namespace, "namespace", namespace=True)
+            check_name(request.queue, "queue")
             entry = self._base()
             assert entry.snapshot is not None
             groups = [
@@ -131,17 +153,19 @@ class DebugService:
         self, request: pb.ExplainPodGroupRequest, context: grpc.ServicerContext
     ) -> pb.ExplainPodGroupResponse:
         def go() -> pb.ExplainPodGroupResponse:
-            if not request.namespace or not request.name or "/" in request.name:
-                raise _Abort(
+            if not request.namespace or not request.name:
+                raise Abort(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     "namespace and name are required (a PodGroup, or a pod without one); "
-                    f"got namespace={request.namespace!r} name={request.name!r}",
+                    f"got namespace={echo(request.namespace)} name={echo(request.name)}",
                 )
+            check_name(request.namespace, "namespace", namespace=True)
+            check_name(request.name, "name")
             entry = self._base()
             key = f"{request.namespace}/{request.name}"
             found = explain(self.history.entries(), key, entry.snapshot, self.config)
             if found is None:
-                raise _Abort(
+                raise Abort(
                     grpc.StatusCode.NOT_FOUND,
                     f"{key}: no PodGroup or pending pod of that name in the scheduler's cache, and no decision "
                     f"about it in the last {len(self.history.entries())} cycles",
@@ -153,12 +177,13 @@ class DebugService:
 
     def GetTopology(self, request: pb.GetTopologyRequest, context: grpc.ServicerContext) -> pb.GetTopologyResponse:
         def go() -> pb.GetTopologyResponse:
+            check_name(request.name, "Topology name")
             entry = self._base()
             snap = entry.snapshot
             assert snap is not None
             if request.name and request.name not in snap.topologies:
                 known = ", ".join(sorted(snap.topologies)) or "none"
-                raise _Abort(grpc.StatusCode.NOT_FOUND, f"Topology {request.name!r} does not exist (known: {known})")
+                raise Abort(grpc.StatusCode.NOT_FOUND, f"Topology {request.name!r} does not exist (known: {known})")
             names = [request.name] if request.name else sorted(snap.topologies)
             return pb.GetTopologyResponse(cycle=entry.cycle, topologies=topology_messages(snap, self.config, names))
 
@@ -168,7 +193,7 @@ class DebugService:
     def ListCycles(self, request: pb.ListCyclesRequest, context: grpc.ServicerContext) -> pb.ListCyclesResponse:
         def go() -> pb.ListCyclesResponse:
             if request.limit < 0:
-                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"limit must be >= 0 (0 = all), got {request.limit}")
+                raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"limit must be >= 0 (0 = all), got {request.limit}")
             entries = self.history.entries()
             if request.limit:
                 entries = entries[-request.limit :]
@@ -182,36 +207,28 @@ class DebugService:
     def Simulate(self, request: pb.SimulateRequest, context: grpc.ServicerContext) -> pb.SimulateResponse:
         def go() -> pb.SimulateResponse:
             cycles = request.cycles or 1
-            if not 1 <= cycles <= MAX_SIMULATE_CYCLES:
-                raise _Abort(
-                    grpc.StatusCode.INVALID_ARGUMENT, f"cycles must be 1..{MAX_SIMULATE_CYCLES}, got {request.cycles}"
-                )
-            extra: list[dict[str, Any]] = []
-            for i, text in enumerate(request.objects):
-                try:
-                    extra.extend(flatten(yaml.safe_load_all(text), f"objects[{i}]"))
-                except (yaml.YAMLError, LoadError) as err:
-                    raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"objects[{i}] is not valid: {err}") from err
-            if not extra:
-                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "objects is empty: give the PodGroups and pods to try")
-            for obj in extra:
-                if obj.get("kind") not in SIMULATE_KINDS:
-                    raise _Abort(
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        f"kind {obj.get('kind')!r} cannot be simulated; use {', '.join(SIMULATE_KINDS)}",
-                    )
-                if not (obj.get("metadata") or {}).get("name"):
-                    raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"a {obj.get('kind')} has no metadata.name")
+            if not 1 <= cycles <= MAX_CYCLES:
+                raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"cycles must be 1..{MAX_CYCLES}, got {request.cycles}")
+            limits = self.simulations.limits
+            check_size(request.ByteSize(), limits)
+            if not request.objects:
+                raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "objects is empty: give the PodGroups and pods to try")
             entry = self._base()
-            base = snapshot_document(entry, self.config)["items"]
-            result = simulate([*base, *extra], self.config, cycles)
-            unscheduled = result.records[-1].unplaced() if result.records else {}
-            return pb.SimulateResponse(
-                placements=dict(sorted(result.placements.items())),
-                unscheduled=[decision_message(d, c) for c, d in _numbered(result.cycles, unscheduled)],
-                cycles=result.cycles,
-                base_cycle=entry.cycle,
-            )
+
+            def work(check: Check) -> pb.SimulateResponse:
+                extra = parse_objects(request.objects, limits, check)
+                check()
+                base = snapshot_document(entry, self.config)["items"]
+                result = run_simulation(base, extra, self.config, cycles, check)
+                unscheduled = result.records[-1].unplaced() if result.records else {}
+                return pb.SimulateResponse(
+                    placements=dict(sorted(result.placements.items())),
+                    unscheduled=[decision_message(d, c) for c, d in _numbered(result.cycles, unscheduled)],
+                    cycles=result.cycles,
+                    base_cycle=entry.cycle,
+                )
+
+            return self.simulations.run(context, work)
 
         out: pb.SimulateResponse = self._run(context, go)
         return out
@@ -219,7 +236,32 @@ class DebugService:
     def WatchDecisions(
         self, request: pb.WatchDecisionsRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.WatchDecisionsResponse]:
+        try:
+            check_name(request.namespace, "namespace", namespace=True)
+        except Abort as err:
+            context.abort(err.code, err.message)
+        if not self._streams.acquire(blocking=False):
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{self.max_streams} WatchDecisions streams are open, the limit (kaisched run --debug-max-streams); "
+                "close one or try again later",
+            )
+        try:
+            context.send_initial_metadata(())  # accepted: a client can tell a refused stream from a quiet one
+            yield from self._watch(request, context)
+        finally:
+            self._streams.release()
+
+    def _watch(
+        self, request: pb.WatchDecisionsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.WatchDecisionsResponse]:
         q = self.history.subscribe()
+
+        def wake() -> None:  # the call ended (cancelled, deadline, shutdown): stop waiting at once
+            with contextlib.suppress(queue.Full):
+                q.put_nowait(None)
+
+        context.add_callback(wake)
         last = self.history.latest()
         prev = {k: (d.placed, d.reason, d.message) for k, d in last.record.decisions.items()} if last else {}
         try:
@@ -259,7 +301,25 @@ class ServerOptions:
     tls_cert: bytes = b""  # PEM; with tls_key, serve TLS
     tls_key: bytes = b""
     tls_client_ca: bytes = b""  # PEM; when set, clients must present a certificate it signed
-    workers: int = 16  # each WatchDecisions stream holds one
+    workers: int = 8  # threads for health checks and unary calls, on top of those streams and Simulate hold
+    max_streams: int = DEFAULT_MAX_STREAMS  # WatchDecisions streams at once (each holds a thread)
+    simulate: SimulateLimits = field(default_factory=SimulateLimits)
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.max_streams < 1:
+            raise ValueError(f"max_streams (--debug-max-streams) must be at least 1, got {self.max_streams}")
+
+    @property
+    def threads(self) -> int:
+        return self.workers + self.max_streams + self.simulate.concurrency
+
+    @property
+    def max_message_bytes(self) -> int:
+        """gRPC's receive limit: above Simulate's, so a request a little too large gets Simulate's own
+        message (INVALID_ARGUMENT, naming its limit) rather than the transport's RESOURCE_EXHAUSTED."""
+        return max(4 << 20, self.simulate.max_bytes + (1 << 20))
 
 
 def is_loopback(address: str) -> bool:
@@ -310,10 +370,15 @@ class DebugServer:
     port: int
     history: CycleHistory
     health: health.HealthServicer
+    service: DebugService
 
     def stop(self, grace: float = 1.0) -> None:
-        self.health.enter_graceful_shutdown()
+        # No health.enter_graceful_shutdown(): it sends NOT_SERVING to every health Watch stream while holding
+        # the servicer's lock, and a Watch that closes meanwhile takes that lock on the thread that would
+        # complete the send, so shutdown hangs for good (grpcio-health-checking 1.x). Stopping the server
+        # ends those streams anyway, and health Watch holds no worker thread (the servicer is non-blocking).
         self.history.close()
+        self.service.simulations.close()
         self.server.stop(grace).wait(grace + 1)
 
 
@@ -330,10 +395,13 @@ def start_server(history: CycleHistory, config: SchedulerConfig, opts: ServerOpt
         )
     interceptors: list[grpc.ServerInterceptor] = [_TokenAuth(opts.token)] if opts.token else []
     server = grpc.server(
-        ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="debug"), interceptors=interceptors
+        ThreadPoolExecutor(max_workers=opts.threads, thread_name_prefix="debug"),
+        interceptors=interceptors,
+        options=[("grpc.max_receive_message_length", opts.max_message_bytes)],
     )
+    service = DebugService(history, config, max_streams=opts.max_streams, simulate=opts.simulate)
     add: Callable[[DebugService, grpc.Server], None] = pb_grpc.add_DebugServicer_to_server
-    add(DebugService(history, config), server)
+    add(service, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE):
@@ -355,5 +423,13 @@ def start_server(history: CycleHistory, config: SchedulerConfig, opts: ServerOpt
     if not port:
         raise RuntimeError(f"cannot listen on {target}")
     server.start()
-    log.info("debug API on %s:%d (tls=%s, token=%s)", opts.address, port, bool(opts.tls_cert), bool(opts.token))
-    return DebugServer(server, port, history, health_servicer)
+    log.info(
+        "debug API on %s:%d (tls=%s, token=%s, streams<=%d, simulations<=%d)",
+        opts.address,
+        port,
+        bool(opts.tls_cert),
+        bool(opts.token),
+        opts.max_streams,
+        opts.simulate.concurrency,
+    )
+    return DebugServer(server, port, history, health_servicer, service)
