@@ -16,7 +16,7 @@ from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.jobs import Job, build_jobs
 from scheduler.framework.nodes import NAME_ORDER, NodeTable, TopologyTree
 from scheduler.framework.plugin import HOOKS, Plugin, Problem, overrides
-from scheduler.framework.queues import QueueNode, QueueTree, implicit_queues
+from scheduler.framework.queues import QueueTree, implicit_queues
 from scheduler.framework.record import JobFacts, SessionRecord
 from scheduler.framework.registry import REGISTRY
 from scheduler.framework.statement import Statement
@@ -202,9 +202,6 @@ class Session:
                 if i is not None:
                     out[i] = min(out.get(i, left), left)
         return out
-
-    def queue_node(self, name: str) -> QueueNode | None:
-        return self.queues.nodes.get(name)
 
     # --- statements -------------------------------------------------------------------------
     def statement(self, job: Job) -> Statement:

@@ -176,9 +176,5 @@ class Statement:
         table.apply(op.node, op.req, -len(op.pods))
         self.session.deallocated(op.pods, op.node)
 
-    def placed(self, since: int = 0) -> list[tuple[Pod, int]]:
-        """(pod, node) of every placement (allocated or pipelined) since a checkpoint, in order."""
-        return [(pod, op.node) for op in self.ops[since:] if op.kind != EVICT for pod in op.pods]
-
     def placed_count(self, since: int = 0) -> int:
         return sum(len(op.pods) for op in self.ops[since:] if op.kind != EVICT)

@@ -7,8 +7,6 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -16,36 +14,14 @@ from scheduler.binder.crash import ENV, POINTS
 from scheduler.kube.client import KubeClient
 from scheduler.kube.fence import Fence, FencedError
 from tests.faultproxy import FaultProxy, Rule
+from tests.integration import test_commit_faults as faults
 from tests.integration.test_commit_faults import BIND, Watcher, intent_of, invariants, setup_gang
 from tests.integration.test_daemon import DaemonProc, Daemons, Kube, uniq, wait_for
-from tests.kubecluster import LocalCluster
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
-
-@pytest.fixture
-def proxy(kube_cluster: LocalCluster) -> Iterator[FaultProxy]:
-    p = FaultProxy(kube_cluster.server, str(kube_cluster.ca_file)).start()
-    yield p
-    p.stop()
-
-
-@pytest.fixture
-def kube(kube_cluster: LocalCluster, kai_crds: list[str], namespace: str) -> Iterator[Kube]:
-    k = Kube(kube_cluster.kubeconfig, namespace)
-    yield k
-    k.cleanup()
-
-
-@pytest.fixture
-def daemon(proxy: FaultProxy, kube_cluster: LocalCluster, kai_crds: list[str], tmp_path: Path) -> Iterator[Daemons]:
-    ds = Daemons(proxy.kubeconfig(kube_cluster.token, tmp_path / "proxy.kubeconfig"), tmp_path / "kaisched.log")
-    yield ds
-    for d in ds.procs:
-        d.kill(signal.SIGCONT)
-        d.kill()
-    if ds.procs:
-        print(f"---- daemon log tail ({ds.log}) ----\n{ds.tail()}")
+# the fault tests' fixtures: the proxy, the test's namespace, daemons behind the proxy
+proxy, kube, daemon = faults.proxy, faults.kube, faults.daemon
 
 
 def test_fence_refuses_writes_locally_and_lets_reads_and_the_lease_through() -> None:

@@ -18,7 +18,7 @@ from scheduler.actions.common.members import (
     search_members,
 )
 from scheduler.actions.common.members import apply as apply_outcome
-from scheduler.actions.common.topology import Tier, fits, placements, root_of, tightness
+from scheduler.actions.common.topology import Tier, fits, placements, tightness
 from scheduler.api.pod import Pod
 from scheduler.api.podgroup import TopologyConstraint
 from scheduler.api.reasons import Reason
@@ -437,6 +437,3 @@ class GangPlacer:
         if optional:  # the gang can do without this child
             return self._children(gp, dom, stmt, chosen, i + 1, satisfied, greedy)
         return False
-
-
-__all__ = ["Chosen", "GangPlacer", "GroupPlan", "PlacementError", "PodClass", "fits", "root_of", "tightness"]
