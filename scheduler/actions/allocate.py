@@ -9,8 +9,9 @@ from scheduler.actions.common.gang import Chosen, GangPlacer, GroupPlan, Placeme
 from scheduler.actions.common.members import Outcome
 from scheduler.actions.common.topology import fits, levels_of, placements, tightness
 from scheduler.api.reasons import Reason
+from scheduler.api.resources import format_quantity
 from scheduler.framework.jobs import Job
-from scheduler.framework.nodes import Domain
+from scheduler.framework.nodes import Domain, TopologyTree
 from scheduler.framework.record import GangCommit, GangDecision, LevelAttempt
 from scheduler.framework.registry import action
 from scheduler.framework.session import Session
@@ -83,10 +84,12 @@ def _check_limit(session: Session, job: Job, gp: GroupPlan) -> None:
     for i, left in sorted(head.items()):
         if gp.need_vec[i] > left + 1e-9:
             dim = session.table.dims[i]
+            need = format_quantity(dim, gp.need_vec[i])
+            room = format_quantity(dim, max(0, int(left)))
             raise PlacementError(
                 Reason.OVER_LIMIT,
-                f"queue {job.queue} (or a parent) would exceed its {dim} limit: the gang needs {gp.need_vec[i]}, "
-                f"{max(0, int(left))} left under the limit",
+                f"queue {job.queue} (or a parent) would exceed its {dim} limit: the gang needs {need} {dim}, "
+                f"{room} {dim} left under the limit",
             )
 
 
@@ -123,6 +126,8 @@ def _too_large(session: Session, gp: GroupPlan) -> None:
                 f"(short {short} even when empty)",
             )
         return
+    if not tier.tree.node_chain:
+        raise PlacementError(Reason.TOPOLOGY_NOT_ON_NODES, _not_on_nodes(session, tier.tree))
     if tier.required is not None:
         tree = tier.tree
         req_doms = tree.domains(tier.required)
@@ -136,6 +141,19 @@ def _too_large(session: Session, gp: GroupPlan) -> None:
                 f"the gang needs {table.resources(gp.need_vec)} in one {tree.levels[tier.required]}, but no "
                 f"{tree.levels[tier.required]} has that much allocatable even when empty ({what})",
             )
+
+
+def _not_on_nodes(session: Session, tree: TopologyTree) -> str:
+    """Name the labels of a Topology no node carries together, with how many nodes carry each."""
+    nodes = session.table.nodes
+    counts = []
+    for level in tree.levels:
+        have = sum(1 for n in nodes if level in n.label_map())
+        counts.append(f"{level} on {have}")
+    return (
+        f"no node carries every level label of Topology {tree.topology.name} (of {len(nodes)} nodes: "
+        f"{', '.join(counts)}): label the nodes with each level's label, or fix the Topology's levels"
+    )
 
 
 def _place(session: Session, placer: GangPlacer, job: Job, memo: FailMemo) -> Placed | None:

@@ -28,6 +28,8 @@ class Reason(StrEnum):
     INVALID_QUEUE = "InvalidQueue"
     UNKNOWN_TOPOLOGY = "UnknownTopology"
     UNKNOWN_TOPOLOGY_LEVEL = "UnknownTopologyLevel"
+    # the gang's Topology has levels that no node carries all of: nothing can be a candidate
+    TOPOLOGY_NOT_ON_NODES = "TopologyNotOnNodes"
     # constraints we do not evaluate yet: the gang waits, never silently ignores them
     UNSUPPORTED_POD_AFFINITY = "UnsupportedPodAffinity"
     UNSUPPORTED_POD_ANTI_AFFINITY = "UnsupportedPodAntiAffinity"

@@ -85,8 +85,12 @@ def format_quantity(name: str, value: int) -> str:
     if name == CPU:
         return f"{value}m" if value % 1000 else str(value // 1000)
     if name == MEMORY or name.startswith("hugepages-") or name == "ephemeral-storage":
-        for unit, size in (("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
+        units = (("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10))
+        for unit, size in units:
             if value % size == 0 and value >= size:
                 return f"{value // size}{unit}"
+        for unit, size in units:  # not a whole number of any unit: two decimals of the largest that fits
+            if value >= size:
+                return f"{value / size:.2f}{unit}"
         return str(value)
     return str(value)
