@@ -68,7 +68,14 @@ class DaemonProcess:
         assert status == 200, body
         return parse_metrics(body)
 
+    def send(self, sig: int) -> None:
+        """Send a signal and return at once (SIGSTOP / SIGCONT: the process lives on)."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, sig)
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send `sig`, wait for the process to exit, and make sure it has (SIGKILL after 10 s)."""
         if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, sig)

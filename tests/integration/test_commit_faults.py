@@ -40,7 +40,7 @@ def daemon(proxy: FaultProxy, kube_cluster: LocalCluster, kai_crds: list[str], t
     ds = Daemons(proxy.kubeconfig(kube_cluster.token, tmp_path / "proxy.kubeconfig"), tmp_path / "kaisched.log")
     yield ds
     for d in ds.procs:
-        d.kill(signal.SIGCONT)  # a test may have stopped it (SIGSTOP)
+        d.send(signal.SIGCONT)  # a test may have stopped it (SIGSTOP)
         d.kill()
     if ds.procs:
         print(f"---- daemon log tail ({ds.log}) ----\n{ds.tail()}")

@@ -74,7 +74,7 @@ def test_deposed_leader_writes_nothing(kube: Kube, daemon: Daemons, proxy: Fault
     )
     assert intent_of(kube, "g"), "L's commit intent is on the PodGroup"
     uids = {n: p["metadata"]["uid"] for n, p in kube.pods().items() if n in names}
-    leader.kill(signal.SIGSTOP)
+    leader.send(signal.SIGSTOP)
     daemon.start(*base, "--identity", "replica-b")
     wait_for(lambda: kube.all_bound(names), "B's recovery completed L's commit", daemon, timeout=60)
     wait_for(lambda: intent_of(kube, "g") is None or None, "B cleared the intent", daemon)
@@ -85,7 +85,7 @@ def test_deposed_leader_writes_nothing(kube: Kube, daemon: Daemons, proxy: Fault
     # would still believe it leads while it handles the failure (the window a deposed leader has)
     proxy.add(Rule("GET", r"/leases/", "delay", delay=4, agent="replica-l"))
     hold.set()
-    leader.kill(signal.SIGCONT)
+    leader.send(signal.SIGCONT)
     time.sleep(8)  # L wakes up, sees its binds fail, tries to roll back, then notices it lost the lease
     writes = [(m, p) for t, m, p, ua in proxy.received if "replica-l" in ua and m in WRITES and t > resumed]
     assert not writes, f"the deposed leader wrote after it lost the lease: {writes}"
