@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from scheduler.actions.common.admit import admit
 from scheduler.actions.common.explain import attempt_at, closest, failure_message, members_detail
 from scheduler.actions.common.gang import Chosen, GangPlacer, GroupPlan, PlacementError
 from scheduler.actions.common.members import Outcome
 from scheduler.actions.common.topology import fits, levels_of, placements, tightness
 from scheduler.api.reasons import Reason
-from scheduler.api.resources import format_quantity
 from scheduler.framework.jobs import Job
 from scheduler.framework.nodes import Domain, TopologyTree
 from scheduler.framework.record import GangCommit, GangDecision, LevelAttempt
@@ -79,20 +79,6 @@ def _fail(session: Session, job: Job, reason: Reason, message: str, attempts: tu
     )
 
 
-def _check_limit(session: Session, job: Job, gp: GroupPlan) -> None:
-    head = session.headroom(job.queue)
-    for i, left in sorted(head.items()):
-        if gp.need_vec[i] > left + 1e-9:
-            dim = session.table.dims[i]
-            need = format_quantity(dim, gp.need_vec[i])
-            room = format_quantity(dim, max(0, int(left)))
-            raise PlacementError(
-                Reason.OVER_LIMIT,
-                f"queue {job.queue} (or a parent) would exceed its {dim} limit: the gang needs {need} {dim}, "
-                f"{room} {dim} left under the limit",
-            )
-
-
 def _bound_nodes(session: Session, job: Job) -> list[int]:
     idx = session.table.by_name
     return sorted({idx[p.node_name] for p in job.bound if p.node_name in idx})
@@ -160,7 +146,7 @@ def _place(session: Session, placer: GangPlacer, job: Job, memo: FailMemo) -> Pl
     """Place the job's minimum, or raise PlacementError; returns it when it has pods beyond the minimum."""
     gp = placer.prepare(job)
     placer.start(session.config.placement_search_budget)
-    _check_limit(session, job, gp)
+    admit(session, job, gp)
     table = session.table
     key = _memo_key(gp, job)
     if key is not None:

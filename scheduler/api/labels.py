@@ -8,3 +8,6 @@ POD_GROUP_ANNOTATION = "pod-group-name"
 TOPOLOGY_ANNOTATION = "kai.scheduler/topology"
 REQUIRED_ANNOTATION = "kai.scheduler/topology-required-placement"
 PREFERRED_ANNOTATION = "kai.scheduler/topology-preferred-placement"
+# written by the scheduler on a PodGroup running below minMember: when it was first seen so (RFC 3339);
+# a restart keeps counting the stale-gang grace period from there
+STALE_SINCE_ANNOTATION = "kai.scheduler/stale-since"

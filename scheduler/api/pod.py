@@ -69,6 +69,7 @@ class Pod:
     task_priority: int = 0  # label kai.scheduler/task-priority: order inside a gang, higher first
     pod_group: str = ""  # annotation pod-group-name ("" = a gang of one)
     group_key: str = field(init=False, default="")  # "<ns>/<pod_group>", or "" for a gang of one
+    start_time: float | None = None  # status.startTime (epoch seconds): how long a victim has run
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "group_key", f"{self.namespace}/{self.pod_group}" if self.pod_group else "")
@@ -76,6 +77,11 @@ class Pod:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def controlled(self) -> bool:
+        """It has a controller owner (ReplicaSet, Job, ...): an evicted pod is re-created by it."""
+        return bool(self.owner_kind)
 
     @property
     def terminal(self) -> bool:

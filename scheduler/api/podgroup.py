@@ -39,6 +39,8 @@ class PodGroup:
     creation: str = ""
     uid: str = ""
     problems: tuple[str, ...] = ()  # conversion problems (malformed fields)
+    # when the scheduler first saw it running below minMember (annotation STALE_SINCE_ANNOTATION)
+    stale_since: float | None = None
 
     @property
     def key(self) -> str:

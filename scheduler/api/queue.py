@@ -25,6 +25,10 @@ class Queue:
     creation: str = ""
     display_name: str = ""
     problems: tuple[str, ...] = ()
+    # seconds a victim must have run before preempt (same queue) or reclaim (other queues) may take it;
+    # None: inherit from the parent queue (else 0); -1: never
+    preempt_min_runtime: float | None = None
+    reclaim_min_runtime: float | None = None
 
     def resource(self, name: str) -> QueueResource:
         for k, v in self.resources:

@@ -12,6 +12,8 @@ class Reason(StrEnum):
     NO_FEASIBLE_NODE = "NoFeasibleNode"
     GANG_TOO_LARGE = "GangTooLarge"
     OVER_LIMIT = "OverLimit"
+    # non-preemptible work (priority >= 100, or labelled so) runs only within its queue's deserved quota
+    NON_PREEMPTIBLE_OVER_QUOTA = "NonPreemptibleOverQuota"
     # the bounded search for a placement of a heterogeneous gang's members ran out of work before it
     # found one or proved there is none: the gang may fit; it is tried again next cycle
     PLACEMENT_SEARCH_LIMIT = "PlacementSearchLimit"

@@ -9,6 +9,8 @@ import copy
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from scheduler.api.labels import STALE_SINCE_ANNOTATION
+from scheduler.api.times import format_timestamp, parse_timestamp
 from scheduler.backends.base import CommitOutcome
 from scheduler.cache.cluster_state import ClusterState, Snapshot
 from scheduler.framework.record import GangCommit
@@ -24,8 +26,39 @@ class MemoryBackend:
     def __init__(self, objects: Iterable[Mapping[str, Any]], scheduler_name: str = "kai-scheduler") -> None:
         self.state = ClusterState(scheduler_name)
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.now = 0.0  # the simulated time commits happen at (a bound pod's status.startTime)
+        self.recreated = 0  # pods re-created by their controller after an eviction (for new uids)
         for obj in objects:
             self.upsert(obj)
+
+    def latest_time(self) -> float | None:
+        """The latest creationTimestamp or startTime in the objects: where a simulation's clock starts, so
+        every running pod has run for a while and none started in the future."""
+        best: float | None = None
+        for obj in self.objects.values():
+            for raw in (
+                (obj.get("metadata") or {}).get("creationTimestamp"),
+                (obj.get("status") or {}).get("startTime"),
+            ):
+                t = parse_timestamp(raw)
+                if t is not None and (best is None or t > best):
+                    best = t
+        return best
+
+    def mark_stale(self, stale: Mapping[str, float | None]) -> None:
+        """Persist the session's stale-gang marks on the PodGroups, as the daemon does."""
+        for key, since in stale.items():
+            ns, name = key.split("/", 1)
+            obj = self.objects.get(("PodGroup", ns, name))
+            if obj is None:
+                continue
+            updated = copy.deepcopy(obj)
+            notes = updated.setdefault("metadata", {}).setdefault("annotations", {})
+            if since is None:
+                notes.pop(STALE_SINCE_ANNOTATION, None)
+            else:
+                notes[STALE_SINCE_ANNOTATION] = format_timestamp(since)
+            self.upsert(updated)
 
     def upsert(self, obj: Mapping[str, Any]) -> None:
         stored = copy.deepcopy(dict(obj))
@@ -63,18 +96,39 @@ class MemoryBackend:
                 continue
             for pod_key, _reason in c.evictions:
                 ns, name = pod_key.split("/", 1)
-                self.delete("Pod", ns, name)
+                self._evict(ns, name)
             binds = [*c.binds, *c.pipelined]
             for pod_key, node in binds:
                 ns, name = pod_key.split("/", 1)
                 bound = copy.deepcopy(self.objects[("Pod", ns, name)])
                 bound.setdefault("spec", {})["nodeName"] = node
                 bound.setdefault("status", {})["phase"] = "Running"
+                bound["status"]["startTime"] = format_timestamp(self.now)
                 self.upsert(bound)
             out.bound[c.job] = binds
             if c.evictions:
                 out.evicted[c.job] = [p for p, _ in c.evictions]
         return out
+
+    def _evict(self, ns: str, name: str) -> None:
+        """The pod goes at once; one with a controller owner comes back as a new pending pod of the same
+        name (a new uid, no node), as its ReplicaSet, Job or StatefulSet would re-create it."""
+        obj = self.objects.get(("Pod", ns, name))
+        if obj is None:
+            return
+        self.delete("Pod", ns, name)
+        owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+        if not any(isinstance(o, Mapping) and o.get("controller") for o in owners):
+            return
+        self.recreated += 1
+        again = copy.deepcopy(obj)
+        meta = again.setdefault("metadata", {})
+        meta["uid"] = f"{meta.get('uid') or name}-r{self.recreated}"
+        meta.pop("deletionTimestamp", None)
+        meta["creationTimestamp"] = format_timestamp(self.now)
+        again.setdefault("spec", {}).pop("nodeName", None)
+        again["status"] = {"phase": "Pending"}
+        self.upsert(again)
 
     def _refusal(self, c: GangCommit) -> str | None:
         """Why the gang's commit cannot be applied whole (None: it can)."""

@@ -7,7 +7,7 @@ and rebuilds only what changed since the last snapshot: its cost follows the cha
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from scheduler.api.labels import QUEUE_LABEL
@@ -44,6 +44,7 @@ class Snapshot:
     queues: Mapping[str, Queue]
     topologies: Mapping[str, Topology]
     priority_classes: Mapping[str, PriorityClass]
+    running_singles: Mapping[str, Pod] = field(default_factory=dict)  # our bound pods of no PodGroup
 
 
 class ClusterState:
@@ -59,6 +60,7 @@ class ClusterState:
         self._usage: dict[tuple[str, str], Resources] = {}
         self._pending_dims: dict[str, int] = {}
         self._members: dict[str, dict[str, Pod]] = {}
+        self._running_singles: dict[str, Pod] = {}
         self._members_frozen: dict[str, tuple[Pod, ...]] = {}
         self._dirty_members: set[str] = set()
         self._pod_groups: dict[str, PodGroup] = {}
@@ -132,6 +134,8 @@ class ClusterState:
         if pod.bound:
             key = _usage_key(pod)
             self._usage[key] = self._usage.get(key, Resources()) + pod.request
+            if not pod.pod_group:
+                self._running_singles[pod.key] = pod
         if not pod.bound and not pod.deleting:
             self._pending[pod.key] = pod
             for name in pod.request.names():
@@ -153,6 +157,7 @@ class ClusterState:
                 else:
                     del self._pending_dims[name]
         if pod.bound and not pod.terminal and pod.scheduler_name == self.scheduler_name:
+            self._running_singles.pop(pod.key, None)
             key = _usage_key(pod)
             left = self._usage.get(key, Resources()) - pod.request
             if left.is_zero():
@@ -194,4 +199,5 @@ class ClusterState:
             queues=dict(self._queues),
             topologies=dict(self._topologies),
             priority_classes=dict(self._priority_classes),
+            running_singles=dict(self._running_singles),
         )

@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from scheduler.api.labels import STALE_SINCE_ANNOTATION
 from scheduler.api.resources import CPU, GPU, MEMORY, Resources
+from scheduler.api.times import format_timestamp
 from scheduler.cache.cluster_state import Snapshot
 from scheduler.framework.record import SessionRecord
 from scheduler.kube.client import ApiError, KubeClient
@@ -126,7 +128,23 @@ class StatusWriter:
                 self.evented.pop(key, None)
             else:
                 self._unschedulable(snapshot, key, str(decision.reason), decision.message, pg is not None)
+        for key, since in sorted(record.stale.items()):
+            if key in snapshot.pod_groups:
+                self.status_pool.submit(self._patch_stale, key, since)
         self._queues(record)
+
+    def _patch_stale(self, key: str, since: float | None) -> None:
+        """Persist (or clear) when the gang was first seen below minMember, so a restart keeps counting."""
+        value = format_timestamp(since) if since is not None else None
+        try:
+            self.client.request(
+                "PATCH",
+                POD_GROUPS.of_key(key),
+                body={"metadata": {"annotations": {STALE_SINCE_ANNOTATION: value}}},
+                content_type="application/merge-patch+json",
+            )
+        except ApiError as err:
+            log.warning("stale-gang mark of PodGroup %s not written: %s", key, err)
 
     def _forget_gone(self, snapshot: Snapshot, record: SessionRecord) -> None:
         """What was written for gangs and queues that no longer exist need not be remembered (a long-running

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 NODE_ORDERS = ("binpack", "spread")
-DEFAULT_ACTIONS = ("allocate",)
+DEFAULT_ACTIONS = ("allocate", "consolidate", "reclaim", "preempt", "stalegangeviction")
 # every plugin a session runs, by registered name; hooks are combined in this order (see framework/plugin.py)
 DEFAULT_PLUGINS = ("predicates", "proportion", "priority", "nodeorder")
 
@@ -36,6 +36,8 @@ class SchedulerConfig:
     # runs out the gang waits with PlacementSearchLimit (it may fit) instead of a wrong "does not fit"
     placement_search_budget: int = 200_000
     actions: tuple[str, ...] = DEFAULT_ACTIONS
+    # a gang running below minMember this long is evicted whole (stalegangeviction); negative: never
+    stale_gang_grace_seconds: float = 60.0
     plugins: tuple[str, ...] = DEFAULT_PLUGINS
 
     def __post_init__(self) -> None:
@@ -58,6 +60,10 @@ class SchedulerConfig:
             raise ConfigError(f"nodeOrder must be one of {', '.join(NODE_ORDERS)}, got {self.node_order!r}")
         if not isinstance(self.placement_search_budget, int) or self.placement_search_budget < 0:
             raise ConfigError("placementSearchBudget must be an integer >= 0")
+        if isinstance(self.stale_gang_grace_seconds, bool) or not isinstance(
+            self.stale_gang_grace_seconds, int | float
+        ):
+            raise ConfigError("staleGangGraceSeconds must be a number of seconds (negative: never evict)")
         if self.schedule_period_seconds <= 0:
             raise ConfigError("schedulePeriodSeconds must be > 0")
 

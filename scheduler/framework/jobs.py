@@ -192,35 +192,68 @@ def build_jobs(snapshot: Snapshot, default_queue: str) -> list[Job]:
                 )
             )
             continue
-        members = [p for p in snapshot.members.get(key, ()) if p.bound or not p.deleting]
-        ordered = any(p.task_priority for p in members)  # members come sorted by key, i.e. by name
-        if ordered:
-            members.sort(key=_member_order)
-        root, problem = _build_groups(pg, members)
-        jobs.append(
-            Job(
-                key,
-                pg.namespace,
-                pg,
-                pg.queue or first.label(QUEUE_LABEL) or default_queue,
-                pg.priority_class or first.priority_class,
-                pg.creation or first.creation,
-                root,
-                problem,
-            )
-        )
+        jobs.append(_group_job(snapshot, key, pg, first, default_queue))
     for pod in singles:
-        root = Group("", 1, None, _pod_constraint(pod), pending=[pod])
-        jobs.append(
-            Job(
-                pod.key,
-                pod.namespace,
-                None,
-                pod.label(QUEUE_LABEL) or default_queue,
-                pod.priority_class,
-                pod.creation,
-                root,
-            )
-        )
+        jobs.append(_single_job(pod, default_queue))
     jobs.sort(key=lambda j: j.key)
     return jobs
+
+
+def _group_job(snapshot: Snapshot, key: str, pg: PodGroup, first: Pod, default_queue: str) -> Job:
+    members = [p for p in snapshot.members.get(key, ()) if p.bound or not p.deleting]
+    ordered = any(p.task_priority for p in members)  # members come sorted by key, i.e. by name
+    if ordered:
+        members.sort(key=_member_order)
+    root, problem = _build_groups(pg, members)
+    return Job(
+        key,
+        pg.namespace,
+        pg,
+        pg.queue or first.label(QUEUE_LABEL) or default_queue,
+        pg.priority_class or first.priority_class,
+        pg.creation or first.creation,
+        root,
+        problem,
+    )
+
+
+def _single_job(pod: Pod, default_queue: str) -> Job:
+    root = Group("", 1, None, _pod_constraint(pod))
+    (root.bound if pod.bound else root.pending).append(pod)
+    return Job(
+        pod.key,
+        pod.namespace,
+        None,
+        pod.label(QUEUE_LABEL) or default_queue,
+        pod.priority_class,
+        pod.creation,
+        root,
+    )
+
+
+def build_running_jobs(snapshot: Snapshot, default_queue: str, pending: list[Job]) -> dict[str, Job]:
+    """Every job with a running (bound, not terminating) pod: the candidates take-back may evict. A job
+    that also has pending pods is the same object as in `pending`."""
+    by_key = {j.key: j for j in pending}
+    out: dict[str, Job] = {}
+    for key in sorted(snapshot.members):
+        members = snapshot.members[key]
+        if not any(p.bound and not p.deleting for p in members):
+            continue
+        job = by_key.get(key)
+        if job is None:
+            pg = snapshot.pod_groups.get(key)
+            if pg is None:
+                continue  # its PodGroup is gone: nothing says what the gang is
+            job = _group_job(snapshot, key, pg, min(members, key=lambda p: p.name), default_queue)
+        if job.problem is None:
+            out[key] = job
+    for key in sorted(snapshot.running_singles):
+        pod = snapshot.running_singles[key]
+        if not pod.deleting:
+            out[key] = _single_job(pod, default_queue)
+    return out
+
+
+def leaf_minimum(g: Group) -> int:
+    return g.min_member if g.min_member is not None else 1

@@ -13,6 +13,7 @@ from scheduler.api.resources import CPU, GPU, MEMORY
 from scheduler.framework.config import SchedulerConfig
 
 QUEUE_DIMS = (GPU, CPU, MEMORY)  # the resources queues account for
+_EPS = 1e-9
 
 
 def implicit_queues(queues: Mapping[str, Queue], config: SchedulerConfig) -> dict[str, Queue]:
@@ -22,8 +23,10 @@ def implicit_queues(queues: Mapping[str, Queue], config: SchedulerConfig) -> dic
     if config.implicit_default_queue and config.default_queue not in out:
         parent = config.default_parent_queue if config.default_parent_queue not in out else ""
         if parent:
-            out[parent] = Queue(parent, "")
-        unlimited = QueueResource(quota=0, limit=-1, over_quota_weight=1.0)
+            everything = QueueResource(quota=-1, limit=-1, over_quota_weight=1.0)
+            out[parent] = Queue(parent, "", resources=tuple((d, everything) for d in sorted(QUEUE_DIMS)))
+        # quota -1 (all it requests is deserved): non-preemptible work runs in it out of the box
+        unlimited = QueueResource(quota=-1, limit=-1, over_quota_weight=1.0)
         out[config.default_queue] = Queue(
             config.default_queue, parent, resources=tuple((d, unlimited) for d in sorted(QUEUE_DIMS))
         )
@@ -114,3 +117,23 @@ class QueueTree:
                 f"queue {name} has child queues ({kids}); only leaf queues take jobs: submit to one of them",
             )
         return None
+
+
+def share_ratio(node: QueueNode) -> float:
+    """allocated / fair share on the dominant resource (what the queue uses most of its share)."""
+    ratio = 0.0
+    for dim in QUEUE_DIMS:
+        alloc = node.allocated.get(dim, 0.0)
+        if alloc <= 0:
+            continue
+        fair = node.fair_share.get(dim, 0.0)
+        ratio = max(ratio, alloc / fair if fair > _EPS else float("inf"))
+    return ratio
+
+
+def is_under_fair_share(node: QueueNode) -> bool:
+    """No resource is used beyond its fair share, and some share is still unused (a zero share is never
+    'under': such a queue gets only what the others leave)."""
+    return share_ratio(node) < 1.0 and any(
+        node.fair_share.get(d, 0.0) - node.allocated.get(d, 0.0) > _EPS for d in QUEUE_DIMS
+    )

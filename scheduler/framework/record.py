@@ -73,6 +73,23 @@ class SessionRecord:
     jobs: dict[str, JobFacts] = field(default_factory=dict)  # every job the session built, by key
     commits: list[GangCommit] = field(default_factory=list)  # what the binder applies, in order
     actions: tuple[str, ...] = ()  # the actions that ran, in order
+    # PodGroups whose stale-gang mark changes: the time it was first seen below minMember, None to clear
+    stale: dict[str, float | None] = field(default_factory=dict)
+    # the earliest later time at which a decision could change with nothing else changing (a stale gang's
+    # grace period or a victim's min runtime ends): a simulation that is otherwise done jumps there
+    wake: float | None = None
+
+    def wake_at(self, t: float) -> None:
+        if t > self.now and (self.wake is None or t < self.wake):
+            self.wake = t
+
+    def evictions(self) -> dict[str, tuple[str, str]]:
+        """pod key -> (action, the gang it made room for; "" for a stale gang's own eviction)."""
+        out: dict[str, tuple[str, str]] = {}
+        for c in self.commits:
+            for pod, reason in c.evictions:
+                out[pod] = (reason, "" if reason == "stalegang" else c.job)
+        return out
 
     def placements(self) -> dict[str, str]:
         return {pod: node for d in self.decisions.values() for pod, node in d.pods}

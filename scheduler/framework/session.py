@@ -13,7 +13,7 @@ from scheduler.api.pod import Pod, PodConstraints
 from scheduler.api.reasons import Reason
 from scheduler.cache.cluster_state import Snapshot
 from scheduler.framework.config import SchedulerConfig
-from scheduler.framework.jobs import Job, build_jobs
+from scheduler.framework.jobs import Job, build_jobs, build_running_jobs
 from scheduler.framework.nodes import NAME_ORDER, NodeTable, TopologyTree
 from scheduler.framework.plugin import HOOKS, Plugin, Problem, overrides
 from scheduler.framework.queues import QueueTree, implicit_queues
@@ -49,8 +49,16 @@ class Session:
         self.jobs: list[Job] = build_jobs(snapshot, config.default_queue)
         for job in self.jobs:
             job.priority = self.priority_of(job.priority_class, job.pending[0] if job.pending else None)
+        # jobs with running pods: what take-back may evict (a job with pending pods too is the same object)
+        self.running: dict[str, Job] = build_running_jobs(snapshot, config.default_queue, self.jobs)
+        for job in self.running.values():
+            if not job.pending:
+                job.priority = self.priority_of(job.priority_class, job.bound[0] if job.bound else None)
+        self.gone: set[str] = set()  # pods evicted by a committed statement of this session
+        self._np_used: dict[str, dict[str, float]] | None = None  # queue -> non-preemptible usage
         self.queues = QueueTree(implicit_queues(snapshot.queues, config))
         self._job_queue = {job.key: job.queue for job in self.jobs}
+        self._by_key = {job.key: job for job in self.jobs}
         self._trees: dict[str, TopologyTree] = {}
         self._eligible: dict[PodConstraints, tuple[bytearray, dict[str, int], int]] = {}
         self._handlers_alloc = self._hooks["on_allocate"]
@@ -60,7 +68,7 @@ class Session:
 
     def close(self) -> None:
         """Write the facts every sink reads (job priority and preemptibility) into the record."""
-        for job in self.jobs:
+        for job in [*self.jobs, *(j for k, j in self.running.items() if not j.pending)]:
             self.record.jobs[job.key] = JobFacts(job.priority, self.preemptible(job), job.queue)
         for p in self._hooks["close"]:
             p.close(self)
@@ -89,6 +97,50 @@ class Session:
         if value in ("preemptible", "non-preemptible"):
             return value == "preemptible"
         return job.priority < NON_PREEMPTIBLE_PRIORITY
+
+    def min_runtime(self, queue: str, reclaim: bool) -> float:
+        """reclaimMinRuntime / preemptMinRuntime of the queue, else of its nearest ancestor that sets it,
+        else 0; -1 means never."""
+        node = self.queues.nodes.get(queue)
+        while node is not None:
+            value = node.queue.reclaim_min_runtime if reclaim else node.queue.preempt_min_runtime
+            if value is not None:
+                return value
+            node = node.parent
+        return 0.0
+
+    def started(self, job: Job) -> float | None:
+        """When the job's running pods started (the earliest status.startTime), None if none says."""
+        times = [p.start_time for p in job.bound if p.start_time is not None]
+        return min(times) if times else None
+
+    def nonpreemptible_used(self) -> dict[str, dict[str, float]]:
+        """Per leaf queue, what non-preemptible jobs use (running, and placed by this session so far)."""
+        if self._np_used is None:
+            self._np_used = {}
+            for job in self.running.values():
+                if not self.preemptible(job):
+                    self._charge_np(job.queue, [p for p in job.bound if not p.deleting], 1)
+        return self._np_used
+
+    def _charge_np(self, queue: str, pods: Sequence[Pod], sign: int) -> None:
+        assert self._np_used is not None
+        used = self._np_used.setdefault(queue, {})
+        for p in pods:
+            for name, v in p.request.items:
+                used[name] = used.get(name, 0.0) + sign * v
+
+    def committed(self, job_key: str, placed: Sequence[Pod], evicted: Sequence[Pod]) -> None:
+        """A statement was committed: keep the non-preemptible usage in step (when it is being tracked)."""
+        if self._np_used is None:
+            return
+        job = self._by_key.get(job_key)
+        if job is not None and placed and not self.preemptible(job):
+            self._charge_np(job.queue, placed, 1)
+        for p in evicted:
+            victim = self.running.get(p.group_key or p.key)
+            if victim is not None and not self.preemptible(victim):
+                self._charge_np(victim.queue, [p], -1)
 
     def queue_of(self, pod: Pod) -> str:
         """The queue a pod's usage counts against: its job's, its PodGroup's, its label, else the default."""

@@ -20,12 +20,12 @@ from scheduler.framework.record import GangCommit
 if TYPE_CHECKING:
     from scheduler.framework.session import Session
 
-ALLOCATE, EVICT, PIPELINE = "allocate", "evict", "pipeline"
+ALLOCATE, EVICT, PIPELINE, RESERVE = "allocate", "evict", "pipeline", "reserve"
 
 
 @dataclass(frozen=True, slots=True)
 class Op:
-    kind: str  # ALLOCATE | EVICT | PIPELINE
+    kind: str  # ALLOCATE | EVICT | PIPELINE | RESERVE (room held for pods that will exist: no bind)
     node: int
     req: SparseReq  # per pod
     pods: tuple[Pod, ...]
@@ -41,6 +41,11 @@ class Statement:
     ops: list[Op] = field(default_factory=list)
     touched: dict[int, int] = field(default_factory=dict)  # node -> open operations on it
     closed: bool = False
+    # take-back statements place onto what their victims release too (those placements are pipelined)
+    pipelining: bool = False
+    # consolidation re-places its victims: their room is held in the session, but nothing binds (the pods
+    # their controllers re-create are placed by a later cycle)
+    reserving: bool = False
     table: NodeTable = field(init=False)
 
     def __post_init__(self) -> None:
@@ -64,13 +69,18 @@ class Statement:
         binds: list[tuple[str, str]] = []
         pipelined: list[tuple[str, str]] = []
         names = self.table.names
+        placed: list[Pod] = []
+        gone: list[Pod] = []
         for op in self.ops:
             node = names[op.node]
+            (gone if op.kind == EVICT else placed if op.kind != RESERVE else []).extend(op.pods)
             if op.kind == EVICT:
                 evictions.extend((p.key, op.reason) for p in op.pods)
-            else:
+                self.session.gone.update(p.key for p in op.pods)
+            elif op.kind != RESERVE:
                 (binds if op.kind == ALLOCATE else pipelined).extend((p.key, node) for p in op.pods)
         result = GangCommit(self.job, self.has_pod_group, tuple(binds), tuple(evictions), tuple(pipelined))
+        self.session.committed(self.job, placed, gone)
         self.ops.clear()
         self.touched.clear()
         self.closed = True
@@ -85,7 +95,7 @@ class Statement:
         pipelined placement also from what victims are still releasing."""
         table = self.table
         free = table.free[node]
-        rel = None if pipelined or not table.releasing else table.releasing.get(node)
+        rel = None if pipelined or self.pipelining or not table.releasing else table.releasing.get(node)
         best = want
         for i, v in req:
             if v <= 0:
@@ -105,26 +115,37 @@ class Statement:
         self.allocate_many((pod,), node, self._req(pod))
 
     def allocate_many(self, pods: Sequence[Pod], node: int, req: SparseReq) -> None:
-        """Place pods that share one request (one pod class) on one node, from its idle capacity."""
+        """Place pods that share one request (one pod class) on one node, from its idle capacity (a
+        pipelining statement takes what the node's victims release first)."""
         pods = tuple(pods)
+        if self.reserving:
+            self._push(Op(RESERVE, node, req, pods))
+            self.table.apply(node, req, len(pods))
+            self.session.allocated(pods, node)
+            return
+        if self.pipelining and node in self.table.releasing:
+            self._pipeline(pods, node, req)
+            return
         self._push(Op(ALLOCATE, node, req, pods))
         self.table.apply(node, req, len(pods))
         self.session.allocated(pods, node)
 
     def pipeline(self, pod: Pod, node: int) -> None:
         """Place a pod on capacity that evicted victims are still releasing (bound once they are gone)."""
-        req = self._req(pod)
+        self._pipeline((pod,), node, self._req(pod))
+
+    def _pipeline(self, pods: tuple[Pod, ...], node: int, req: SparseReq) -> None:
         rel = self.table.releasing.get(node)
         taken: list[tuple[int, int]] = []
         if rel is not None:
             for i, v in req:
-                t = min(v, rel[i])
+                t = min(v * len(pods), rel[i])
                 if t > 0:
                     rel[i] -= t
                     taken.append((i, t))
-        self._push(Op(PIPELINE, node, req, (pod,), released=tuple(taken)))
-        self.table.apply(node, req, 1)
-        self.session.allocated((pod,), node)
+        self._push(Op(PIPELINE, node, req, pods, released=tuple(taken)))
+        self.table.apply(node, req, len(pods))
+        self.session.allocated(pods, node)
 
     def evict(self, pod: Pod, reason: str) -> None:
         """A running pod leaves: its request becomes releasing capacity on its node."""

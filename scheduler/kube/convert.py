@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from scheduler.api.labels import POD_GROUP_ANNOTATION, TASK_PRIORITY_LABEL
+from scheduler.api.labels import POD_GROUP_ANNOTATION, STALE_SINCE_ANNOTATION, TASK_PRIORITY_LABEL
 from scheduler.api.node import Node, Taint
 from scheduler.api.pod import NodeSelectorRequirement, NodeSelectorTerm, Pod, PodConstraints, Toleration
 from scheduler.api.podgroup import PodGroup, SubGroup, TopologyConstraint
 from scheduler.api.queue import Queue, QueueResource
 from scheduler.api.reasons import Reason
 from scheduler.api.resources import CPU, GPU, MEMORY, PODS, Resources
+from scheduler.api.times import parse_duration, parse_timestamp
 from scheduler.api.topology import HOSTNAME_LABEL, PriorityClass, Topology
 from scheduler.kube.quantity import QuantityError, to_canonical
 
@@ -199,6 +200,7 @@ def pod_from_k8s(obj: Obj) -> Pod:
         problems=tuple(problems),
         task_priority=_int_label(dict(labels).get(TASK_PRIORITY_LABEL)),
         pod_group=str((meta.get("annotations") or {}).get(POD_GROUP_ANNOTATION) or ""),
+        start_time=parse_timestamp(status.get("startTime")),
     )
 
 
@@ -259,6 +261,7 @@ def podgroup_from_k8s(obj: Obj) -> PodGroup:
         creation=str(meta.get("creationTimestamp", "")),
         uid=str(meta.get("uid", "")),
         problems=tuple(problems),
+        stale_since=parse_timestamp((meta.get("annotations") or {}).get(STALE_SINCE_ANNOTATION)),
     )
 
 
@@ -303,6 +306,12 @@ def queue_from_k8s(obj: Obj) -> Queue:
     if isinstance(priority, bool) or not isinstance(priority, int):
         problems.append(f"spec.priority must be an integer, got {priority!r}")
         priority = 100
+    runtimes: dict[str, float | None] = {}
+    for key in ("preemptMinRuntime", "reclaimMinRuntime"):
+        raw = spec.get(key)
+        runtimes[key] = None if raw is None else parse_duration(raw)
+        if raw is not None and runtimes[key] is None:
+            problems.append(f"spec.{key} must be a duration such as 90s, 5m or 1h (or -1: never), got {raw!r}")
     return Queue(
         name=str(meta.get("name", "")),
         parent=str(spec.get("parentQueue") or ""),
@@ -311,6 +320,8 @@ def queue_from_k8s(obj: Obj) -> Queue:
         creation=str(meta.get("creationTimestamp", "")),
         display_name=str(spec.get("displayName") or ""),
         problems=tuple(problems),
+        preempt_min_runtime=runtimes["preemptMinRuntime"],
+        reclaim_min_runtime=runtimes["reclaimMinRuntime"],
     )
 
 

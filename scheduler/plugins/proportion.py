@@ -16,7 +16,7 @@ from scheduler.api.pod import Pod
 from scheduler.api.queue import UNLIMITED
 from scheduler.api.resources import Resources
 from scheduler.framework.plugin import Plugin
-from scheduler.framework.queues import QUEUE_DIMS, QueueNode, QueueTree
+from scheduler.framework.queues import QUEUE_DIMS, QueueNode, QueueTree, is_under_fair_share, share_ratio
 from scheduler.framework.record import QueueShare
 from scheduler.framework.registry import plugin
 
@@ -87,26 +87,6 @@ def _divide(siblings: list[QueueNode], available: float, dim: str) -> None:
     for n in siblings:
         n.fair_share[dim] = share[id(n)]
         _divide(n.children, share[id(n)], dim)
-
-
-def share_ratio(node: QueueNode) -> float:
-    """allocated / fair share on the dominant resource (what the queue uses most of its share)."""
-    ratio = 0.0
-    for dim in QUEUE_DIMS:
-        alloc = node.allocated.get(dim, 0.0)
-        if alloc <= 0:
-            continue
-        fair = node.fair_share.get(dim, 0.0)
-        ratio = max(ratio, alloc / fair if fair > _EPS else float("inf"))
-    return ratio
-
-
-def is_under_fair_share(node: QueueNode) -> bool:
-    """No resource is used beyond its fair share, and some share is still unused (a zero share is never
-    'under': such a queue gets only what the others leave)."""
-    return share_ratio(node) < 1.0 and any(
-        node.fair_share.get(d, 0.0) - node.allocated.get(d, 0.0) > _EPS for d in QUEUE_DIMS
-    )
 
 
 def queue_order_key(node: QueueNode) -> tuple[tuple[int, int, float, str, str], ...]:

@@ -402,7 +402,9 @@ def clusters(draw: st.DrawFn) -> Cluster:
 
 
 def run(c: Cluster, objects: list[dict[str, Any]] | None = None):  # type: ignore[no-untyped-def]
-    cfg = SchedulerConfig(node_order=c.node_order)
+    # allocate's invariants (nothing bound moves, nothing disappears): take-back has its own
+    # (tests/property/test_takeback.py)
+    cfg = SchedulerConfig(node_order=c.node_order, actions=("allocate",))
     return simulate(copy.deepcopy(objects if objects is not None else c.objects), cfg, None)
 
 

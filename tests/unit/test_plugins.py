@@ -162,7 +162,7 @@ def test_actions_run_in_configured_order_and_an_empty_list_places_nothing() -> N
     objects = [node("a", 8), pod("p", 1)]
     assert run_session(snapshot(objects), SchedulerConfig(actions=()), now=0.0).placements() == {}
     record = run_session(snapshot(objects), SchedulerConfig(), now=0.0)
-    assert record.actions == ("allocate",)
+    assert record.actions == ("allocate", "consolidate", "reclaim", "preempt", "stalegangeviction")
     assert [c.binds for c in record.commits] == [(("ns/p", "a"),)]
     assert record.jobs["ns/p"].priority == 0 and record.jobs["ns/p"].preemptible
 

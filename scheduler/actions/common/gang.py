@@ -298,7 +298,7 @@ class GangPlacer:
                     continue
                 k = stmt.fit_count(node, req, min(per_node, want - placed))
                 if k == 0:
-                    if not stmt.is_touched(node):
+                    if not stmt.is_touched(node) and node not in self.table.releasing:
                         full[node] = 1  # committed capacity, not a trial's: valid until capacity grows
                     continue
                 batch.append((node, k))
@@ -348,7 +348,9 @@ class GangPlacer:
         partial = stmt.placed_count(mark)
         stmt.rollback(mark)
         order = list(self.iter_nodes(dom, gp.need_vec, 0, self.used_domains(stmt) if stmt.touched else None))
-        outcome = search_members(self.table, dom, [Demand(gp.classes, gp.need)], order, self.budget)
+        outcome = search_members(
+            self.table, dom, [Demand(gp.classes, gp.need)], order, self.budget, releasing_ok=stmt.pipelining
+        )
         if outcome.placement is None:
             self.searched.append((gp, dom, outcome))
             return self._greedy(gp, dom, stmt, chosen) if partial else 0
@@ -401,7 +403,7 @@ class GangPlacer:
         if flat and not self.budget.exhausted:
             order = list(self.iter_nodes(dom, gp.need_vec, 0, self.used_domains(stmt) if stmt.touched else None))
             demands = [Demand(c.classes, c.need) for c in gp.children]
-            outcome = search_members(self.table, dom, demands, order, self.budget)
+            outcome = search_members(self.table, dom, demands, order, self.budget, releasing_ok=stmt.pipelining)
             if outcome.placement is not None:
                 used = apply_outcome(stmt, outcome)
                 for c in gp.children:

@@ -60,19 +60,25 @@ class Outcome:
     room_alone: dict[int, int] = field(default_factory=dict)  # id(class) -> pods it fits alone in the domain
 
 
-def _idle(table: NodeTable, node: int, dims: Sequence[int]) -> tuple[int, ...]:
+def _idle(table: NodeTable, node: int, dims: Sequence[int], releasing_ok: bool) -> tuple[int, ...]:
     free = table.free[node]
-    rel = table.releasing.get(node)
+    rel = None if releasing_ok else table.releasing.get(node)
     if rel is None:
         return tuple(free[d] for d in dims)
     return tuple(free[d] - rel[d] for d in dims)
 
 
 def search_members(
-    table: NodeTable, dom: Domain, demands: Sequence[Demand], order: Sequence[int], budget: Budget
+    table: NodeTable,
+    dom: Domain,
+    demands: Sequence[Demand],
+    order: Sequence[int],
+    budget: Budget,
+    releasing_ok: bool = False,
 ) -> Outcome:
     """Find pods for every demand's need inside `dom`, or prove there is none (within the budget).
 
+    `releasing_ok`: a take-back statement's search counts what victims release as room (pipelined).
     `order`: the domain's nodes in visiting order (node order, compact sub-domains first); groups are
     tried in the order of their first node, so the answer leans the same way greedy fill does."""
     classes: list[tuple[PodClass, int]] = [(c, k) for k, d in enumerate(demands) for c in d.classes]
@@ -85,7 +91,7 @@ def search_members(
     for node in order:
         bits = tuple(bool(c.mask[node]) for c, _ in classes)
         if any(bits):
-            by_key.setdefault((_idle(table, node, dims), bits), []).append(node)
+            by_key.setdefault((_idle(table, node, dims, releasing_ok), bits), []).append(node)
     group_vec = [vec for vec, _ in by_key]  # in order of each group's first node
     group_nodes = list(by_key.values())
     eligible = [[g for g, (_, bits) in enumerate(by_key) if bits[ci]] for ci in range(len(classes))]

@@ -1,0 +1,483 @@
+"""Take-back: the one driver reclaim, preempt and consolidate share.
+
+For one pending gang it chooses victims (whole running gangs, a gang's elastic members above minMember
+first), evicts them in a statement and places the gang on what they release (pipelined), all in the same
+statement, so nothing is evicted unless the gang then really fits:
+
+- candidate domains are those of the gang's topology levels (required level, or preferred then wider, or
+  the cluster); at each level the domains are ranked by an estimate of the victim set that frees enough
+  room inside them (cheapest first) and simulated in that order, at most `DOMAINS_PER_LEVEL`;
+- in one domain, victims are taken cheapest first (lowest priority, fewest pods, youngest, then by name)
+  until the gang's minimum fits; then every victim the placement does not need is given back (those on
+  nodes it did not use at once, then one by one, most expensive first).
+
+An action supplies its rules (`Rules`): which gangs may take back, which victims they may take, and the
+checks that depend on the statement's state (queue fair shares).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from scheduler.actions.common.admit import admit
+from scheduler.actions.common.gang import Chosen, GangPlacer, GroupPlan, PlacementError
+from scheduler.actions.common.topology import fits, levels_of
+from scheduler.api.pod import Pod
+from scheduler.api.reasons import Reason
+from scheduler.framework.jobs import Group, Job, leaf_minimum
+from scheduler.framework.nodes import Domain
+from scheduler.framework.record import GangDecision
+from scheduler.framework.session import Session
+from scheduler.framework.statement import ALLOCATE, PIPELINE, Statement
+
+DOMAINS_PER_LEVEL = 4  # domains simulated per topology level (ranked by estimated victim cost)
+MINIMIZE_TRIES = 16  # victims tried for removal one by one after a placement was found
+
+
+@dataclass(slots=True, eq=False)
+class Unit:
+    """What one eviction decision takes: one elastic member above its gang's minimum, or the rest of the
+    gang (every pod of it still running)."""
+
+    job: Job
+    pods: tuple[Pod, ...]
+    whole: bool
+    order: tuple[object, ...]
+    nodes: tuple[int, ...] = ()
+
+
+@dataclass(slots=True)
+class Rules:
+    """An action's rules. `victim(session, preemptor, victim_job)`: why it may not be a victim (None: it
+    may). `after_evict(session, preemptor, unit)`: why this eviction breaks a rule given the statement's
+    state (None: fine). `after_place(session, preemptor)`: why the placement breaks a rule."""
+
+    action: str
+    victim: Callable[[Session, Job, Job], str | None]
+    after_evict: Callable[[Session, Job, Unit], str | None] = lambda s, j, u: None
+    after_place: Callable[[Session, Job], str | None] = lambda s, j: None
+    # consolidate: every victim gang must be re-placed in the same statement (its re-created pods)
+    replace_victims: bool = False
+
+
+@dataclass(slots=True)
+class Outcome:
+    placed: bool
+    why: list[str] = field(default_factory=list)  # why it could not, for the gang's message
+
+
+def live_pods(session: Session, job: Job) -> list[Pod]:
+    return [p for p in job.bound if not p.deleting and p.key not in session.gone]
+
+
+def units_of(session: Session, victim: Job, whole_ok: bool) -> list[Unit]:
+    """The victim's elastic members above its leaves' minimums (youngest first, lowest task priority
+    first), then the whole rest (only when `whole_ok`: its min runtime has passed)."""
+    by_name = session.table.by_name
+    start = session.started(victim)
+    out: list[Unit] = []
+    extras: set[str] = set()
+    for g in victim.root.walk():
+        if not g.is_leaf():
+            continue
+        live = [p for p in g.bound if not p.deleting and p.key not in session.gone]
+        surplus = len(live) - leaf_minimum(g)
+        if surplus <= 0:
+            continue
+        live.sort(key=lambda p: (p.task_priority, -(p.start_time or 0.0), p.name), reverse=False)
+        for p in live[:surplus]:
+            extras.add(p.key)
+            node = by_name.get(p.node_name)
+            out.append(
+                Unit(
+                    victim,
+                    (p,),
+                    False,
+                    (victim.priority, 1, -(p.start_time or 0.0), victim.key, p.name),
+                    (node,) if node is not None else (),
+                )
+            )
+    if whole_ok:
+        rest = tuple(p for p in live_pods(session, victim))
+        if rest:
+            nodes = tuple(sorted({by_name[p.node_name] for p in rest if p.node_name in by_name}))
+            core = len(rest) - len(extras)
+            out.append(Unit(victim, rest, True, (victim.priority, core, -(start or 0.0), victim.key, ""), nodes))
+    return out
+
+
+def runtime_ok(session: Session, victim: Job, reclaim: bool) -> bool:
+    """Whether the victim has run at least its queue's min runtime (-1: never a victim)."""
+    need = session.min_runtime(victim.queue, reclaim)
+    if need == 0:
+        return True
+    if need < 0:
+        return False
+    start = session.started(victim)
+    if start is None or session.now - start >= need:
+        return True
+    session.record.wake_at(start + need)
+    return False
+
+
+class TakeBack:
+    """One action's pass over the gangs that allocate could not place."""
+
+    def __init__(self, session: Session, rules: Rules) -> None:
+        self.session = session
+        self.rules = rules
+        self.placer = GangPlacer(session)
+        self._cache: dict[tuple[str, int], tuple[list[Unit], list[str]]] = {}
+        self._generation = session.table.generation
+
+    def candidates(self, preemptor: Job) -> tuple[list[Unit], list[str]]:
+        """The units the preemptor may take, cheapest first, and why the other running gangs are not
+        candidates. Rules depend on the preemptor's queue and priority only: cached per pair until a
+        statement commits."""
+        s = self.session
+        if s.table.generation != self._generation:
+            self._cache.clear()
+            self._generation = s.table.generation
+        key = (preemptor.queue, preemptor.priority)
+        hit = self._cache.get(key)
+        if hit is None:
+            units: list[Unit] = []
+            refused: dict[str, int] = {}
+            slow = "has not run its queue's min runtime"
+            for name in sorted(s.running):
+                victim = s.running[name]
+                if not live_pods(s, victim):
+                    continue
+                why = self.rules.victim(s, preemptor, victim)
+                if why is None and not s.victim_allowed(preemptor, victim):
+                    why = "a plugin protects it"
+                if why is not None:
+                    refused[why] = refused.get(why, 0) + 1
+                    continue
+                whole_ok = runtime_ok(s, victim, self.rules.action == "reclaim")
+                if not whole_ok:
+                    refused[slow] = refused.get(slow, 0) + 1
+                units.extend(units_of(s, victim, whole_ok))
+            units.sort(key=lambda u: u.order)
+            notes = [f"{n} running gang(s): {reason}" for reason, n in sorted(refused.items())]
+            hit = self._cache[key] = (units, notes)
+        units, notes = hit
+        return [u for u in units if u.job.key != preemptor.key], notes
+
+    def try_job(self, job: Job, gp: GroupPlan) -> Outcome:
+        """Find victims for the job and place it; on success the statement is committed."""
+        s = self.session
+        units, why = self.candidates(job)
+        if not units:
+            return Outcome(False, [f"{self.rules.action}: no running gang it may take ({'; '.join(why)})"])
+        table = s.table
+        idx = table.by_name
+        pinned = sorted({idx[p.node_name] for p in job.bound if p.node_name in idx})
+        notes: list[str] = []
+        for _level, doms in levels_of(table, gp.tier, None, pinned):
+            ranked = self._rank(doms, units, gp.need_vec)
+            for _cost, dom, bucket in ranked[:DOMAINS_PER_LEVEL]:
+                stmt = s.statement(job)
+                stmt.pipelining = True
+                chosen: Chosen = {}
+                taken = self._evict_until_fits(stmt, job, gp, dom, bucket, chosen, notes)
+                if taken is None:
+                    stmt.discard()
+                    continue
+                taken = self._minimize(stmt, job, gp, dom, taken, chosen)
+                problem = self.rules.after_place(s, job)
+                if problem is None and self.rules.replace_victims:
+                    problem = self._replace(stmt, taken)
+                if problem is not None:
+                    notes.append(problem)
+                    stmt.discard()
+                    continue
+                result = stmt.commit()
+                s.record.decisions[job.key] = GangDecision(
+                    job=job.key,
+                    queue=job.queue,
+                    placed=True,
+                    domain=dom.path,
+                    pods=result.binds + result.pipelined,
+                )
+                return Outcome(True)
+            if ranked:
+                break  # a gang takes back at its narrowest level with candidates; wider levels are allocate's
+        if not notes:
+            notes.append("no domain where evicting the gangs it may take would make it fit")
+        return Outcome(False, [f"{self.rules.action}: {n}" for n in sorted(set(notes))] + why)
+
+    # --- choosing -----------------------------------------------------------------------------
+    def _rank(
+        self, doms: Sequence[Domain], units: list[Unit], need: list[int]
+    ) -> list[tuple[tuple[object, ...], Domain, list[Unit]]]:
+        """Domains that could hold the gang once emptied, with the victims touching each (cheapest first),
+        ranked by the estimated cost of the cheapest set whose release makes room there: (priority of the
+        dearest victim, pods evicted), then by path."""
+        table = self.session.table
+        ids = {id(d): d for d in doms if fits(d.alloc, need)}
+        if not ids:
+            return []
+        everything = len(ids) == 1 and next(iter(ids.values())) is table.cluster
+        # per domain: (unit, what it releases inside the domain), in the units' (cost) order
+        buckets: dict[int, list[tuple[Unit, list[int]]]] = {k: [] for k in ids}
+        dims = len(table.dims)
+        for u in units:
+            gained: dict[int, list[int]] = {}
+            for p in u.pods:
+                node = table.by_name.get(p.node_name)
+                if node is None:
+                    continue
+                holders = [id(table.cluster)] if everything else _holders(table.memberships[node], ids)
+                for k in holders:
+                    vec = gained.setdefault(k, [0] * dims)
+                    for i, v in table.sparse_known(p.request):
+                        vec[i] += v
+            for k, vec in gained.items():
+                buckets[k].append((u, vec))
+        out: list[tuple[tuple[object, ...], Domain, list[Unit]]] = []
+        for k, dom in ids.items():
+            free = list(dom.free)
+            worst: tuple[object, ...] = ()
+            pods = 0
+            for u, vec in buckets[k]:
+                if fits(free, need):
+                    break
+                free = [a + b for a, b in zip(free, vec, strict=True)]
+                worst, pods = u.order, pods + len(u.pods)
+            if fits(free, need) and buckets[k]:
+                out.append(((worst[:1], pods, dom.path), dom, [u for u, _ in buckets[k]]))
+        out.sort(key=lambda t: _cost_key(t[0]))
+        return out
+
+    def _evict_until_fits(
+        self,
+        stmt: Statement,
+        job: Job,
+        gp: GroupPlan,
+        dom: Domain,
+        bucket: list[Unit],
+        chosen: Chosen,
+        notes: list[str],
+    ) -> list[Unit] | None:
+        taken: list[Unit] = []
+        for u in bucket:
+            if not self._evict(stmt, job, u, notes):
+                continue
+            taken.append(u)
+            if not fits(dom.free, gp.need_vec):
+                continue
+            if self._place(stmt, gp, dom, chosen):
+                return taken
+        return None
+
+    def _evict(self, stmt: Statement, job: Job, u: Unit, notes: list[str]) -> bool:
+        """Evict a unit's pods still running in the statement; False (nothing changed) when a rule says
+        no or it has nothing left to take."""
+        evicted = {p.key for op in stmt.ops if op.kind == "evict" for p in op.pods}
+        pods = [p for p in u.pods if p.key not in evicted and p.node_name in stmt.table.by_name]
+        if not pods:
+            return False
+        mark = stmt.checkpoint()
+        for p in pods:
+            stmt.evict(p, self.rules.action)
+        problem = self.rules.after_evict(self.session, job, u)
+        if problem is not None:
+            notes.append(problem)
+            stmt.rollback(mark)
+            return False
+        return True
+
+    def _place(self, stmt: Statement, gp: GroupPlan, dom: Domain, chosen: Chosen) -> bool:
+        mark = stmt.checkpoint()
+        chosen.clear()
+        if self.placer.place_members(gp, dom, stmt, chosen):
+            return True
+        stmt.rollback(mark)
+        return False
+
+    def _redo(self, stmt: Statement, job: Job, gp: GroupPlan, dom: Domain, units: list[Unit], chosen: Chosen) -> bool:
+        stmt.rollback(0)
+        for u in units:
+            if not self._evict(stmt, job, u, []):
+                stmt.rollback(0)
+                return False
+        if not fits(dom.free, gp.need_vec):
+            stmt.rollback(0)
+            return False
+        return self._place(stmt, gp, dom, chosen)
+
+    def _minimize(
+        self, stmt: Statement, job: Job, gp: GroupPlan, dom: Domain, taken: list[Unit], chosen: Chosen
+    ) -> list[Unit]:
+        """Give back every victim the placement does not need; the statement ends placed with the rest."""
+        used = {op.node for op in stmt.ops if op.kind in (ALLOCATE, PIPELINE)}
+        needed = [u for u in taken if any(n in used for n in u.nodes)]
+        current = taken
+        if len(needed) < len(taken) and self._redo(stmt, job, gp, dom, needed, chosen):
+            current = needed
+        for tries, u in enumerate(sorted(current, key=lambda x: x.order, reverse=True)):
+            if tries >= MINIMIZE_TRIES or len(current) == 1:
+                break
+            rest = [x for x in current if x is not u]
+            if self._redo(stmt, job, gp, dom, rest, chosen):
+                current = rest
+        if not self._redo(stmt, job, gp, dom, current, chosen):  # the last trial may have been a failure
+            raise AssertionError(f"take-back for {job.key}: a victim set that placed the gang no longer does")
+        return current
+
+    def _replace(self, stmt: Statement, taken: list[Unit]) -> str | None:
+        """Consolidation: re-place every victim gang (as the pods its controller re-creates) in the same
+        statement, anywhere; their room is held (reserved), nothing of them binds now."""
+        s = self.session
+        stmt.reserving = True
+        try:
+            for u in taken:
+                copies = [_unbound(p) for p in u.pods]
+                shadow = _shadow_job(u.job, copies)
+                try:
+                    plan = self.placer.prepare(shadow)
+                except PlacementError as err:
+                    return f"victim {u.job.key} could not be re-placed ({err.message})"
+                placed = False
+                for _level, doms in levels_of(s.table, plan.tier, None):
+                    for dom in doms:
+                        if not fits(dom.free, plan.need_vec):
+                            continue
+                        if self._place(stmt, plan, dom, {}):
+                            placed = True
+                            break
+                    if placed:
+                        break
+                if not placed:
+                    return f"victim {u.job.key} could not be re-placed elsewhere, so nothing is moved"
+            return None
+        finally:
+            stmt.reserving = False
+
+
+def _cost_key(cost: tuple[object, ...]) -> tuple[int, int, str]:
+    worst, pods, path = cost
+    assert isinstance(worst, tuple) and isinstance(pods, int) and isinstance(path, str)
+    prio = worst[0] if worst and isinstance(worst[0], int) else 0
+    return (prio, pods, path)
+
+
+def _holders(memberships: Sequence[Domain], ids: dict[int, Domain]) -> list[int]:
+    """Ids (among `ids`) of the domains holding a node: its memberships and their ancestors."""
+    out: list[int] = []
+    for d in memberships:
+        cur: Domain | None = d
+        while cur is not None:
+            k = id(cur)
+            if k in ids and k not in out:
+                out.append(k)
+            cur = cur.parent
+    return out
+
+
+def _unbound(p: Pod) -> Pod:
+    return replace(p, node_name="", phase="Pending", start_time=None)
+
+
+def _shadow_job(victim: Job, pods: list[Pod]) -> Job:
+    """The victim as its controller will re-create it: the same gang, every pod pending."""
+
+    def copy(g: Group) -> Group:
+        keys = {p.key for p in g.bound}
+        return Group(
+            g.name,
+            g.min_member,
+            g.min_sub_group,
+            g.constraint,
+            [copy(c) for c in g.children],
+            [p for p in pods if p.key in keys],
+        )
+
+    return Job(
+        victim.key,
+        victim.namespace,
+        victim.pod_group,
+        victim.queue,
+        victim.priority_class,
+        victim.creation,
+        copy(victim.root),
+        priority=victim.priority,
+    )
+
+
+# the reasons a gang allocate could not place may have that evicting someone can cure
+CURABLE = frozenset({Reason.INSUFFICIENT_RESOURCES, Reason.TOPOLOGY_REQUIRED_UNSATISFIABLE})
+
+
+def run_takeback(session: Session, rules: Rules, eligible: Callable[[Session, Job], str | None]) -> None:
+    """Every gang allocate left waiting for room, in queue-fair order (the queue order moves as take-back
+    commits), tries the action once; a gang that cannot says why in its message."""
+    waiting: dict[str, list[Job]] = {}
+    for job in session.jobs:
+        d = session.record.decisions.get(job.key)
+        if d is None or d.placed or d.reason not in CURABLE:
+            continue
+        waiting.setdefault(job.queue, []).append(job)
+    if not waiting:
+        return
+    for jobs in waiting.values():
+        jobs.sort(key=session.job_order_key, reverse=True)
+    driver = TakeBack(session, rules)
+    memo: dict[tuple[object, ...], list[str]] = {}
+    generation = session.table.generation
+    queue_key = session.queue_order_fn()
+    while waiting:
+        if session.table.generation != generation:
+            memo.clear()
+            generation = session.table.generation
+        name = min(waiting, key=queue_key)
+        jobs = waiting[name]
+        job = jobs.pop()
+        if not jobs:
+            del waiting[name]
+        units, refused = driver.candidates(job)
+        if not units and not refused:
+            continue  # nothing runs that any rule could consider: nothing to say
+        why = eligible(session, job)
+        if why is not None:
+            _note(session, job, [f"{rules.action}: {why}"])
+            continue
+        try:
+            gp = driver.placer.prepare(job)
+            driver.placer.start(session.config.placement_search_budget)
+            admit(session, job, gp)
+        except PlacementError as err:
+            _note(session, job, [f"{rules.action}: {err.message}"])
+            continue
+        key = _shape(job, gp)
+        if key is not None and key in memo:
+            _note(session, job, memo[key])
+            continue
+        outcome = driver.try_job(job, gp)
+        if not outcome.placed:
+            if key is not None:
+                memo[key] = outcome.why
+            _note(session, job, outcome.why)
+
+
+def _shape(job: Job, gp: GroupPlan) -> tuple[object, ...] | None:
+    """Gangs of one class and one queue and priority with the same need fail the same way."""
+    if gp.children or len(gp.classes) != 1 or job.bound:
+        return None
+    tier = gp.tier
+    cls = gp.classes[0]
+    shape = (id(tier.tree), tuple(tier.levels), tier.required) if tier is not None else None
+    return (job.queue, job.priority, tuple(gp.need_vec), shape, cls.req, id(cls.mask))
+
+
+def _note(session: Session, job: Job, why: list[str]) -> None:
+    d = session.record.decisions.get(job.key)
+    if d is None or d.placed or not why:
+        return
+    text = "; ".join(why)
+    message = (
+        f"{d.message}; cannot take back: {text}" if "cannot take back" not in d.message else f"{d.message}; {text}"
+    )
+    session.record.decisions[job.key] = replace(d, message=message)

@@ -1,0 +1,69 @@
+"""Reclaim: a gang of a queue below its fair share takes room from preemptible gangs of queues above
+theirs, never taking a victim queue below its fair share nor its own queue above its share."""
+
+from __future__ import annotations
+
+from scheduler.actions.common.takeback import Rules, Unit, run_takeback
+from scheduler.api.resources import format_quantity
+from scheduler.framework.jobs import Job
+from scheduler.framework.queues import QUEUE_DIMS, QueueNode, is_under_fair_share, share_ratio
+from scheduler.framework.registry import action
+from scheduler.framework.session import Session
+
+_EPS = 1e-9
+
+
+def _path(session: Session, queue: str) -> list[QueueNode]:
+    node = session.queues.nodes.get(queue)
+    return node.path() if node is not None else []
+
+
+def _eligible(session: Session, job: Job) -> str | None:
+    path = _path(session, job.queue)
+    if not path:
+        return f"queue {job.queue} is unknown"
+    leaf = path[-1]
+    if not is_under_fair_share(leaf):
+        return f"queue {job.queue} is not below its fair share"
+    return None
+
+
+def _victim(session: Session, preemptor: Job, victim: Job) -> str | None:
+    if victim.queue == preemptor.queue:
+        return "in the gang's own queue (that is preempt's)"
+    if not session.preemptible(victim):
+        return "non-preemptible"
+    ours = {id(n) for n in _path(session, preemptor.queue)}
+    theirs = [n for n in _path(session, victim.queue) if id(n) not in ours]
+    if not theirs or not any(share_ratio(n) > 1.0 + _EPS for n in theirs):
+        return "its queue is not above its fair share"
+    return None
+
+
+def _after_evict(session: Session, preemptor: Job, unit: Unit) -> str | None:
+    ours = {id(n) for n in _path(session, preemptor.queue)}
+    used = {d for p in unit.pods for d in QUEUE_DIMS if p.request.get(d)}
+    for n in _path(session, unit.job.queue):
+        if id(n) in ours:
+            continue
+        for dim in sorted(used):
+            if n.allocated.get(dim, 0.0) + _EPS < n.fair_share.get(dim, 0.0):
+                return f"reclaim would take queue {n.name} below its fair share"
+    return None
+
+
+def _after_place(session: Session, preemptor: Job) -> str | None:
+    for n in _path(session, preemptor.queue):
+        for dim in QUEUE_DIMS:
+            used, fair = n.allocated.get(dim, 0.0), n.fair_share.get(dim, 0.0)
+            if used > fair + _EPS and any(p.request.get(dim) for p in preemptor.pending):
+                return (
+                    f"reclaim would take queue {n.name} above its fair share "
+                    f"({format_quantity(dim, int(used))} of {format_quantity(dim, int(fair))} {dim})"
+                )
+    return None
+
+
+@action("reclaim")
+def reclaim(session: Session) -> None:
+    run_takeback(session, Rules("reclaim", _victim, _after_evict, _after_place), _eligible)
