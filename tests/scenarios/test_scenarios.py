@@ -18,6 +18,7 @@ Each ``cases/*.yaml`` file is one YAML document::
       same_domain: [{label: topology.kubernetes.io/zone, pods: [ns/a, ns/b]}]
       in_domain: [{label: topology.kubernetes.io/rack, value: r1, pods: [ns/a]}]
       all_scheduled: true            # unscheduled must be empty
+      evictions: {ns/pod: "reclaim for ns/pg"}  # exactly these evictions ("stalegang for " for a stale gang)
 
 The objects are written as a multi-document YAML file and run in-process through
 ``scheduler.cli.main.main(["simulate", FILE, "--output", "json", ...])``.
@@ -56,6 +57,7 @@ EXPECT_KEYS = {
     "same_domain",
     "in_domain",
     "all_scheduled",
+    "evictions",
 }
 SCHEDULER_NAME = "kai-scheduler"
 
@@ -193,6 +195,11 @@ def check_expect(case: dict[str, Any], result: dict[str, Any], name: str) -> Non
                 errors.append(f"in_domain[{label}={value}]: {pod} on {placements[pod]} which has {label}={got_value}")
     if case.get("cycles") is not None and result["cycles"] > case["cycles"]:
         errors.append(f"cycles: ran {result['cycles']} cycles, more than --cycles {case['cycles']}")
+    if "evictions" in expect:
+        got_ev = {pod: f"{e['action']} for {e['for']}".rstrip() for pod, e in (result.get("evictions") or {}).items()}
+        want_ev = {pod: str(v).rstrip() for pod, v in (expect["evictions"] or {}).items()}
+        if got_ev != want_ev:
+            errors.append(f"evictions: expected {want_ev}, got {got_ev}")
     if expect.get("all_scheduled") and unscheduled:
         errors.append(f"all_scheduled: unscheduled is not empty: {sorted(unscheduled)}")
 
