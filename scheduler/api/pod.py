@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from scheduler.api.podspec import NO_EXTRAS, PodExtras
 from scheduler.api.resources import Resources
 
 
@@ -69,6 +70,7 @@ class Pod:
     task_priority: int = 0  # label kai.scheduler/task-priority: order inside a gang, higher first
     pod_group: str = ""  # annotation pod-group-name ("" = a gang of one)
     group_key: str = field(init=False, default="")  # "<ns>/<pod_group>", or "" for a gang of one
+    extras: PodExtras = NO_EXTRAS  # pod (anti-)affinity, spread, host ports, preferences, volumes
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "group_key", f"{self.namespace}/{self.pod_group}" if self.pod_group else "")

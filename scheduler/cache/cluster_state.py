@@ -7,7 +7,7 @@ and rebuilds only what changed since the last snapshot: its cost follows the cha
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from scheduler.api.labels import QUEUE_LABEL
@@ -16,8 +16,9 @@ from scheduler.api.pod import Pod
 from scheduler.api.podgroup import PodGroup
 from scheduler.api.queue import Queue
 from scheduler.api.resources import Resources
+from scheduler.api.storage import Claim, CSINodeLimits, StorageClass, Volume
 from scheduler.api.topology import PriorityClass, Topology
-from scheduler.kube import convert
+from scheduler.kube import convert, storage
 
 
 def pod_group_key(pod: Pod) -> str | None:
@@ -44,6 +45,13 @@ class Snapshot:
     queues: Mapping[str, Queue]
     topologies: Mapping[str, Topology]
     priority_classes: Mapping[str, PriorityClass]
+    # what pod-relational and volume feasibility reads (plugins/interpod, spread, ports, volumes)
+    bound_pods: Mapping[str, Pod] = field(default_factory=dict)  # non-terminal pods on a node, any scheduler
+    namespaces: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # name -> labels
+    claims: Mapping[str, Claim] = field(default_factory=dict)  # "<ns>/<name>"
+    volumes: Mapping[str, Volume] = field(default_factory=dict)
+    storage_classes: Mapping[str, StorageClass] = field(default_factory=dict)
+    csi_limits: Mapping[str, CSINodeLimits] = field(default_factory=dict)  # node name -> limits
 
 
 class ClusterState:
@@ -65,6 +73,12 @@ class ClusterState:
         self._queues: dict[str, Queue] = {}
         self._topologies: dict[str, Topology] = {}
         self._priority_classes: dict[str, PriorityClass] = {}
+        self._bound: dict[str, Pod] = {}
+        self._namespaces: dict[str, dict[str, str]] = {}
+        self._claims: dict[str, Claim] = {}
+        self._volumes: dict[str, Volume] = {}
+        self._storage_classes: dict[str, StorageClass] = {}
+        self._csi_limits: dict[str, CSINodeLimits] = {}
         self.generation = 0  # bumps on every applied change
 
     # --- raw Kubernetes objects -------------------------------------------------------------
@@ -86,6 +100,16 @@ class ClusterState:
             self._set(self._topologies, name, None if deleted else convert.topology_from_k8s(obj))
         elif kind == "PriorityClass":
             self._set(self._priority_classes, name, None if deleted else convert.priority_class_from_k8s(obj))
+        elif kind == "Namespace":
+            self._set(self._namespaces, name, None if deleted else storage.namespace_labels(obj))
+        elif kind == "PersistentVolumeClaim":
+            self._set(self._claims, f"{ns}/{name}", None if deleted else storage.claim_from_k8s(obj))
+        elif kind == "PersistentVolume":
+            self._set(self._volumes, name, None if deleted else storage.volume_from_k8s(obj))
+        elif kind == "StorageClass":
+            self._set(self._storage_classes, name, None if deleted else storage.storage_class_from_k8s(obj))
+        elif kind == "CSINode":
+            self._set(self._csi_limits, name, None if deleted else storage.csinode_from_k8s(obj))
 
     def _set(self, table: dict[str, Any], key: str, value: Any) -> None:
         if value is None:
@@ -125,6 +149,7 @@ class ClusterState:
 
     def _index(self, pod: Pod) -> None:
         if self._consumes(pod):
+            self._bound[pod.key] = pod
             self._node_used[pod.node_name] = self._node_used.get(pod.node_name, Resources()) + pod.request
             self._node_pods[pod.node_name] = self._node_pods.get(pod.node_name, 0) + 1
         if pod.scheduler_name != self.scheduler_name or pod.terminal:
@@ -143,6 +168,7 @@ class ClusterState:
 
     def _unindex(self, pod: Pod) -> None:
         if self._consumes(pod):
+            self._bound.pop(pod.key, None)
             self._node_used[pod.node_name] = self._node_used.get(pod.node_name, Resources()) - pod.request
             self._node_pods[pod.node_name] = self._node_pods.get(pod.node_name, 0) - 1
         if self._pending.pop(pod.key, None) is not None:
@@ -194,4 +220,10 @@ class ClusterState:
             queues=dict(self._queues),
             topologies=dict(self._topologies),
             priority_classes=dict(self._priority_classes),
+            bound_pods=dict(self._bound),
+            namespaces=dict(self._namespaces),
+            claims=dict(self._claims),
+            volumes=dict(self._volumes),
+            storage_classes=dict(self._storage_classes),
+            csi_limits=dict(self._csi_limits),
         )

@@ -11,6 +11,8 @@ plugins that override it, in the configuration's plugin order. How each hook is 
 - `node_order(session)`: the first plugin that returns a `NodeOrder` orders nodes (asked before the node
   table is built: the sorted indexes keep its key).
 - `node_score(session, pod, node)`: scores sum; a higher total goes first, `node_order` breaks ties.
+  Called only for pods some plugin's `node_score_applies` claims (the others keep the batch path).
+- `rejection_reason(why)`: the reason code a gang waits with when this plugin's `pod_filter` said `why`.
 - `queue_order`, `job_order`, `victim_order`: sort keys concatenated in plugin order, so the first plugin
   that tells two apart decides (first non-zero comparator wins).
 - `job_valid(session, job)`: the first problem wins; the job waits with it.
@@ -82,6 +84,14 @@ class Plugin:
     def node_order(self, session: Session) -> NodeOrder | None:
         """How nodes are visited (see `NodeOrder`); asked once, before the node table exists."""
         return None
+
+    def rejection_reason(self, why: str) -> Reason:
+        """The reason code for a gang whose pod this plugin's `pod_filter` kept off every node with room."""
+        return Reason.NO_FEASIBLE_NODE
+
+    def node_score_applies(self, pod: Pod) -> bool:
+        """Whether `node_score` can tell nodes apart for this pod (pods it scores 0 everywhere skip it)."""
+        return True
 
     def node_score(self, session: Session, pod: Pod, node: int) -> int:
         return 0

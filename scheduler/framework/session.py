@@ -65,6 +65,10 @@ class Session:
         for p in self._hooks["close"]:
             p.close(self)
 
+    def node_labels(self, node: int) -> dict[str, str]:
+        """A node's labels by table index (one dict per node per session: do not modify it)."""
+        return self._labels[node]
+
     def has_hook(self, hook: str) -> bool:
         return bool(self._hooks[hook])
 
@@ -146,8 +150,12 @@ class Session:
                 return why
         return None
 
-    def node_score(self, pod: Pod, node: int) -> int:
-        return sum(p.node_score(self, pod, node) for p in self._hooks["node_score"])
+    def scorers(self, pod: Pod) -> list[Plugin]:
+        """The plugins whose node_score tells nodes apart for this pod (empty: node order alone)."""
+        return [p for p in self._hooks["node_score"] if p.node_score_applies(pod)]
+
+    def node_score(self, pod: Pod, node: int, plugins: Sequence[Plugin] | None = None) -> int:
+        return sum(p.node_score(self, pod, node) for p in (self._hooks["node_score"] if plugins is None else plugins))
 
     # --- orders -----------------------------------------------------------------------------
     def queue_order_key(self, name: str) -> tuple[Any, ...]:
