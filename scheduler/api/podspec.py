@@ -5,7 +5,7 @@ with equal constraints share one pod class."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -148,6 +148,15 @@ class PodExtras:
     preferred_nodes: tuple[PreferredNodeTerm, ...] = ()
     claims: tuple[str, ...] = ()  # PersistentVolumeClaim names (the pod's namespace), sorted
     ephemeral_claims: tuple[str, ...] = ()  # generic ephemeral volumes: claim <pod>-<volume>
+    _hash: int = field(init=False, compare=False, repr=False, default=0)
+
+    def __post_init__(self) -> None:
+        # extras key the pod classes of every gang each cycle: hash once
+        fields = (self.affinity, self.spread, self.host_ports, self.preferred_nodes, self.claims, self.ephemeral_claims)
+        object.__setattr__(self, "_hash", hash(fields))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def is_empty(self) -> bool:
         return self == NO_EXTRAS

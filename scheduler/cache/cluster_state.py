@@ -14,6 +14,7 @@ from scheduler.api.labels import QUEUE_LABEL
 from scheduler.api.node import Node
 from scheduler.api.pod import Pod
 from scheduler.api.podgroup import PodGroup
+from scheduler.api.podspec import NO_EXTRAS
 from scheduler.api.queue import Queue
 from scheduler.api.resources import Resources
 from scheduler.api.storage import Claim, CSINodeLimits, StorageClass, Volume
@@ -47,6 +48,10 @@ class Snapshot:
     priority_classes: Mapping[str, PriorityClass]
     # what pod-relational and volume feasibility reads (plugins/interpod, spread, ports, volumes)
     bound_pods: Mapping[str, Pod] = field(default_factory=dict)  # non-terminal pods on a node, any scheduler
+    # the bound and the pending pods with pod affinity, spread, host ports or volumes (plugins' open reads
+    # these instead of every pod)
+    bound_related: Mapping[str, Pod] = field(default_factory=dict)
+    pending_related: Mapping[str, Pod] = field(default_factory=dict)
     namespaces: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # name -> labels
     claims: Mapping[str, Claim] = field(default_factory=dict)  # "<ns>/<name>"
     volumes: Mapping[str, Volume] = field(default_factory=dict)
@@ -74,6 +79,8 @@ class ClusterState:
         self._topologies: dict[str, Topology] = {}
         self._priority_classes: dict[str, PriorityClass] = {}
         self._bound: dict[str, Pod] = {}
+        self._bound_related: dict[str, Pod] = {}
+        self._pending_related: dict[str, Pod] = {}
         self._namespaces: dict[str, dict[str, str]] = {}
         self._claims: dict[str, Claim] = {}
         self._volumes: dict[str, Volume] = {}
@@ -150,6 +157,8 @@ class ClusterState:
     def _index(self, pod: Pod) -> None:
         if self._consumes(pod):
             self._bound[pod.key] = pod
+            if pod.extras is not NO_EXTRAS and not pod.extras.is_empty():
+                self._bound_related[pod.key] = pod
             self._node_used[pod.node_name] = self._node_used.get(pod.node_name, Resources()) + pod.request
             self._node_pods[pod.node_name] = self._node_pods.get(pod.node_name, 0) + 1
         if pod.scheduler_name != self.scheduler_name or pod.terminal:
@@ -159,6 +168,8 @@ class ClusterState:
             self._usage[key] = self._usage.get(key, Resources()) + pod.request
         if not pod.bound and not pod.deleting:
             self._pending[pod.key] = pod
+            if pod.extras is not NO_EXTRAS and not pod.extras.is_empty():
+                self._pending_related[pod.key] = pod
             for name in pod.request.names():
                 self._pending_dims[name] = self._pending_dims.get(name, 0) + 1
         group = pod_group_key(pod)
@@ -167,8 +178,10 @@ class ClusterState:
             self._dirty_members.add(group)
 
     def _unindex(self, pod: Pod) -> None:
+        self._pending_related.pop(pod.key, None)
         if self._consumes(pod):
             self._bound.pop(pod.key, None)
+            self._bound_related.pop(pod.key, None)
             self._node_used[pod.node_name] = self._node_used.get(pod.node_name, Resources()) - pod.request
             self._node_pods[pod.node_name] = self._node_pods.get(pod.node_name, 0) - 1
         if self._pending.pop(pod.key, None) is not None:
@@ -221,6 +234,8 @@ class ClusterState:
             topologies=dict(self._topologies),
             priority_classes=dict(self._priority_classes),
             bound_pods=dict(self._bound),
+            bound_related=dict(self._bound_related),
+            pending_related=dict(self._pending_related),
             namespaces=dict(self._namespaces),
             claims=dict(self._claims),
             volumes=dict(self._volumes),

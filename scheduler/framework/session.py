@@ -53,10 +53,11 @@ class Session:
         self._job_queue = {job.key: job.queue for job in self.jobs}
         self._trees: dict[str, TopologyTree] = {}
         self._eligible: dict[PodConstraints, tuple[bytearray, dict[str, int], int]] = {}
-        self._handlers_alloc = self._hooks["on_allocate"]
-        self._handlers_dealloc = self._hooks["on_deallocate"]
         for p in self._hooks["open"]:
             p.open(self)
+        # asked once, after open: a plugin with nothing to track this cycle is not called per placement
+        self._handlers_alloc = [p for p in self._hooks["on_allocate"] if p.follows_placements()]
+        self._handlers_dealloc = [p for p in self._hooks["on_deallocate"] if p.follows_placements()]
 
     def close(self) -> None:
         """Write the facts every sink reads (job priority and preemptibility) into the record."""
@@ -68,6 +69,10 @@ class Session:
     def node_labels(self, node: int) -> dict[str, str]:
         """A node's labels by table index (one dict per node per session: do not modify it)."""
         return self._labels[node]
+
+    def hooked(self, hook: str) -> list[Plugin]:
+        """The plugins that override `hook`, in configuration order."""
+        return list(self._hooks[hook])
 
     def has_hook(self, hook: str) -> bool:
         return bool(self._hooks[hook])

@@ -64,7 +64,7 @@ class InterPodAffinity(Plugin):
         self.pivots: set[tuple[str, str]] = set()
         self.any_unpivoted = False
         active = False
-        for pods in (snap.bound_pods, snap.pending):
+        for pods in (snap.bound_related, snap.pending_related):
             for key in sorted(pods):
                 a = pods[key].extras.affinity
                 if a is None:
@@ -79,10 +79,10 @@ class InterPodAffinity(Plugin):
         if not active:
             return
         self.index = PodIndex(session)
-        for key in sorted(snap.bound_pods):
-            node = session.table.by_name.get(snap.bound_pods[key].node_name)
+        for key in sorted(snap.bound_related):
+            node = session.table.by_name.get(snap.bound_related[key].node_name)
             if node is not None:
-                self._track(snap.bound_pods[key], node)
+                self._track(snap.bound_related[key], node)
 
     # --- bookkeeping ------------------------------------------------------------------------
     def _track(self, pod: Pod, node: int) -> None:
@@ -100,6 +100,9 @@ class InterPodAffinity(Plugin):
             pivot = at.term.selector.pivot() if at.term.selector is not None else None
             (self.by_pivot.get(pivot, {}) if pivot else self.unpivoted).pop((pod.key, i), None)
 
+    def follows_placements(self) -> bool:
+        return self.index is not None
+
     def on_allocate(self, session: Session, pods: Sequence[Pod], node: int) -> None:
         if self.index is not None:
             self.index.add(pods, node)
@@ -113,6 +116,9 @@ class InterPodAffinity(Plugin):
                 self._untrack(p)
 
     # --- filter -----------------------------------------------------------------------------
+    def applies_by_labels(self) -> bool:
+        return bool(self.pivots) or self.any_unpivoted  # another pod's anti-affinity may match this one
+
     def pod_filter_applies(self, pod: Pod) -> bool:
         if self.index is None:
             return False

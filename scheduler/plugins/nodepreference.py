@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 class NodePreference(Plugin):
     name = "nodepreference"
 
+    def applies_by_labels(self) -> bool:
+        return False  # the pod's own constraints decide
+
     def node_score_applies(self, pod: Pod) -> bool:
         return bool(pod.extras.preferred_nodes)
 

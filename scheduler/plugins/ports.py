@@ -24,14 +24,17 @@ class NodePorts(Plugin):
 
     def open(self, session: Session) -> None:
         snap = session.snapshot
-        self.active = any(p.extras.host_ports for p in snap.pending.values())
+        self.active = any(p.extras.host_ports for p in snap.pending_related.values())
         self.used: dict[int, dict[str, tuple[HostPort, ...]]] = {}  # node -> pod key -> its host ports
         if self.active:
-            for key in sorted(snap.bound_pods):
-                pod = snap.bound_pods[key]
+            for key in sorted(snap.bound_related):
+                pod = snap.bound_related[key]
                 node = session.table.by_name.get(pod.node_name)
                 if node is not None and pod.extras.host_ports:
                     self.used.setdefault(node, {})[key] = pod.extras.host_ports
+
+    def follows_placements(self) -> bool:
+        return self.active
 
     def on_allocate(self, session: Session, pods: Sequence[Pod], node: int) -> None:
         if self.active:
@@ -43,6 +46,9 @@ class NodePorts(Plugin):
         if self.active:
             for p in pods:
                 self.used.get(node, {}).pop(p.key, None)
+
+    def applies_by_labels(self) -> bool:
+        return False  # the pod's own constraints decide
 
     def pod_filter_applies(self, pod: Pod) -> bool:
         return self.active and bool(pod.extras.host_ports)

@@ -47,8 +47,11 @@ class PodTopologySpread(Plugin):
         self.index: PodIndex | None = None
         self.domains: dict[tuple[object, ...], _Domains] = {}
         self.counts: dict[tuple[str, SpreadConstraint], tuple[int, dict[str, int], int]] = {}
-        if any(p.extras.spread for p in snap.pending.values()):
+        if any(p.extras.spread for p in snap.pending_related.values()):
             self.index = PodIndex(session)
+
+    def follows_placements(self) -> bool:
+        return self.index is not None
 
     def on_allocate(self, session: Session, pods: Sequence[Pod], node: int) -> None:
         if self.index is not None:
@@ -100,6 +103,9 @@ class PodTopologySpread(Plugin):
         return counts, least
 
     # --- filter -----------------------------------------------------------------------------
+    def applies_by_labels(self) -> bool:
+        return False  # the pod's own constraints decide
+
     def pod_filter_applies(self, pod: Pod) -> bool:
         return self.index is not None and any(c.hard for c in pod.extras.spread)
 

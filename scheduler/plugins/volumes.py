@@ -53,7 +53,7 @@ class Volumes(Plugin):
 
     def open(self, session: Session) -> None:
         snap = session.snapshot
-        self.active = any(p.extras.claims or p.extras.ephemeral_claims for p in snap.pending.values())
+        self.active = any(p.extras.claims or p.extras.ephemeral_claims for p in snap.pending_related.values())
         self.plans: dict[str, _Plan] = {}
         self.taken: dict[str, str] = {}  # volume name -> claim key, for claims bound this cycle
         self.chosen: dict[str, list[tuple[str, str]]] = {}  # pod key -> (claim key, volume or "") it took
@@ -68,8 +68,8 @@ class Volumes(Plugin):
             if name not in claimed:
                 self.by_class.setdefault(v.storage_class, []).append(v)
         if snap.csi_limits:
-            for key in sorted(snap.bound_pods):
-                pod = snap.bound_pods[key]
+            for key in sorted(snap.bound_related):
+                pod = snap.bound_related[key]
                 node = session.table.by_name.get(pod.node_name)
                 if node is not None:
                     for vol in self._csi_of(session, pod):
@@ -188,6 +188,9 @@ class Volumes(Plugin):
         return None
 
     # --- hooks ------------------------------------------------------------------------------
+    def applies_by_labels(self) -> bool:
+        return False  # the pod's own constraints decide
+
     def pod_filter_applies(self, pod: Pod) -> bool:
         return self.active and bool(pod.extras.claims or pod.extras.ephemeral_claims)
 
@@ -219,6 +222,9 @@ class Volumes(Plugin):
         if why.startswith(UNBOUND):
             return Reason.VOLUME_CLAIM_UNBOUND
         return Reason.VOLUME_NODE_CONFLICT
+
+    def follows_placements(self) -> bool:
+        return self.active
 
     def on_allocate(self, session: Session, pods: Sequence[Pod], node: int) -> None:
         if not self.active:

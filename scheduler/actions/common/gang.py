@@ -89,6 +89,9 @@ class GangPlacer:
         # the last pod that found no node because a pod filter kept it off every node with room
         self.rejected: Rejected | None = None
         self.affinity_trees: dict[str, TopologyTree] = {}  # topology key -> a one-level tree over it
+        # (request, constraints, extras[, labels, namespace]) -> (pod filters, node scores) applying to such pods
+        self.applies: dict[tuple[object, ...], tuple[list[Plugin], list[Plugin]]] = {}
+        self.by_labels = any(p.applies_by_labels() for p in session.hooked("pod_filter") + session.hooked("node_score"))
         self.budget = Budget()
         self.searched: list[tuple[GroupPlan, Domain, Outcome]] = []  # failed exact searches of this gang
         self.dry = 0  # pods a failed trial would have placed but did not apply (see fill's `whole`)
@@ -186,17 +189,17 @@ class GangPlacer:
     def classes(self, pods: list[Pod]) -> list[PodClass]:
         s = self.session
         by_sig: dict[tuple[object, ...], PodClass] = {}
+        applies = self.applies
         for pod in pods:
-            dynamic, scorers = s.dynamic_filters(pod), s.scorers(pod)
-            sig = (
-                pod.request,
-                pod.constraints,
-                pod.task_priority,
-                pod.extras,
-                *map(id, dynamic),
-                -1,
-                *map(id, scorers),
-            )
+            # which pod filters and scores apply: per pod class, or per labels too when a plugin says so
+            which: tuple[object, ...] = (pod.request, pod.constraints, pod.extras)
+            if self.by_labels:
+                which = (*which, pod.labels, pod.namespace)
+            hooks = applies.get(which)
+            if hooks is None:
+                hooks = applies[which] = (s.dynamic_filters(pod), s.scorers(pod))
+            dynamic, scorers = hooks
+            sig = (pod.request, pod.constraints, pod.task_priority, pod.extras, id(hooks))
             cls = by_sig.get(sig)
             if cls is None:
                 req = self.table.sparse(pod.request)
