@@ -9,6 +9,7 @@ from scheduler.api.pod import NodeSelectorTerm
 WFFC = "WaitForFirstConsumer"
 NO_PROVISIONER = "kubernetes.io/no-provisioner"
 SELECTED_NODE_ANNOTATION = "volume.kubernetes.io/selected-node"
+BIND_COMPLETED_ANNOTATION = "pv.kubernetes.io/bind-completed"  # the volume controller finished the bind
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,12 @@ class Claim:
     access_modes: tuple[str, ...] = ()
     deleting: bool = False
     selected_node: str = ""
+    bind_completed: bool = False
+
+    @property
+    def bound(self) -> bool:
+        """Bound as kube-scheduler counts it: a volume named and the controller's bind completed."""
+        return bool(self.volume_name) and self.bind_completed
 
     @property
     def key(self) -> str:

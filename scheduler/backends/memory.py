@@ -9,7 +9,7 @@ import copy
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from scheduler.api.storage import SELECTED_NODE_ANNOTATION
+from scheduler.api.storage import BIND_COMPLETED_ANNOTATION, SELECTED_NODE_ANNOTATION
 from scheduler.backends.base import CommitOutcome
 from scheduler.cache.cluster_state import ClusterState, Snapshot
 from scheduler.framework.record import GangCommit
@@ -95,6 +95,7 @@ class MemoryBackend:
                 pv.setdefault("status", {})["phase"] = "Bound"
                 self.upsert(pv)
                 claim.setdefault("spec", {})["volumeName"] = volume
+                claim.setdefault("metadata", {}).setdefault("annotations", {})[BIND_COMPLETED_ANNOTATION] = "yes"
             else:
                 claim.setdefault("metadata", {}).setdefault("annotations", {})[SELECTED_NODE_ANNOTATION] = node
             self.upsert(claim)

@@ -6,7 +6,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from scheduler.api.podspec import METADATA_NAME_LABEL
-from scheduler.api.storage import SELECTED_NODE_ANNOTATION, Claim, CSINodeLimits, StorageClass, TopologySelector, Volume
+from scheduler.api.storage import (
+    BIND_COMPLETED_ANNOTATION,
+    SELECTED_NODE_ANNOTATION,
+    Claim,
+    CSINodeLimits,
+    StorageClass,
+    TopologySelector,
+    Volume,
+)
 from scheduler.kube.podspec import node_term
 from scheduler.kube.quantity import QuantityError, to_canonical
 
@@ -37,6 +45,7 @@ def claim_from_k8s(obj: Obj) -> Claim:
         access_modes=tuple(sorted(str(m) for m in spec.get("accessModes") or [])),
         deleting=bool(meta.get("deletionTimestamp")),
         selected_node=str((meta.get("annotations") or {}).get(SELECTED_NODE_ANNOTATION) or ""),
+        bind_completed=BIND_COMPLETED_ANNOTATION in (meta.get("annotations") or {}),
     )
 
 

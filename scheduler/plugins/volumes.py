@@ -108,7 +108,9 @@ class Volumes(Plugin):
                 problem = f'{NOT_FOUND}: "{name}"'
             elif claim.deleting:
                 problem = f'{NOT_FOUND}: "{name}" is being deleted'
-            elif claim.volume_name:
+            elif claim.volume_name and not claim.bound:
+                problem = f'{UNBOUND}: "{name}" names volume {claim.volume_name} but its bind is not complete'
+            elif claim.bound:
                 vol = snap.volumes.get(claim.volume_name)
                 if vol is None:
                     problem = f'{NOT_FOUND}: "{name}" is bound to volume {claim.volume_name}, which does not exist'
@@ -128,23 +130,21 @@ class Volumes(Plugin):
         plan = self.plans[pod.key] = _Plan(problem, tuple(bound), tuple(delayed))
         return plan
 
-    def _volume_for(self, session: Session, claim: Claim, node: int) -> Volume | None:
-        """The smallest available volume of the claim's class that fits it on this node."""
+    def _volume_for(self, session: Session, claim: Claim, node: int, exclude: set[str] | None = None) -> Volume | None:
+        """The volume kube-scheduler's binder would match: one pre-bound to the claim (only if its node
+        affinity fits), else the smallest available one of its class that fits it on this node."""
         labels, name = session.node_labels(node), session.table.names[node]
         best: Volume | None = None
         for v in self.by_class.get(claim.storage_class, ()):
-            if v.claim_ref and v.claim_ref != claim.key:
+            fits_node = not v.node_terms or any(term_matches(t, labels, name) for t in v.node_terms)
+            if v.claim_ref == claim.key:
+                return v if fits_node else None
+            if v.claim_ref or v.phase != "Available" or not fits_node:
                 continue
-            if not v.claim_ref and v.phase != "Available":
-                continue
-            if self.taken.get(v.name, claim.key) != claim.key:
+            if self.taken.get(v.name, claim.key) != claim.key or (exclude and v.name in exclude):
                 continue
             if v.capacity < claim.request or not set(claim.access_modes) <= set(v.access_modes):
                 continue
-            if v.node_terms and not any(term_matches(t, labels, name) for t in v.node_terms):
-                continue
-            if v.claim_ref == claim.key:
-                return v  # pre-bound to this claim
             if best is None or (v.capacity, v.name) < (best.capacity, best.name):
                 best = v
         return best
@@ -203,9 +203,11 @@ class Volumes(Plugin):
         for v in plan.bound:
             if v.node_terms and not any(term_matches(t, labels, name) for t in v.node_terms):
                 return f"{NODE_CONFLICT} (volume {v.name})"
+        picked: set[str] = set()  # one volume per claim of the pod
         for claim, sc in plan.delayed:
-            vol = self._volume_for(session, claim, node)
+            vol = self._volume_for(session, claim, node, picked)
             if vol is not None:
+                picked.add(vol.name)
                 if vol.csi_driver:
                     new.append((vol.csi_driver, vol.handle or vol.name))
                 continue
@@ -239,7 +241,7 @@ class Volumes(Plugin):
             took: list[tuple[str, str]] = []
             attach = [(v.csi_driver, v.handle or v.name) for v in plan.bound if v.csi_driver]
             for claim, sc in plan.delayed:
-                vol = self._volume_for(session, claim, node)
+                vol = self._volume_for(session, claim, node)  # the earlier claims' volumes are taken by now
                 if vol is not None:
                     self.taken[vol.name] = claim.key
                     if vol.csi_driver:

@@ -275,12 +275,15 @@ def _pv(name: str, host: str, size: str = "10Gi", cls: str = "local", **spec: An
     }
 
 
-def _pvc(name: str, size: str = "5Gi", cls: str = "local", modes: tuple[str, ...] = ("ReadWriteOnce",)) -> Obj:
-    return {
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": name, "namespace": "ns"},
-        "spec": {"storageClassName": cls, "accessModes": list(modes), "resources": {"requests": {"storage": size}}},
-    }
+def _pvc(
+    name: str, size: str = "5Gi", cls: str = "local", modes: tuple[str, ...] = ("ReadWriteOnce",), volume: str = ""
+) -> Obj:
+    meta: Obj = {"name": name, "namespace": "ns"}
+    spec: Obj = {"storageClassName": cls, "accessModes": list(modes), "resources": {"requests": {"storage": size}}}
+    if volume:  # bound, as the volume controller leaves it
+        spec["volumeName"] = volume
+        meta["annotations"] = {"pv.kubernetes.io/bind-completed": "yes"}
+    return {"kind": "PersistentVolumeClaim", "metadata": meta, "spec": spec}
 
 
 WFFC_LOCAL = {
@@ -343,6 +346,13 @@ def test_allowed_topologies_restrict_provisioning_and_rollback_frees_the_volume(
     assert rec.commits[0].claims == (("ns/c1", "only", "n1"),)
 
 
+def test_a_named_volume_without_a_completed_bind_is_still_unbound() -> None:
+    claim = _pvc("c", volume="v")
+    del claim["metadata"]["annotations"]
+    rec = run(node("n1"), WFFC_LOCAL, _pv("v", "n1"), claim, _claiming("p", "c"))
+    assert rec.decisions["ns/p"].reason == Reason.VOLUME_CLAIM_UNBOUND
+
+
 def test_csi_attach_limit_counts_volumes_of_running_pods() -> None:
     csinode = {
         "kind": "CSINode",
@@ -369,8 +379,17 @@ def test_csi_attach_limit_counts_volumes_of_running_pods() -> None:
             "claimRef": {"namespace": "ns", "name": "new"},
         },
     }
-    used = {**_pvc("used", cls="fast"), "spec": {**_pvc("used", cls="fast")["spec"], "volumeName": "v1"}}
-    new = {**_pvc("new", cls="fast"), "spec": {**_pvc("new", cls="fast")["spec"], "volumeName": "v2"}}
+    done = {"name": "used", "namespace": "ns", "annotations": {"pv.kubernetes.io/bind-completed": "yes"}}
+    used = {
+        **_pvc("used", cls="fast"),
+        "metadata": done,
+        "spec": {**_pvc("used", cls="fast")["spec"], "volumeName": "v1"},
+    }
+    new = {
+        **_pvc("new", cls="fast"),
+        "metadata": {**done, "name": "new"},
+        "spec": {**_pvc("new", cls="fast")["spec"], "volumeName": "v2"},
+    }
     runner = pod("runner", on="n1", volumes=[{"name": "v", "persistentVolumeClaim": {"claimName": "used"}}])
     rec = run(
         node("n1"), node("n2"), csinode, pv, pv2, used, new, runner, _claiming("p", "new"), _claiming("q", "used")
