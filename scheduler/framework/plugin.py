@@ -83,6 +83,11 @@ class Plugin:
         """Why the node cannot take this pod now, given everything placed or evicted so far, or None."""
         return None
 
+    def filter_domain_key(self, pod: Pod) -> str | None:
+        """A node label whose value alone decides `pod_filter` for this pod (nodes without it fail), so a
+        placement may rule out a whole domain of that label with one call; None when there is none."""
+        return None
+
     def node_order(self, session: Session) -> NodeOrder | None:
         """How nodes are visited (see `NodeOrder`); asked once, before the node table exists."""
         return None

@@ -11,7 +11,7 @@ spreads as its members are placed one by one."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,6 +47,7 @@ class PodTopologySpread(Plugin):
         self.index: PodIndex | None = None
         self.domains: dict[tuple[object, ...], _Domains] = {}
         self.counts: dict[tuple[str, SpreadConstraint], tuple[int, dict[str, int], int]] = {}
+        self.verdicts: dict[str, tuple[int, dict[tuple[str | None, ...], str | None]]] = {}
         if any(p.extras.spread for p in snap.pending_related.values()):
             self.index = PodIndex(session)
 
@@ -109,11 +110,28 @@ class PodTopologySpread(Plugin):
     def pod_filter_applies(self, pod: Pod) -> bool:
         return self.index is not None and any(c.hard for c in pod.extras.spread)
 
+    def filter_domain_key(self, pod: Pod) -> str | None:
+        keys = {c.topology_key for c in pod.extras.spread if c.hard}
+        return keys.pop() if len(keys) == 1 else None
+
     def pod_filter(self, session: Session, pod: Pod, node: int) -> str | None:
+        """The verdict depends on the node's values of the hard constraints' keys: one answer per pod,
+        index version and values."""
         assert self.index is not None
         hard = [c for c in pod.extras.spread if c.hard]
         keys = tuple(sorted({c.topology_key for c in hard}))
         labels = self.index.labels[node]
+        values = tuple(labels.get(k) for k in keys)
+        memo = self.verdicts.get(pod.key)
+        if memo is None or memo[0] != self.index.version:
+            memo = self.verdicts[pod.key] = (self.index.version, {})
+        if values not in memo[1]:
+            memo[1][values] = self._verdict(session, pod, hard, keys, labels)
+        return memo[1][values]
+
+    def _verdict(
+        self, session: Session, pod: Pod, hard: list[SpreadConstraint], keys: tuple[str, ...], labels: Mapping[str, str]
+    ) -> str | None:
         for c in hard:
             if c.topology_key not in labels:
                 return f"{MISSING_LABEL} {c.topology_key})"

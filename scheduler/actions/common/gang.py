@@ -88,7 +88,8 @@ class GangPlacer:
         self.table: NodeTable = session.table
         # the last pod that found no node because a pod filter kept it off every node with room
         self.rejected: Rejected | None = None
-        self.affinity_trees: dict[str, TopologyTree] = {}  # topology key -> a one-level tree over it
+        self.affinity_trees: dict[str, TopologyTree] = {}  # node label -> a one-level tree over it
+        self.unlabelled: dict[str, list[int]] = {}  # node label -> the nodes without it
         # (request, constraints, extras[, labels, namespace]) -> (pod filters, node scores) applying to such pods
         self.applies: dict[tuple[object, ...], tuple[list[Plugin], list[Plugin]]] = {}
         self.by_labels = any(p.applies_by_labels() for p in session.hooked("pod_filter") + session.hooked("node_score"))
@@ -283,11 +284,7 @@ class GangPlacer:
             for t in a.required if a is not None else ():
                 own_ns = not t.namespaces and t.namespace_selector is None
                 if own_ns and t.selector is not None and t.selector.matches(labels) and t.topology_key:
-                    tree = self.affinity_trees.get(t.topology_key)
-                    if tree is None:
-                        topo = Topology(f"pod-affinity:{t.topology_key}", (t.topology_key,))
-                        tree = self.affinity_trees[t.topology_key] = self.table.build_topology(topo)
-                    return Tier(tree, [0], 0, [t.topology_key])
+                    return Tier(self._label_tree(t.topology_key), [0], 0, [t.topology_key])
         return None
 
     # --- node order -------------------------------------------------------------------------
@@ -373,13 +370,16 @@ class GangPlacer:
         placed = 0
         for pod in cls.pods[start : start + want]:
             used = self.used_domains(stmt) if stmt.touched and not dom.nodes else None
+            rejected: dict[tuple[Reason, str], int] = {}
             nodes: Iterable[int] = (n for n in self.iter_nodes(dom, need, cls.gpu, used) if mask[n])
+            grouping = self._grouping(cls, pod) if dom is self.table.cluster and not cls.scorers else None
+            if grouping is not None:
+                nodes = self._grouped(grouping[0], grouping[1], pod, cls, need, stmt, rejected)
             if cls.scorers:
                 order = list(nodes)
                 scores = {n: s.node_score(pod, n, cls.scorers) for n in order}
                 order.sort(key=lambda n: -scores[n])  # stable: equal scores keep the node order
                 nodes = order
-            rejected: dict[tuple[Reason, str], int] = {}
             for node in nodes:
                 if not stmt.fit_count(node, req, 1):
                     continue
@@ -394,6 +394,60 @@ class GangPlacer:
                     self.rejected = Rejected(pod.name, rejected)
                 break  # the pods after it are of the same class: the gang's count stops here
         return placed
+
+    def _grouping(self, cls: PodClass, pod: Pod) -> tuple[str, Plugin] | None:
+        for p in cls.dynamic:
+            key = p.filter_domain_key(pod)
+            if key is not None:
+                return key, p
+        return None
+
+    def _grouped(
+        self,
+        key: str,
+        plugin: Plugin,
+        pod: Pod,
+        cls: PodClass,
+        need: list[int],
+        stmt: Statement,
+        rejected: dict[tuple[Reason, str], int],
+    ) -> Iterator[int]:
+        """The cluster's nodes domain by domain of label `key` (each domain's best node first, in node
+        order), asking `plugin`, whose verdict that label's value alone decides, once per domain."""
+        tree = self._label_tree(key)
+        order = self.table.order_key()
+        mask, req = cls.mask, cls.req
+        firsts = []
+        for kd in tree.domains(0):
+            first = next((n for n in self.iter_nodes(kd, need, cls.gpu) if mask[n] and stmt.fit_count(n, req, 1)), None)
+            if first is not None:
+                firsts.append((order(first), kd.path, kd, first))
+        outside = [n for n in self._unlabelled(key, tree) if mask[n] and stmt.fit_count(n, req, 1)]
+        if outside:  # nodes without the label fail by the hook's contract: ask one, for the reason
+            why = plugin.pod_filter(self.session, pod, outside[0])
+            if why is not None:
+                r = (plugin.rejection_reason(why), why)
+                rejected[r] = rejected.get(r, 0) + len(outside)
+        for _, _, kd, first in sorted(firsts, key=lambda f: (f[0], f[1])):
+            why = plugin.pod_filter(self.session, pod, first)
+            if why is not None:
+                r = (plugin.rejection_reason(why), why)
+                rejected[r] = rejected.get(r, 0) + len(kd.nodes)
+                continue
+            yield from (n for n in self.iter_nodes(kd, need, cls.gpu) if mask[n])
+
+    def _unlabelled(self, key: str, tree: TopologyTree) -> list[int]:
+        hit = self.unlabelled.get(key)
+        if hit is None:
+            hit = self.unlabelled[key] = [n for n in range(len(self.table.nodes)) if n not in tree.node_chain]
+        return hit
+
+    def _label_tree(self, key: str) -> TopologyTree:
+        """A one-level tree over a node label, made once per cycle (its domains keep sorted indexes)."""
+        tree = self.affinity_trees.get(key)
+        if tree is None:
+            tree = self.affinity_trees[key] = self.table.build_topology(Topology(f"pod-affinity:{key}", (key,)))
+        return tree
 
     def _rejection(self, plugins: list[Plugin], pod: Pod, node: int) -> tuple[Reason, str] | None:
         for p in plugins:
