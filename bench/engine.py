@@ -21,6 +21,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scheduler.api.node import Node
 from scheduler.api.pod import Pod
 from scheduler.api.podgroup import PodGroup, TopologyConstraint
+from scheduler.api.podspec import (
+    NO_EXTRAS,
+    LabelRequirement,
+    LabelSelector,
+    PodAffinity,
+    PodAffinityTerm,
+    PodExtras,
+    SpreadConstraint,
+)
 from scheduler.api.queue import Queue, QueueResource
 from scheduler.api.resources import Resources
 from scheduler.cache.cluster_state import ClusterState
@@ -54,7 +63,19 @@ def member_request(g: int, p: int, hetero: bool) -> Resources:
     return DECODE if p % 2 else ONE_GPU
 
 
-def build(nodes: int, gangs: int, seed: int, hetero: bool = False) -> ClusterState:
+def constraints_for(g: int, pg: str, constrained: bool) -> PodExtras:
+    """With `constrained`, every third gang (the ones without topology placement) carries pod constraints:
+    alternately required anti-affinity between its members per host, or a DoNotSchedule spread of maxSkew
+    1 over zones."""
+    if not constrained or g % 3 != 2:
+        return NO_EXTRAS
+    sel = LabelSelector((LabelRequirement("app", "In", (pg,)),))
+    if g % 2:
+        return PodExtras(affinity=PodAffinity(anti_required=(PodAffinityTerm(sel, LEVELS[3]),)))
+    return PodExtras(spread=(SpreadConstraint(1, LEVELS[1], "DoNotSchedule", sel),))
+
+
+def build(nodes: int, gangs: int, seed: int, hetero: bool = False, constrained: bool = False) -> ClusterState:
     rng = random.Random(seed)
     state = ClusterState("kai-scheduler")
     zones_per_region, regions = 4, 2
@@ -114,6 +135,7 @@ def build(nodes: int, gangs: int, seed: int, hetero: bool = False) -> ClusterSta
         state._pod_groups[f"jobs/{pg}"] = PodGroup(
             "jobs", pg, size, queue, "", "", constraint, creation=f"2026-01-01T00:{g // 60 % 60:02d}:{g % 60:02d}Z"
         )
+        extras = constraints_for(g, pg, constrained)
         for p in range(size):
             req = member_request(g, p, hetero)
             state.upsert_pod(
@@ -125,17 +147,19 @@ def build(nodes: int, gangs: int, seed: int, hetero: bool = False) -> ClusterSta
                     "",
                     "Pending",
                     req,
+                    labels=(("app", pg),),
                     annotations=(("pod-group-name", pg),),
                     pod_group=pg,
+                    extras=extras,
                 )
             )
     return state
 
 
-def run_size(nodes: int, gangs: int, seed: int, hetero: bool = False) -> dict[str, float]:
+def run_size(nodes: int, gangs: int, seed: int, hetero: bool = False, constrained: bool = False) -> dict[str, float]:
     REGISTRY.load()  # import the built-in actions and plugins now, as a daemon has before its first cycle
     t0 = time.perf_counter()
-    state = build(nodes, gangs, seed, hetero)
+    state = build(nodes, gangs, seed, hetero, constrained)
     setup = time.perf_counter() - t0
     state.snapshot()  # the daemon's steady state: the cache has been snapshotted before
     # one watch event's worth of change, as between two daemon cycles
@@ -179,6 +203,11 @@ def main() -> None:
         action="store_true",
         help="a third of the backlog is heterogeneous gangs (router + 2-GPU decode + 1-GPU prefill workers)",
     )
+    ap.add_argument(
+        "--constrained",
+        action="store_true",
+        help="a third of the backlog carries required pod anti-affinity per host or a DoNotSchedule zone spread",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="runs per size; the median cycle is reported")
     ap.add_argument(
         "--baseline",
@@ -187,13 +216,15 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(run_size(args.one, args.gangs, args.seed, args.hetero)))
+        print(json.dumps(run_size(args.one, args.gangs, args.seed, args.hetero, args.constrained)))
         return
 
     def one(script: str, n: int) -> dict[str, float]:
         cmd = [sys.executable, script, "--one", str(n), "--gangs", str(args.gangs), "--seed", str(args.seed)]
         if args.hetero:
             cmd.append("--hetero")  # a baseline must know the flag too
+        if args.constrained:
+            cmd.append("--constrained")  # and this one
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         return dict(json.loads(out.strip().splitlines()[-1]))
 

@@ -8,7 +8,7 @@ from scheduler.actions.common.admit import admit
 from scheduler.actions.common.explain import attempt_at, closest, failure_message, members_detail
 from scheduler.actions.common.gang import Chosen, GangPlacer, GroupPlan, PlacementError
 from scheduler.actions.common.members import Outcome
-from scheduler.actions.common.topology import fits, levels_of, placements, tightness
+from scheduler.actions.common.topology import Tier, fits, levels_of, placements, tightness
 from scheduler.api.reasons import Reason
 from scheduler.framework.jobs import Job
 from scheduler.framework.nodes import Domain, TopologyTree
@@ -164,19 +164,32 @@ def _place(session: Session, placer: GangPlacer, job: Job, memo: FailMemo) -> Pl
         chosen.clear()
         return placer.place_members(gp, dom, stmt, chosen)
 
-    found = placements(
-        table,
-        gp.tier,
-        gp.need_vec,
-        None,
-        stmt,
-        place,
-        pinned=bound,
-        closest=lambda name, doms, partial: closest(table, name, doms, gp, partial),
-        attempts=attempts,
-        measure=lambda mark: placer.placed_since(stmt, mark),
-    )
-    landed = next(found, (None, 0))[0]  # the first domain that takes the gang (left placed)
+    def search(tier: Tier | None, attempts: list[LevelAttempt]) -> Domain | None:
+        found = placements(
+            table,
+            tier,
+            gp.need_vec,
+            None,
+            stmt,
+            place,
+            pinned=bound,
+            closest=lambda name, doms, partial: closest(table, name, doms, gp, partial),
+            attempts=attempts,
+            measure=lambda mark: placer.placed_since(stmt, mark),
+        )
+        return next(found, (None, 0))[0]  # the first domain that takes the gang (left placed)
+
+    landed = search(gp.tier, attempts)
+    if landed is None and gp.tier is None:
+        # members with required affinity to each other: pod by pod they may start in a domain too small
+        # for all of them; one domain of the affinity's key that holds them all satisfies every member
+        together = placer.affinity_tier(job)
+        if together is not None:
+            first = placer.rejected
+            gp.tier = together
+            landed = search(together, [])
+            if landed is None:
+                gp.tier, placer.rejected = None, first
     if landed is None:
         stmt.discard()
         tier = gp.tier
@@ -197,6 +210,9 @@ def _place(session: Session, placer: GangPlacer, job: Job, memo: FailMemo) -> Pl
                 f"(placementSearchBudget) without finding one or proving there is none; the gang may fit and is "
                 f"tried again next cycle ({message})"
             )
+        elif placer.rejected is not None:
+            # a pod filter, not capacity, kept a member off the nodes with room: name the constraint
+            reason, message = placer.rejected.reason(), placer.rejected.message()
         elif placer.searched:
             last = _closest_search(placer, attempts)
             if last is not None:

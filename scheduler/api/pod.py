@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from scheduler.api.podspec import NO_EXTRAS, PodExtras
 from scheduler.api.resources import Resources
 
 
@@ -70,6 +71,7 @@ class Pod:
     pod_group: str = ""  # annotation pod-group-name ("" = a gang of one)
     group_key: str = field(init=False, default="")  # "<ns>/<pod_group>", or "" for a gang of one
     start_time: float | None = None  # status.startTime (epoch seconds): how long a victim has run
+    extras: PodExtras = NO_EXTRAS  # pod (anti-)affinity, spread, host ports, preferences, volumes
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "group_key", f"{self.namespace}/{self.pod_group}" if self.pod_group else "")

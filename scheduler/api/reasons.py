@@ -32,7 +32,13 @@ class Reason(StrEnum):
     UNKNOWN_TOPOLOGY_LEVEL = "UnknownTopologyLevel"
     # the gang's Topology has levels that no node carries all of: nothing can be a candidate
     TOPOLOGY_NOT_ON_NODES = "TopologyNotOnNodes"
-    # constraints we do not evaluate yet: the gang waits, never silently ignores them
-    UNSUPPORTED_POD_AFFINITY = "UnsupportedPodAffinity"
-    UNSUPPORTED_POD_ANTI_AFFINITY = "UnsupportedPodAntiAffinity"
-    UNSUPPORTED_TOPOLOGY_SPREAD = "UnsupportedTopologySpreadConstraints"
+    # pod constraints beyond resources (kube-scheduler's filters), each naming what failed
+    POD_AFFINITY_UNSATISFIABLE = "PodAffinityUnsatisfiable"
+    POD_ANTI_AFFINITY_CONFLICT = "PodAntiAffinityConflict"
+    TOPOLOGY_SPREAD_UNSATISFIABLE = "TopologySpreadUnsatisfiable"
+    HOST_PORT_CONFLICT = "HostPortConflict"
+    VOLUME_NODE_CONFLICT = "VolumeNodeConflict"  # bound volumes' node affinity, no volume to bind, limits
+    VOLUME_CLAIM_NOT_FOUND = "VolumeClaimNotFound"
+    VOLUME_CLAIM_UNBOUND = "VolumeClaimUnbound"  # an Immediate claim not bound yet: wait for its volume
+    # constraints we do not evaluate: the gang waits, never placed against them
+    UNSUPPORTED_RESOURCE_CLAIMS = "UnsupportedResourceClaims"

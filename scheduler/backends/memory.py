@@ -10,15 +10,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from scheduler.api.labels import STALE_SINCE_ANNOTATION
+from scheduler.api.storage import BIND_COMPLETED_ANNOTATION, SELECTED_NODE_ANNOTATION
 from scheduler.api.times import format_timestamp, parse_timestamp
 from scheduler.backends.base import CommitOutcome
 from scheduler.cache.cluster_state import ClusterState, Snapshot
 from scheduler.framework.record import GangCommit
 
+NAMESPACED = ("Pod", "PodGroup", "PersistentVolumeClaim")
+
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
     meta = obj.get("metadata") or {}
-    ns = str(meta.get("namespace") or "default") if obj.get("kind") in ("Pod", "PodGroup") else ""
+    ns = str(meta.get("namespace") or "default") if obj.get("kind") in NAMESPACED else ""
     return (str(obj.get("kind")), ns, str(meta.get("name", "")))
 
 
@@ -62,7 +65,7 @@ class MemoryBackend:
 
     def upsert(self, obj: Mapping[str, Any]) -> None:
         stored = copy.deepcopy(dict(obj))
-        if stored.get("kind") in ("Pod", "PodGroup"):
+        if stored.get("kind") in NAMESPACED:
             stored.setdefault("metadata", {}).setdefault("namespace", "default")
         self.objects[_key(stored)] = stored
         self.state.apply_object(stored)
@@ -97,6 +100,7 @@ class MemoryBackend:
             for pod_key, _reason in c.evictions:
                 ns, name = pod_key.split("/", 1)
                 self._evict(ns, name)
+            self._bind_claims(c.claims)
             binds = [*c.binds, *c.pipelined]
             for pod_key, node in binds:
                 ns, name = pod_key.split("/", 1)
@@ -129,6 +133,26 @@ class MemoryBackend:
         again.setdefault("spec", {}).pop("nodeName", None)
         again["status"] = {"phase": "Pending"}
         self.upsert(again)
+
+    def _bind_claims(self, claims: Sequence[tuple[str, str, str]]) -> None:
+        """What kube-scheduler's VolumeBinding does before a bind, and the volume controller after it: a
+        chosen volume and its claim are bound to each other; a claim to provision gets its selected node."""
+        for claim_key, volume, node in claims:
+            ns, name = claim_key.split("/", 1)
+            claim = self.objects.get(("PersistentVolumeClaim", ns, name))
+            if claim is None:
+                continue
+            claim = copy.deepcopy(claim)
+            if volume and ("PersistentVolume", "", volume) in self.objects:
+                pv = copy.deepcopy(self.objects[("PersistentVolume", "", volume)])
+                pv.setdefault("spec", {})["claimRef"] = {"namespace": ns, "name": name}
+                pv.setdefault("status", {})["phase"] = "Bound"
+                self.upsert(pv)
+                claim.setdefault("spec", {})["volumeName"] = volume
+                claim.setdefault("metadata", {}).setdefault("annotations", {})[BIND_COMPLETED_ANNOTATION] = "yes"
+            else:
+                claim.setdefault("metadata", {}).setdefault("annotations", {})[SELECTED_NODE_ANNOTATION] = node
+            self.upsert(claim)
 
     def _refusal(self, c: GangCommit) -> str | None:
         """Why the gang's commit cannot be applied whole (None: it can)."""

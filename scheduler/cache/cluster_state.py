@@ -14,10 +14,12 @@ from scheduler.api.labels import QUEUE_LABEL
 from scheduler.api.node import Node
 from scheduler.api.pod import Pod
 from scheduler.api.podgroup import PodGroup
+from scheduler.api.podspec import NO_EXTRAS
 from scheduler.api.queue import Queue
 from scheduler.api.resources import Resources
+from scheduler.api.storage import Claim, CSINodeLimits, StorageClass, Volume
 from scheduler.api.topology import PriorityClass, Topology
-from scheduler.kube import convert
+from scheduler.kube import convert, storage
 
 
 def pod_group_key(pod: Pod) -> str | None:
@@ -45,6 +47,17 @@ class Snapshot:
     topologies: Mapping[str, Topology]
     priority_classes: Mapping[str, PriorityClass]
     running_singles: Mapping[str, Pod] = field(default_factory=dict)  # our bound pods of no PodGroup
+    # what pod-relational and volume feasibility reads (plugins/interpod, spread, ports, volumes)
+    bound_pods: Mapping[str, Pod] = field(default_factory=dict)  # non-terminal pods on a node, any scheduler
+    # the bound and the pending pods with pod affinity, spread, host ports or volumes (plugins' open reads
+    # these instead of every pod)
+    bound_related: Mapping[str, Pod] = field(default_factory=dict)
+    pending_related: Mapping[str, Pod] = field(default_factory=dict)
+    namespaces: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # name -> labels
+    claims: Mapping[str, Claim] = field(default_factory=dict)  # "<ns>/<name>"
+    volumes: Mapping[str, Volume] = field(default_factory=dict)
+    storage_classes: Mapping[str, StorageClass] = field(default_factory=dict)
+    csi_limits: Mapping[str, CSINodeLimits] = field(default_factory=dict)  # node name -> limits
 
 
 class ClusterState:
@@ -67,6 +80,14 @@ class ClusterState:
         self._queues: dict[str, Queue] = {}
         self._topologies: dict[str, Topology] = {}
         self._priority_classes: dict[str, PriorityClass] = {}
+        self._bound: dict[str, Pod] = {}
+        self._bound_related: dict[str, Pod] = {}
+        self._pending_related: dict[str, Pod] = {}
+        self._namespaces: dict[str, dict[str, str]] = {}
+        self._claims: dict[str, Claim] = {}
+        self._volumes: dict[str, Volume] = {}
+        self._storage_classes: dict[str, StorageClass] = {}
+        self._csi_limits: dict[str, CSINodeLimits] = {}
         self.generation = 0  # bumps on every applied change
 
     # --- raw Kubernetes objects -------------------------------------------------------------
@@ -88,6 +109,16 @@ class ClusterState:
             self._set(self._topologies, name, None if deleted else convert.topology_from_k8s(obj))
         elif kind == "PriorityClass":
             self._set(self._priority_classes, name, None if deleted else convert.priority_class_from_k8s(obj))
+        elif kind == "Namespace":
+            self._set(self._namespaces, name, None if deleted else storage.namespace_labels(obj))
+        elif kind == "PersistentVolumeClaim":
+            self._set(self._claims, f"{ns}/{name}", None if deleted else storage.claim_from_k8s(obj))
+        elif kind == "PersistentVolume":
+            self._set(self._volumes, name, None if deleted else storage.volume_from_k8s(obj))
+        elif kind == "StorageClass":
+            self._set(self._storage_classes, name, None if deleted else storage.storage_class_from_k8s(obj))
+        elif kind == "CSINode":
+            self._set(self._csi_limits, name, None if deleted else storage.csinode_from_k8s(obj))
 
     def _set(self, table: dict[str, Any], key: str, value: Any) -> None:
         if value is None:
@@ -127,6 +158,9 @@ class ClusterState:
 
     def _index(self, pod: Pod) -> None:
         if self._consumes(pod):
+            self._bound[pod.key] = pod
+            if pod.extras is not NO_EXTRAS and not pod.extras.is_empty():
+                self._bound_related[pod.key] = pod
             self._node_used[pod.node_name] = self._node_used.get(pod.node_name, Resources()) + pod.request
             self._node_pods[pod.node_name] = self._node_pods.get(pod.node_name, 0) + 1
         if pod.scheduler_name != self.scheduler_name or pod.terminal:
@@ -138,6 +172,8 @@ class ClusterState:
                 self._running_singles[pod.key] = pod
         if not pod.bound and not pod.deleting:
             self._pending[pod.key] = pod
+            if pod.extras is not NO_EXTRAS and not pod.extras.is_empty():
+                self._pending_related[pod.key] = pod
             for name in pod.request.names():
                 self._pending_dims[name] = self._pending_dims.get(name, 0) + 1
         group = pod_group_key(pod)
@@ -146,7 +182,10 @@ class ClusterState:
             self._dirty_members.add(group)
 
     def _unindex(self, pod: Pod) -> None:
+        self._pending_related.pop(pod.key, None)
         if self._consumes(pod):
+            self._bound.pop(pod.key, None)
+            self._bound_related.pop(pod.key, None)
             self._node_used[pod.node_name] = self._node_used.get(pod.node_name, Resources()) - pod.request
             self._node_pods[pod.node_name] = self._node_pods.get(pod.node_name, 0) - 1
         if self._pending.pop(pod.key, None) is not None:
@@ -200,4 +239,12 @@ class ClusterState:
             topologies=dict(self._topologies),
             priority_classes=dict(self._priority_classes),
             running_singles=dict(self._running_singles),
+            bound_pods=dict(self._bound),
+            bound_related=dict(self._bound_related),
+            pending_related=dict(self._pending_related),
+            namespaces=dict(self._namespaces),
+            claims=dict(self._claims),
+            volumes=dict(self._volumes),
+            storage_classes=dict(self._storage_classes),
+            csi_limits=dict(self._csi_limits),
         )

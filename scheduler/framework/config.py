@@ -11,7 +11,17 @@ import yaml
 NODE_ORDERS = ("binpack", "spread")
 DEFAULT_ACTIONS = ("allocate", "consolidate", "reclaim", "preempt", "stalegangeviction")
 # every plugin a session runs, by registered name; hooks are combined in this order (see framework/plugin.py)
-DEFAULT_PLUGINS = ("predicates", "proportion", "priority", "nodeorder")
+DEFAULT_PLUGINS = (
+    "predicates",
+    "nodeports",
+    "interpodaffinity",
+    "podtopologyspread",
+    "volumes",
+    "proportion",
+    "priority",
+    "nodepreference",
+    "nodeorder",
+)
 
 
 class ConfigError(ValueError):

@@ -11,13 +11,17 @@ plugins that override it, in the configuration's plugin order. How each hook is 
 - `node_order(session)`: the first plugin that returns a `NodeOrder` orders nodes (asked before the node
   table is built: the sorted indexes keep its key).
 - `node_score(session, pod, node)`: scores sum; a higher total goes first, `node_order` breaks ties.
+  Called only for pods some plugin's `node_score_applies` claims (the others keep the batch path). Both
+  `*_applies` hooks may read only the pod's labels, namespace, constraints and extras (and state fixed at
+  `open`): their answers are memoised per distinct such pod for the cycle.
+- `rejection_reason(why)`: the reason code a gang waits with when this plugin's `pod_filter` said `why`.
 - `queue_order`, `job_order`, `victim_order`: sort keys concatenated in plugin order, so the first plugin
   that tells two apart decides (first non-zero comparator wins).
 - `job_valid(session, job)`: the first problem wins; the job waits with it.
 - `queue_headroom(session, queue)`: per resource the smallest wins (how much more the queue may take).
 - `victim_filter(session, preemptor, victim)`: every plugin must allow the victim.
-- `on_allocate`, `on_deallocate(session, pods, node)`: every plugin, in order; one call is pods of one
-  job with one request on one node.
+- `on_allocate`, `on_deallocate(session, pods, node)`: every plugin whose `follows_placements()` (asked
+  once after `open`) is true, in order; one call is pods of one job with one request on one node.
 """
 
 from __future__ import annotations
@@ -79,9 +83,28 @@ class Plugin:
         """Why the node cannot take this pod now, given everything placed or evicted so far, or None."""
         return None
 
+    def filter_domain_key(self, pod: Pod) -> str | None:
+        """A node label whose value alone decides `pod_filter` for this pod (nodes without it fail), so a
+        placement may rule out a whole domain of that label with one call; None when there is none."""
+        return None
+
     def node_order(self, session: Session) -> NodeOrder | None:
         """How nodes are visited (see `NodeOrder`); asked once, before the node table exists."""
         return None
+
+    def rejection_reason(self, why: str) -> Reason:
+        """The reason code for a gang whose pod this plugin's `pod_filter` kept off every node with room."""
+        return Reason.NO_FEASIBLE_NODE
+
+    def applies_by_labels(self) -> bool:
+        """Whether `pod_filter_applies` / `node_score_applies` may differ between pods whose request,
+        constraints and extras are equal (by their labels or namespace); False lets the session ask once
+        per pod class instead of once per pod."""
+        return True
+
+    def node_score_applies(self, pod: Pod) -> bool:
+        """Whether `node_score` can tell nodes apart for this pod (pods it scores 0 everywhere skip it)."""
+        return True
 
     def node_score(self, session: Session, pod: Pod, node: int) -> int:
         return 0
@@ -103,6 +126,10 @@ class Plugin:
 
     def victim_order(self, session: Session, victim: Job) -> OrderKey:
         return ()
+
+    def follows_placements(self) -> bool:
+        """Whether on_allocate / on_deallocate must see this cycle's placements (asked once, after open)."""
+        return True
 
     def on_allocate(self, session: Session, pods: Sequence[Pod], node: int) -> None:
         """Pods were placed (or an eviction was undone): keep per-cycle state in step."""

@@ -50,6 +50,9 @@ class GangCommit:
     binds: tuple[tuple[str, str], ...]  # (pod key, node)
     evictions: tuple[tuple[str, str], ...] = ()  # (pod key, reason)
     pipelined: tuple[tuple[str, str], ...] = ()  # (pod key, node) placed on room victims still release
+    # WaitForFirstConsumer claims its pods bind, before any of them binds: (claim key, volume, node); an
+    # empty volume means "provision on node" (the claim's volume.kubernetes.io/selected-node annotation)
+    claims: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,10 +61,11 @@ class Session:
         self._by_key = {job.key: job for job in self.jobs}
         self._trees: dict[str, TopologyTree] = {}
         self._eligible: dict[PodConstraints, tuple[bytearray, dict[str, int], int]] = {}
-        self._handlers_alloc = self._hooks["on_allocate"]
-        self._handlers_dealloc = self._hooks["on_deallocate"]
         for p in self._hooks["open"]:
             p.open(self)
+        # asked once, after open: a plugin with nothing to track this cycle is not called per placement
+        self._handlers_alloc = [p for p in self._hooks["on_allocate"] if p.follows_placements()]
+        self._handlers_dealloc = [p for p in self._hooks["on_deallocate"] if p.follows_placements()]
 
     def close(self) -> None:
         """Write the facts every sink reads (job priority and preemptibility) into the record."""
@@ -72,6 +73,14 @@ class Session:
             self.record.jobs[job.key] = JobFacts(job.priority, self.preemptible(job), job.queue)
         for p in self._hooks["close"]:
             p.close(self)
+
+    def node_labels(self, node: int) -> dict[str, str]:
+        """A node's labels by table index (one dict per node per session: do not modify it)."""
+        return self._labels[node]
+
+    def hooked(self, hook: str) -> list[Plugin]:
+        """The plugins that override `hook`, in configuration order."""
+        return list(self._hooks[hook])
 
     def has_hook(self, hook: str) -> bool:
         return bool(self._hooks[hook])
@@ -198,8 +207,12 @@ class Session:
                 return why
         return None
 
-    def node_score(self, pod: Pod, node: int) -> int:
-        return sum(p.node_score(self, pod, node) for p in self._hooks["node_score"])
+    def scorers(self, pod: Pod) -> list[Plugin]:
+        """The plugins whose node_score tells nodes apart for this pod (empty: node order alone)."""
+        return [p for p in self._hooks["node_score"] if p.node_score_applies(pod)]
+
+    def node_score(self, pod: Pod, node: int, plugins: Sequence[Plugin] | None = None) -> int:
+        return sum(p.node_score(self, pod, node) for p in (self._hooks["node_score"] if plugins is None else plugins))
 
     # --- orders -----------------------------------------------------------------------------
     def queue_order_key(self, name: str) -> tuple[Any, ...]:

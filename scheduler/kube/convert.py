@@ -7,13 +7,14 @@ from typing import Any
 
 from scheduler.api.labels import POD_GROUP_ANNOTATION, STALE_SINCE_ANNOTATION, TASK_PRIORITY_LABEL
 from scheduler.api.node import Node, Taint
-from scheduler.api.pod import NodeSelectorRequirement, NodeSelectorTerm, Pod, PodConstraints, Toleration
+from scheduler.api.pod import Pod, PodConstraints, Toleration
 from scheduler.api.podgroup import PodGroup, SubGroup, TopologyConstraint
 from scheduler.api.queue import Queue, QueueResource
 from scheduler.api.reasons import Reason
 from scheduler.api.resources import CPU, GPU, MEMORY, PODS, Resources
 from scheduler.api.times import parse_duration, parse_timestamp
 from scheduler.api.topology import HOSTNAME_LABEL, PriorityClass, Topology
+from scheduler.kube.podspec import node_term, pod_extras
 from scheduler.kube.quantity import QuantityError, to_canonical
 
 Obj = Mapping[str, Any]
@@ -72,20 +73,6 @@ def node_from_k8s(obj: Obj) -> Node:
     )
 
 
-def _requirements(items: Any) -> tuple[NodeSelectorRequirement, ...]:
-    out = []
-    for req in items or []:
-        if isinstance(req, Mapping):
-            out.append(
-                NodeSelectorRequirement(
-                    str(req.get("key", "")),
-                    str(req.get("operator", "")),
-                    tuple(str(v) for v in req.get("values") or []),
-                )
-            )
-    return tuple(out)
-
-
 def _container_requests(c: Obj) -> dict[str, Any]:
     """requests, with limits standing in for resources that have no request (the API server's defaulting)."""
     res = c.get("resources") or {}
@@ -119,34 +106,16 @@ def pod_request(spec: Obj, problems: list[tuple[str, str]]) -> Resources:
 
 
 def _unsupported(spec: Obj) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    affinity = spec.get("affinity") or {}
-    if (affinity.get("podAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution"):
-        out.append(
+    """Constraints we cannot evaluate: the pod waits, never placed against them."""
+    if spec.get("resourceClaims"):
+        return [
             (
-                Reason.UNSUPPORTED_POD_AFFINITY.value,
-                "required podAffinity is not evaluated by this scheduler yet; use a PodGroup with "
-                "kai.scheduler/topology-required-placement to co-locate pods, or make it preferred",
+                Reason.UNSUPPORTED_RESOURCE_CLAIMS.value,
+                "spec.resourceClaims (dynamic resource allocation) is not evaluated by this scheduler; "
+                "request devices as extended resources (e.g. nvidia.com/gpu) instead",
             )
-        )
-    if (affinity.get("podAntiAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution"):
-        out.append(
-            (
-                Reason.UNSUPPORTED_POD_ANTI_AFFINITY.value,
-                "required podAntiAffinity is not evaluated by this scheduler yet; remove it or make it preferred",
-            )
-        )
-    for tsc in spec.get("topologySpreadConstraints") or []:
-        if isinstance(tsc, Mapping) and tsc.get("whenUnsatisfiable", "DoNotSchedule") == "DoNotSchedule":
-            out.append(
-                (
-                    Reason.UNSUPPORTED_TOPOLOGY_SPREAD.value,
-                    "topologySpreadConstraints with whenUnsatisfiable=DoNotSchedule are not evaluated by this "
-                    "scheduler yet; use ScheduleAnyway or topology placement annotations",
-                )
-            )
-            break
-    return out
+        ]
+    return []
 
 
 def pod_from_k8s(obj: Obj) -> Pod:
@@ -157,11 +126,7 @@ def pod_from_k8s(obj: Obj) -> Pod:
     required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
         "requiredDuringSchedulingIgnoredDuringExecution"
     ) or {}
-    terms = tuple(
-        NodeSelectorTerm(_requirements(t.get("matchExpressions")), _requirements(t.get("matchFields")))
-        for t in required.get("nodeSelectorTerms") or []
-        if isinstance(t, Mapping)
-    )
+    terms = tuple(node_term(t) for t in required.get("nodeSelectorTerms") or [] if isinstance(t, Mapping))
     tolerations = tuple(
         sorted(
             (
@@ -201,6 +166,7 @@ def pod_from_k8s(obj: Obj) -> Pod:
         task_priority=_int_label(dict(labels).get(TASK_PRIORITY_LABEL)),
         pod_group=str((meta.get("annotations") or {}).get(POD_GROUP_ANNOTATION) or ""),
         start_time=parse_timestamp(status.get("startTime")),
+        extras=pod_extras(str(meta.get("name", "")), spec, dict(labels)),
     )
 
 

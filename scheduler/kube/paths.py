@@ -53,4 +53,22 @@ TOPOLOGIES = ApiResource("Topology", "kai.scheduler", "v1alpha1", "topologies")
 EVENTS = ApiResource("Event", "events.k8s.io", "v1", "events", namespaced=True)
 LEASES = ApiResource("Lease", "coordination.k8s.io", "v1", "leases", namespaced=True)
 
-WATCHED = (NODES, PODS, PRIORITY_CLASSES, POD_GROUPS, QUEUES, TOPOLOGIES)  # what the cache is built from
+NAMESPACES = ApiResource("Namespace", "", "v1", "namespaces")
+CLAIMS = ApiResource("PersistentVolumeClaim", "", "v1", "persistentvolumeclaims", namespaced=True)
+VOLUMES = ApiResource("PersistentVolume", "", "v1", "persistentvolumes")
+STORAGE_CLASSES = ApiResource("StorageClass", "storage.k8s.io", "v1", "storageclasses")
+CSI_NODES = ApiResource("CSINode", "storage.k8s.io", "v1", "csinodes")
+
+WATCHED = (
+    NODES,
+    PODS,
+    PRIORITY_CLASSES,
+    POD_GROUPS,
+    QUEUES,
+    TOPOLOGIES,
+    NAMESPACES,
+    CLAIMS,
+    VOLUMES,
+    STORAGE_CLASSES,
+    CSI_NODES,
+)  # what the cache is built from

@@ -47,6 +47,11 @@ DAEMON_CLUSTER_RULES = [
     ("scheduling.run.ai", "podgroups/status", {"patch"}, "schedulingConditions, resourcesStatus"),
     ("scheduling.run.ai", "queues/status", {"patch"}, "allocated, requested, fairShare"),
     ("kai.scheduler", "topologies", {"list", "watch"}, "topology trees"),
+    ("", "namespaces", {"list", "watch"}, "namespace labels for pod affinity namespaceSelector"),
+    ("", "persistentvolumeclaims", {"list", "watch"}, "claims: bound volumes, WaitForFirstConsumer"),
+    ("", "persistentvolumes", {"list", "watch"}, "volumes' node affinity, volumes to bind"),
+    ("storage.k8s.io", "storageclasses", {"list", "watch"}, "binding mode, allowed topologies"),
+    ("storage.k8s.io", "csinodes", {"list", "watch"}, "CSI attach limits"),
     ("events.k8s.io", "events", {"create"}, "Scheduled / Unschedulable / FailedBinding events"),
 ]
 

@@ -27,4 +27,16 @@ def test_api_versions() -> None:
     assert POD_GROUPS.api_version == "scheduling.run.ai/v2alpha2"
     assert QUEUES.api_version == "scheduling.run.ai/v2"
     assert TOPOLOGIES.api_version == "kai.scheduler/v1alpha1"
-    assert [r.kind for r in WATCHED] == ["Node", "Pod", "PriorityClass", "PodGroup", "Queue", "Topology"]
+    assert [r.kind for r in WATCHED] == [
+        "Node",
+        "Pod",
+        "PriorityClass",
+        "PodGroup",
+        "Queue",
+        "Topology",
+        "Namespace",
+        "PersistentVolumeClaim",
+        "PersistentVolume",
+        "StorageClass",
+        "CSINode",
+    ]

@@ -6,7 +6,7 @@ action)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from scheduler.actions.common.members import (
@@ -22,6 +22,7 @@ from scheduler.actions.common.topology import Tier, fits, placements, tightness
 from scheduler.api.pod import Pod
 from scheduler.api.podgroup import TopologyConstraint
 from scheduler.api.reasons import Reason
+from scheduler.api.topology import Topology
 from scheduler.framework.jobs import Group, Job
 from scheduler.framework.nodes import Domain, NodeTable, SparseReq, TopologyTree
 from scheduler.framework.plugin import Plugin
@@ -31,6 +32,21 @@ from scheduler.framework.statement import Statement
 
 # where each pod class of a gang went: id(class) -> (domain, pods of the class placed)
 Chosen = dict[int, tuple[Domain, int]]
+
+
+@dataclass(slots=True)
+class Rejected:
+    """A pod that found room but no node its pod filters accept: (reason, why) -> nodes, for the record."""
+
+    pod: str
+    nodes: dict[tuple[Reason, str], int]
+
+    def reason(self) -> Reason:
+        return max(self.nodes.items(), key=lambda kv: (kv[1], kv[0]))[0][0]
+
+    def message(self) -> str:
+        detail = ", ".join(f"{n} {why}" for (_, why), n in sorted(self.nodes.items(), key=lambda kv: (-kv[1], kv[0])))
+        return f"pod {self.pod}: every node with room for it was ruled out: {detail}"
 
 
 class PlacementError(Exception):
@@ -52,6 +68,7 @@ class PodClass:
     pods: list[Pod]
     gpu: int  # request of dim 0 (gpu), for the sorted index's lower bound
     dynamic: list[Plugin] = field(default_factory=list)  # pod filters that must see each pod
+    scorers: list[Plugin] = field(default_factory=list)  # node scores that tell nodes apart for its pods
     eligible: int = 0  # nodes its static filters accept (the most constrained class goes first)
 
 
@@ -69,7 +86,13 @@ class GangPlacer:
     def __init__(self, session: Session) -> None:
         self.session = session
         self.table: NodeTable = session.table
-        self.scored = session.has_hook("node_score")
+        # the last pod that found no node because a pod filter kept it off every node with room
+        self.rejected: Rejected | None = None
+        self.affinity_trees: dict[str, TopologyTree] = {}  # node label -> a one-level tree over it
+        self.unlabelled: dict[str, list[int]] = {}  # node label -> the nodes without it
+        # (request, constraints, extras[, labels, namespace]) -> (pod filters, node scores) applying to such pods
+        self.applies: dict[tuple[object, ...], tuple[list[Plugin], list[Plugin]]] = {}
+        self.by_labels = any(p.applies_by_labels() for p in session.hooked("pod_filter") + session.hooked("node_score"))
         self.budget = Budget()
         self.searched: list[tuple[GroupPlan, Domain, Outcome]] = []  # failed exact searches of this gang
         self.dry = 0  # pods a failed trial would have placed but did not apply (see fill's `whole`)
@@ -84,6 +107,7 @@ class GangPlacer:
         self.budget = Budget(max(0, min(budget, self.cycle_left)))
         self.searched = []
         self.dry = 0
+        self.rejected = None
 
     def placed_since(self, stmt: Statement, mark: int) -> int:
         """How many pods a failed trial placed since `mark`, applied or only counted."""
@@ -166,8 +190,17 @@ class GangPlacer:
     def classes(self, pods: list[Pod]) -> list[PodClass]:
         s = self.session
         by_sig: dict[tuple[object, ...], PodClass] = {}
+        applies = self.applies
         for pod in pods:
-            sig = (pod.request, pod.constraints, pod.task_priority)
+            # which pod filters and scores apply: per pod class, or per labels too when a plugin says so
+            which: tuple[object, ...] = (pod.request, pod.constraints, pod.extras)
+            if self.by_labels:
+                which = (*which, pod.labels, pod.namespace)
+            hooks = applies.get(which)
+            if hooks is None:
+                hooks = applies[which] = (s.dynamic_filters(pod), s.scorers(pod))
+            dynamic, scorers = hooks
+            sig = (pod.request, pod.constraints, pod.task_priority, pod.extras, id(hooks))
             cls = by_sig.get(sig)
             if cls is None:
                 req = self.table.sparse(pod.request)
@@ -190,7 +223,7 @@ class GangPlacer:
                         f"pod {pod.name} requests {pod.request}; no eligible node has that much allocatable "
                         "even when empty",
                     )
-                cls = by_sig[sig] = PodClass(req, mask, [], dict(req).get(0, 0), s.dynamic_filters(pod), count)
+                cls = by_sig[sig] = PodClass(req, mask, [], dict(req).get(0, 0), dynamic, scorers, count)
             cls.pods.append(pod)
         # higher task priority first (it says which pods a gang prefers), then the most constrained: fewest
         # eligible nodes, then larger pods (they are the hard ones to fit)
@@ -242,6 +275,18 @@ class GangPlacer:
             need_vec = [a + b for a, b in zip(need_vec, c.need_vec, strict=True)]
         return GroupPlan(g, tier, [], need, need_vec, children)
 
+    def affinity_tier(self, job: Job) -> Tier | None:
+        """A required tier over the topology key of the first required pod-affinity term that a pending
+        member matches itself (members affine to each other), or None."""
+        for pod in job.pending:
+            a = pod.extras.affinity
+            labels = dict(pod.labels)
+            for t in a.required if a is not None else ():
+                own_ns = not t.namespaces and t.namespace_selector is None
+                if own_ns and t.selector is not None and t.selector.matches(labels) and t.topology_key:
+                    return Tier(self._label_tree(t.topology_key), [0], 0, [t.topology_key])
+        return None
+
     # --- node order -------------------------------------------------------------------------
     def iter_nodes(self, dom: Domain, need: list[int], gpu: int, used: set[int] | None = None) -> Iterator[int]:
         """Nodes of a domain in visiting order: the node order inside a node holder; across child domains
@@ -283,7 +328,7 @@ class GangPlacer:
         visits each node once, so its placements are applied when the pass ends (the sorted indexes it
         walks must not move under it); each pass sees every earlier one. `whole`: the caller fails unless
         all `want` fit, so a single pass that falls short applies nothing (and counts in `dry`)."""
-        if cls.dynamic or self.scored:
+        if cls.dynamic or cls.scorers:
             return self._fill_each(dom, cls, start, want, stmt, need)
         placed = 0
         mask, req = cls.mask, cls.req
@@ -317,25 +362,99 @@ class GangPlacer:
         return placed
 
     def _fill_each(self, dom: Domain, cls: PodClass, start: int, want: int, stmt: Statement, need: list[int]) -> int:
-        """Pod by pod, for pods a dynamic filter must see or when nodes are scored: every placement is
-        applied before the next pod looks, so constraints between members of one gang hold."""
+        """Pod by pod, for pods a dynamic filter must see or whose nodes are scored: every placement is
+        applied before the next pod looks, so constraints between members of one gang hold. Unscored, the
+        nodes are walked lazily and the first that takes the pod wins."""
         s = self.session
         mask, req = cls.mask, cls.req
         placed = 0
         for pod in cls.pods[start : start + want]:
             used = self.used_domains(stmt) if stmt.touched and not dom.nodes else None
-            order = [n for n in self.iter_nodes(dom, need, cls.gpu, used) if mask[n]]
-            if self.scored:
-                scores = {n: s.node_score(pod, n) for n in order}
+            rejected: dict[tuple[Reason, str], int] = {}
+            nodes: Iterable[int] = (n for n in self.iter_nodes(dom, need, cls.gpu, used) if mask[n])
+            grouping = self._grouping(cls, pod) if dom is self.table.cluster and not cls.scorers else None
+            if grouping is not None:
+                nodes = self._grouped(grouping[0], grouping[1], pod, cls, need, stmt, rejected)
+            if cls.scorers:
+                order = list(nodes)
+                scores = {n: s.node_score(pod, n, cls.scorers) for n in order}
                 order.sort(key=lambda n: -scores[n])  # stable: equal scores keep the node order
-            for node in order:
-                if stmt.fit_count(node, req, 1) and (not cls.dynamic or s.pod_filter(cls.dynamic, pod, node) is None):
+                nodes = order
+            for node in nodes:
+                if not stmt.fit_count(node, req, 1):
+                    continue
+                why = self._rejection(cls.dynamic, pod, node)
+                if why is None:
                     stmt.allocate_many((pod,), node, req)
                     placed += 1
                     break
+                rejected[why] = rejected.get(why, 0) + 1
             else:
+                if rejected:
+                    self.rejected = Rejected(pod.name, rejected)
                 break  # the pods after it are of the same class: the gang's count stops here
         return placed
+
+    def _grouping(self, cls: PodClass, pod: Pod) -> tuple[str, Plugin] | None:
+        for p in cls.dynamic:
+            key = p.filter_domain_key(pod)
+            if key is not None:
+                return key, p
+        return None
+
+    def _grouped(
+        self,
+        key: str,
+        plugin: Plugin,
+        pod: Pod,
+        cls: PodClass,
+        need: list[int],
+        stmt: Statement,
+        rejected: dict[tuple[Reason, str], int],
+    ) -> Iterator[int]:
+        """The cluster's nodes domain by domain of label `key` (each domain's best node first, in node
+        order), asking `plugin`, whose verdict that label's value alone decides, once per domain."""
+        tree = self._label_tree(key)
+        order = self.table.order_key()
+        mask, req = cls.mask, cls.req
+        firsts = []
+        for kd in tree.domains(0):
+            first = next((n for n in self.iter_nodes(kd, need, cls.gpu) if mask[n] and stmt.fit_count(n, req, 1)), None)
+            if first is not None:
+                firsts.append((order(first), kd.path, kd, first))
+        outside = [n for n in self._unlabelled(key, tree) if mask[n] and stmt.fit_count(n, req, 1)]
+        if outside:  # nodes without the label fail by the hook's contract: ask one, for the reason
+            why = plugin.pod_filter(self.session, pod, outside[0])
+            if why is not None:
+                r = (plugin.rejection_reason(why), why)
+                rejected[r] = rejected.get(r, 0) + len(outside)
+        for _, _, kd, first in sorted(firsts, key=lambda f: (f[0], f[1])):
+            why = plugin.pod_filter(self.session, pod, first)
+            if why is not None:
+                r = (plugin.rejection_reason(why), why)
+                rejected[r] = rejected.get(r, 0) + len(kd.nodes)
+                continue
+            yield from (n for n in self.iter_nodes(kd, need, cls.gpu) if mask[n])
+
+    def _unlabelled(self, key: str, tree: TopologyTree) -> list[int]:
+        hit = self.unlabelled.get(key)
+        if hit is None:
+            hit = self.unlabelled[key] = [n for n in range(len(self.table.nodes)) if n not in tree.node_chain]
+        return hit
+
+    def _label_tree(self, key: str) -> TopologyTree:
+        """A one-level tree over a node label, made once per cycle (its domains keep sorted indexes)."""
+        tree = self.affinity_trees.get(key)
+        if tree is None:
+            tree = self.affinity_trees[key] = self.table.build_topology(Topology(f"pod-affinity:{key}", (key,)))
+        return tree
+
+    def _rejection(self, plugins: list[Plugin], pod: Pod, node: int) -> tuple[Reason, str] | None:
+        for p in plugins:
+            why = p.pod_filter(self.session, pod, node)
+            if why is not None:
+                return p.rejection_reason(why), why
+        return None
 
     def place_leaf(self, gp: GroupPlan, dom: Domain, stmt: Statement, chosen: Chosen) -> int:
         """Place the leaf's minimum inside `dom`: greedy fill first (complete for one pod class), then, for
@@ -343,8 +462,8 @@ class GangPlacer:
         (the caller rolls it back after counting it)."""
         mark = stmt.checkpoint()
         got = self._greedy(gp, dom, stmt, chosen, whole=len(gp.classes) == 1)
-        if got >= gp.need or len(gp.classes) < 2 or self.budget.exhausted:
-            return got
+        if got >= gp.need or len(gp.classes) < 2 or self.budget.exhausted or _dynamic(gp):
+            return got  # the exact search sees capacity only: pods a pod filter must see keep greedy fill
         partial = stmt.placed_count(mark)
         stmt.rollback(mark)
         order = list(self.iter_nodes(dom, gp.need_vec, 0, self.used_domains(stmt) if stmt.touched else None))
@@ -399,7 +518,8 @@ class GangPlacer:
         mark = stmt.checkpoint()
         if self._children(gp, dom, stmt, chosen, 0, 0):
             return True
-        flat = all(not c.children and c.tier is None for c in gp.children) and gp.group.min_sub_group is None
+        flat = all(not c.children and c.tier is None and not _dynamic(c) for c in gp.children)
+        flat = flat and gp.group.min_sub_group is None
         if flat and not self.budget.exhausted:
             order = list(self.iter_nodes(dom, gp.need_vec, 0, self.used_domains(stmt) if stmt.touched else None))
             demands = [Demand(c.classes, c.need) for c in gp.children]
@@ -439,3 +559,8 @@ class GangPlacer:
         if optional:  # the gang can do without this child
             return self._children(gp, dom, stmt, chosen, i + 1, satisfied, greedy)
         return False
+
+
+def _dynamic(gp: GroupPlan) -> bool:
+    """Whether a pod filter must see some pod of the group (the exact member search cannot)."""
+    return any(cls.dynamic for cls in gp.classes) or any(_dynamic(c) for c in gp.children)
