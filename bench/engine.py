@@ -75,7 +75,9 @@ def constraints_for(g: int, pg: str, constrained: bool) -> PodExtras:
     return PodExtras(spread=(SpreadConstraint(1, LEVELS[1], "DoNotSchedule", sel),))
 
 
-def build(nodes: int, gangs: int, seed: int, hetero: bool = False, constrained: bool = False) -> ClusterState:
+def build(
+    nodes: int, gangs: int, seed: int, hetero: bool = False, constrained: bool = False, full: bool = False
+) -> ClusterState:
     rng = random.Random(seed)
     state = ClusterState("kai-scheduler")
     zones_per_region, regions = 4, 2
@@ -104,7 +106,9 @@ def build(nodes: int, gangs: int, seed: int, hetero: bool = False, constrained: 
     # 10 running pods per node: 4 with one GPU (half ours, in queues), 6 CPU-only of another scheduler
     gpu_req = Resources.of({"cpu": 4000, "memory": 16 * 2**30, GPU: 1, "pods": 1})
     cpu_req = Resources.of({"cpu": 2000, "memory": 8 * 2**30, "pods": 1})
-    for i in range(nodes):
+    if full:
+        _fill(state, nodes, rng)
+    for i in range(nodes if not full else 0):
         node = f"node-{i:05d}"
         for k in range(10):
             ours = k < 2
@@ -156,10 +160,53 @@ def build(nodes: int, gangs: int, seed: int, hetero: bool = False, constrained: 
     return state
 
 
-def run_size(nodes: int, gangs: int, seed: int, hetero: bool = False, constrained: bool = False) -> dict[str, float]:
+def _fill(state: ClusterState, nodes: int, rng: random.Random) -> None:
+    """Take-back's case: every GPU used by running preemptible gangs of ours (gangs of 1, 2, 4 or 8 one-GPU
+    pods, never across nodes) in the 20 queues, unevenly, so some queues are over and some under their share."""
+    gpu_req = Resources.of({"cpu": 4000, "memory": 16 * 2**30, GPU: 1, "pods": 1})
+    g = 0
+    for i in range(nodes):
+        node = f"node-{i:05d}"
+        left = 8
+        while left:
+            size = min(left, rng.choice((1, 2, 4, 8)))
+            left -= size
+            queue = (
+                f"team-{rng.randrange(2)}-{rng.randrange(5)}" if rng.random() < 0.7 else f"team-{rng.randrange(4)}-0"
+            )
+            pg = f"run-{g:06d}"
+            g += 1
+            state._pod_groups[f"run/{pg}"] = PodGroup("run", pg, size, queue, "train", "", TopologyConstraint())
+            for p in range(size):
+                state.upsert_pod(
+                    Pod(
+                        "run",
+                        f"{pg}-{p}",
+                        f"{pg}-{p}",
+                        "kai-scheduler",
+                        node,
+                        "Running",
+                        gpu_req,
+                        annotations=(("pod-group-name", pg),),
+                        pod_group=pg,
+                        start_time=1.0e9 + g,
+                        owner_kind="Job",
+                    )
+                )
+
+
+def run_size(
+    nodes: int,
+    gangs: int,
+    seed: int,
+    hetero: bool = False,
+    constrained: bool = False,
+    full: bool = False,
+    actions: tuple[str, ...] | None = None,
+) -> dict[str, float]:
     REGISTRY.load()  # import the built-in actions and plugins now, as a daemon has before its first cycle
     t0 = time.perf_counter()
-    state = build(nodes, gangs, seed, hetero, constrained)
+    state = build(nodes, gangs, seed, hetero, constrained, full)
     setup = time.perf_counter() - t0
     state.snapshot()  # the daemon's steady state: the cache has been snapshotted before
     # one watch event's worth of change, as between two daemon cycles
@@ -168,15 +215,17 @@ def run_size(nodes: int, gangs: int, seed: int, hetero: bool = False, constraine
         t1 = time.perf_counter()
         snap = state.snapshot()
         t2 = time.perf_counter()
-        config = SchedulerConfig()
-        session = Session(snap, config, now=0.0)
+        config = SchedulerConfig(actions=actions) if actions else SchedulerConfig()
+        session = Session(snap, config, now=2.0e9)
         t3 = time.perf_counter()
         for name in config.actions:  # as run_session runs them, timed apart from the session's opening
             REGISTRY.action(name)(session)
         t4 = time.perf_counter()
     placed = len(session.record.placements())
     waiting = sum(1 for d in session.record.decisions.values() if not d.placed)
+    evicted = sum(len(c.evictions) for c in session.record.commits)
     return {
+        "evicted": evicted,
         "nodes": nodes,
         "pending_pods": len(snap.pending),
         "running_pods": nodes * 10,
@@ -190,6 +239,24 @@ def run_size(nodes: int, gangs: int, seed: int, hetero: bool = False, constraine
         "pods_per_s": placed / (t4 - t1),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def _full_table(args: argparse.Namespace) -> None:
+    """All five actions against allocate alone, per size, on the full cluster."""
+    print(
+        f"{'nodes':>6} {'actions':>9} {'pending':>8} {'cycle':>7} {'placed':>7} {'evicted':>8} "
+        f"{'peakMB':>7} {'vs 2s':>6}"
+    )
+    for n in (int(s) for s in args.sizes.split(",")):
+        for acts in ("allocate", ""):
+            cmd = [sys.executable, __file__, "--one", str(n), "--gangs", str(args.gangs), "--seed", str(args.seed)]
+            cmd += ["--full", *(["--actions", acts] if acts else [])]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            print(
+                f"{n:>6} {'allocate' if acts else 'all five':>9} {r['pending_pods']:>8} {r['cycle_s']:>6.2f}s "
+                f"{r['pods_placed']:>7} {r['evicted']:>8} {r['peak_rss_mb']:>7.0f} {r['cycle_s'] / 2.0:>5.2f}x"
+            )
 
 
 def main() -> None:
@@ -208,6 +275,13 @@ def main() -> None:
         action="store_true",
         help="a third of the backlog carries required pod anti-affinity per host or a DoNotSchedule zone spread",
     )
+    ap.add_argument(
+        "--full",
+        action="store_true",
+        help="take-back's case: every GPU used by running preemptible gangs in 20 queues; prints the cycle with "
+        "all five actions beside allocate alone",
+    )
+    ap.add_argument("--actions", help=argparse.SUPPRESS)
     ap.add_argument("--repeat", type=int, default=1, help="runs per size; the median cycle is reported")
     ap.add_argument(
         "--baseline",
@@ -216,7 +290,11 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(run_size(args.one, args.gangs, args.seed, args.hetero, args.constrained)))
+        acts = tuple(args.actions.split(",")) if args.actions else None
+        print(json.dumps(run_size(args.one, args.gangs, args.seed, args.hetero, args.constrained, args.full, acts)))
+        return
+    if args.full:
+        _full_table(args)
         return
 
     def one(script: str, n: int) -> dict[str, float]:

@@ -17,6 +17,22 @@ def _victim(session: Session, preemptor: Job, victim: Job) -> str | None:
     return None
 
 
+def _eligible(session: Session, job: Job) -> str | None:
+    """Moving gangs frees no capacity: the cluster's idle room must hold the gang for it to help."""
+    table = session.table
+    idle = list(table.cluster.free)
+    for rel in table.releasing.values():
+        for i, v in enumerate(rel):
+            idle[i] -= v
+    need: dict[int, int] = {}
+    for p in job.pending:
+        for i, v in table.sparse_known(p.request):
+            need[i] = need.get(i, 0) + v
+    if any(idle[i] < v for i, v in need.items()):
+        return "the cluster's idle capacity is smaller than the gang: moving others cannot make room"
+    return None
+
+
 @action("consolidate")
 def consolidate(session: Session) -> None:
-    run_takeback(session, Rules("consolidate", _victim, replace_victims=True), lambda s, j: None)
+    run_takeback(session, Rules("consolidate", _victim, replace_victims=True), _eligible)

@@ -25,6 +25,14 @@ def _eligible(session: Session, job: Job) -> str | None:
     leaf = path[-1]
     if not is_under_fair_share(leaf):
         return f"queue {job.queue} is not below its fair share"
+    need: dict[str, float] = {}
+    for p in job.pending:
+        for dim in QUEUE_DIMS:
+            need[dim] = need.get(dim, 0.0) + p.request.get(dim)
+    for n in path:
+        for dim, v in need.items():
+            if v and n.allocated.get(dim, 0.0) + v > n.fair_share.get(dim, 0.0) + _EPS:
+                return f"reclaim would take queue {n.name} above its fair share"
     return None
 
 

@@ -262,8 +262,12 @@ class TakeBack:
         notes: list[str],
     ) -> list[Unit] | None:
         taken: list[Unit] = []
+        blocked: set[str] = set()  # queues a rule refused a victim of: their state only gets worse here
         for u in bucket:
+            if u.job.queue in blocked:
+                continue
             if not self._evict(stmt, job, u, notes):
+                blocked.add(u.job.queue)
                 continue
             taken.append(u)
             if not fits(dom.free, gp.need_vec):
@@ -275,7 +279,7 @@ class TakeBack:
     def _evict(self, stmt: Statement, job: Job, u: Unit, notes: list[str]) -> bool:
         """Evict a unit's pods still running in the statement; False (nothing changed) when a rule says
         no or it has nothing left to take."""
-        evicted = {p.key for op in stmt.ops if op.kind == "evict" for p in op.pods}
+        evicted = self._evicted_in(stmt)
         pods = [p for p in u.pods if p.key not in evicted and p.node_name in stmt.table.by_name]
         if not pods:
             return False
@@ -288,6 +292,10 @@ class TakeBack:
             stmt.rollback(mark)
             return False
         return True
+
+    @staticmethod
+    def _evicted_in(stmt: Statement) -> set[str]:
+        return {p.key for op in stmt.ops if op.kind == "evict" for p in op.pods}
 
     def _place(self, stmt: Statement, gp: GroupPlan, dom: Domain, chosen: Chosen) -> bool:
         mark = stmt.checkpoint()
@@ -425,7 +433,7 @@ def run_takeback(session: Session, rules: Rules, eligible: Callable[[Session, Jo
     for jobs in waiting.values():
         jobs.sort(key=session.job_order_key, reverse=True)
     driver = TakeBack(session, rules)
-    memo: dict[tuple[object, ...], list[str]] = {}
+    memo: dict[tuple[object, ...], list[tuple[list[int], list[str]]]] = {}
     generation = session.table.generation
     queue_key = session.queue_order_fn()
     while waiting:
@@ -452,24 +460,31 @@ def run_takeback(session: Session, rules: Rules, eligible: Callable[[Session, Jo
             _note(session, job, [f"{rules.action}: {err.message}"])
             continue
         key = _shape(job, gp)
-        if key is not None and key in memo:
-            _note(session, job, memo[key])
-            continue
+        if key is not None:
+            hit = next((why for need, why in memo.get(key, ()) if _covers(gp.need_vec, need)), None)
+            if hit is not None:
+                _note(session, job, hit)
+                continue
         outcome = driver.try_job(job, gp)
         if not outcome.placed:
             if key is not None:
-                memo[key] = outcome.why
+                memo.setdefault(key, []).append((list(gp.need_vec), outcome.why))
             _note(session, job, outcome.why)
 
 
+def _covers(need: list[int], failed: list[int]) -> bool:
+    return all(a >= b for a, b in zip(need, failed, strict=True))
+
+
 def _shape(job: Job, gp: GroupPlan) -> tuple[object, ...] | None:
-    """Gangs of one class and one queue and priority with the same need fail the same way."""
+    """Gangs of one class, queue and priority: one that needs at least what a failed one needed fails too
+    (until a statement commits)."""
     if gp.children or len(gp.classes) != 1 or job.bound:
         return None
     tier = gp.tier
     cls = gp.classes[0]
     shape = (id(tier.tree), tuple(tier.levels), tier.required) if tier is not None else None
-    return (job.queue, job.priority, tuple(gp.need_vec), shape, cls.req, id(cls.mask))
+    return (job.queue, job.priority, shape, cls.req, id(cls.mask))
 
 
 def _note(session: Session, job: Job, why: list[str]) -> None:
