@@ -40,6 +40,7 @@ DAEMON_CLUSTER_RULES = [
     ("", "pods", {"list", "watch"}, "pod reflector: pending pods, and bound pods' usage"),
     ("", "pods", {"get", "delete", "create"}, "gang rollback: read, delete, re-create unowned pods unbound"),
     ("", "pods/binding", {"create"}, "the bind"),
+    ("", "pods/status", {"patch"}, "evictions: DisruptionTarget; a lone preemptor's eviction plan annotation"),
     ("scheduling.k8s.io", "priorityclasses", {"list", "watch"}, "priorities"),
     ("scheduling.run.ai", "podgroups", {"list", "watch"}, "gangs"),
     ("scheduling.run.ai", "podgroups", {"patch"}, "the gang commit's intent annotation (scheduler/binder/commit.py)"),
@@ -47,7 +48,7 @@ DAEMON_CLUSTER_RULES = [
     ("scheduling.run.ai", "podgroups/status", {"patch"}, "schedulingConditions, resourcesStatus"),
     ("scheduling.run.ai", "queues/status", {"patch"}, "allocated, requested, fairShare"),
     ("kai.scheduler", "topologies", {"list", "watch"}, "topology trees"),
-    ("events.k8s.io", "events", {"create"}, "Scheduled / Unschedulable / FailedBinding events"),
+    ("events.k8s.io", "events", {"create"}, "Scheduled / Unschedulable / FailedBinding / Preempted ... events"),
 ]
 
 

@@ -50,8 +50,10 @@ class FakeApi:
         with self.lock:
             self.calls.append((method, path + ("?dry" if kw.get("params") else ""), body))
             parts = path.split("/")
-            if "podgroups" in parts or (method == "PATCH" and parts[-2] == "pods"):
-                self.annotations[parts[-1]] = body["metadata"]["annotations"][INTENT_ANNOTATION]
+            if method == "PATCH" and "annotations" in body["metadata"]:  # PodGroup, or pods/<name>/status
+                self.annotations[parts[-1] if "podgroups" in parts else parts[-2]] = body["metadata"]["annotations"][
+                    INTENT_ANNOTATION
+                ]
                 return {}
             key = f"{parts[4]}/{parts[6]}"
             obj = self.pods.get(key)
@@ -149,7 +151,7 @@ def test_victims_that_never_leave_release_the_placement_whole() -> None:
     assert "nothing was bound" in out.errors["ns/p1"] and out.evicted == {"ns/p1": ["ns/v1"]}
     assert not [p for m, p, _ in api.calls if p.endswith("/binding") and "?dry" not in p]
     # a gang of one keeps its plan on the preemptor pod itself, and it is cleared again
-    assert [m for m, p, _ in api.calls if p == "/api/v1/namespaces/ns/pods/p1"] == ["PATCH", "PATCH"]
+    assert [m for m, p, _ in api.calls if p == "/api/v1/namespaces/ns/pods/p1/status"] == ["PATCH", "PATCH"]
     assert api.annotations["p1"] is None
 
 
