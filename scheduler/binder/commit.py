@@ -367,12 +367,14 @@ class GangCommitter:
             return f"{c.job}: {what}; nothing was evicted or bound", None, []
         gone: list[str] = []
         victims: list[Victim] = []
+        read: dict[str, dict[str, Any]] = {}
         for (pod_key, reason), obj in zip(c.evictions, self._read_all([p for p, _ in c.evictions]), strict=True):
             cached = self.state.pod(pod_key)
             uid = str(((obj or {}).get("metadata") or {}).get("uid") or "")
             if obj is None or (cached is not None and cached.uid and cached.uid != uid):
                 gone.append(pod_key)  # gone, or another pod of that name now: its room is free already
                 continue
+            read[pod_key] = obj
             spec = obj.get("spec") or {}
             grace = spec.get("terminationGracePeriodSeconds")
             victims.append(
@@ -385,7 +387,7 @@ class GangCommitter:
         if error is not None:
             return error, None, []
         try:
-            self._evict_all(intent)
+            self._evict_all(intent, read)
         except ApiError as err:
             where = "preemptor pod" if intent.on_pod else "PodGroup"
             return f"eviction failed ({err}); the plan stays on the {where} for recovery to finish", None, gone
@@ -405,25 +407,31 @@ class GangCommitter:
                 return None
             raise
 
-    def _evict_all(self, intent: Intent) -> int:
+    def _evict_all(self, intent: Intent, read: Mapping[str, dict[str, Any]] | None = None) -> int:
         """Evict every victim of the plan that is still the recorded pod and not already terminating: the
-        first alone, then the rest at once. Idempotent (recovery calls it again); returns how many it deleted."""
+        first alone, then the rest at once. Idempotent (recovery calls it again); returns how many it deleted.
+        `read`: the victims as just read for the plan (else each is read again)."""
         victims = list(intent.evictions)
         if not victims:
             return 0
-        deleted = int(self._evict(victims[0], intent.gang))
+
+        def evict(v: Victim) -> bool:
+            return self._evict(v, intent.gang, (read or {}).get(v.pod))
+
+        deleted = int(evict(victims[0]))
         if len(victims) > 1:
             crashpoint("evict:after-first")
-            deleted += sum(self.pool.map(lambda v: self._evict(v, intent.gang), victims[1:]))
+            deleted += sum(self.pool.map(evict, victims[1:]))
         crashpoint("evict:before-binds")
         return deleted
 
-    def _evict(self, v: Victim, job: str) -> bool:
+    def _evict(self, v: Victim, job: str, obj: Mapping[str, Any] | None = None) -> bool:
         """As kube-scheduler's preemption does: the DisruptionTarget condition (a strategic merge patch of
         the status), then DELETE with the pod's own grace period, both preconditioned on the victim's uid;
         then an event on the victim. True when this call deleted it; a victim already gone, replaced (other
-        uid) or terminating counts as done and is not touched."""
-        obj = self._read(v.pod)
+        uid) or terminating counts as done and is not touched. `obj`: the victim as just read, if it was."""
+        if obj is None:
+            obj = self._read(v.pod)
         meta = (obj or {}).get("metadata") or {}
         if obj is None or str(meta.get("uid") or "") != v.uid or meta.get("deletionTimestamp"):
             return False

@@ -52,15 +52,28 @@ def victim(kube: Kube, name: str, node: str, pg: str = "", grace: int = 0) -> st
     return name
 
 
-def full_cluster(kube: Kube) -> tuple[list[str], list[str], list[tuple[str, str]]]:
-    """Two 2-GPU nodes held by gang `old` (4 x 1 GPU, bound); gang `new` (4 x 1 GPU) pending. Returns the
-    victims, the preemptor pods and the pipelined binds onto the victims' room."""
+def full_cluster(kube: Kube, grace: int = 0, kwok: bool = False) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """Two 2-GPU nodes (kwok's, with `kwok`) held by gang `old` (4 x 1 GPU, bound, with `grace`); gang `new`
+    (4 x 1 GPU) pending. Returns the victims, the preemptor pods and the pipelined binds onto their room."""
     nodes = [kube.node(f"en{i}", 2) for i in range(2)]
+    for name in nodes if kwok else ():
+        kube.req(
+            "PATCH",
+            f"/api/v1/nodes/{name}",
+            body={"metadata": {"annotations": {LocalCluster.KWOK_NODE_ANNOTATION: "fake"}}},
+            content_type="application/merge-patch+json",
+        )
     kube.podgroup("old", 4)
-    victims = [victim(kube, f"old-{i}", nodes[i // 2], pg="old") for i in range(4)]
+    victims = [victim(kube, f"old-{i}", nodes[i // 2], pg="old", grace=grace) for i in range(4)]
     kube.podgroup("new", 4)
     pods = kube.gang("new", 4)
     return victims, pods, [(f"{kube.ns}/{p}", nodes[i // 2]) for i, p in enumerate(pods)]
+
+
+def take_back(kube: Kube, reason: str, victims: list[str], pipelined: list[tuple[str, str]]) -> GangCommit:
+    """What the scheduling core hands over for gang `new`: evict every victim, bind onto their room."""
+    evictions = tuple((f"{kube.ns}/{v}", reason) for v in victims)
+    return GangCommit(f"{kube.ns}/new", True, binds=(), evictions=evictions, pipelined=tuple(pipelined))
 
 
 def deletes(proxy: FaultProxy, ns: str, names: list[str], agent: str = "") -> dict[str, int]:
@@ -105,19 +118,20 @@ def test_commit_evicts_the_victims_then_binds_the_preemptor_whole(
     settle(backend, kube, victims + pods)
     uids = {n: p["metadata"]["uid"] for n, p in kube.pods().items()}
     start = time.monotonic()
-    out = backend.commit(
-        [
-            GangCommit(
-                f"{kube.ns}/new",
-                True,
-                binds=(),
-                evictions=tuple((f"{kube.ns}/{v}", "reclaim") for v in victims),
-                pipelined=tuple(pipelined),
-            )
-        ]
-    )
+    out = backend.commit([take_back(kube, "reclaim", victims, pipelined)])
     took = time.monotonic() - start
-    print(f"plan to preemptor bound: {took:.2f}s (4 victims, 4 pipelined binds)")
+    sent = [(t, m, p) for t, m, p, _ in proxy.received if t >= start and kube.ns in p]
+    plan_at = min(t for t, m, p in sent if m == "PATCH" and "podgroups" in p)
+    deleted_at = max(t for t, m, p in sent if m == "DELETE")
+    bound_at = max(t for t, m, p in sent if p.endswith("/binding"))
+    if os.environ.get("EVICT_TRACE"):
+        for t, m, p in sent:
+            print(f"  +{t - start:.3f} {m} {p}")
+    print(
+        f"commit to preemptor bound: {took:.2f}s (4 victims, 4 pipelined binds): "
+        f"plan recorded +{plan_at - start:.2f}s, "
+        f"last victim deleted +{deleted_at - start:.2f}s, last bind sent +{bound_at - start:.2f}s"
+    )
     assert out.errors == {}, out.errors
     assert out.evicted == {f"{kube.ns}/new": sorted(f"{kube.ns}/{v}" for v in victims)}
     assert kube.all_bound(pods) == {p.split("/")[1]: n for p, n in pipelined}
@@ -179,37 +193,14 @@ def test_preemptor_waits_for_victims_kwok_terminates(
     when they have gone. The time from the commit's start to every preemptor pod bound is printed."""
     kwok = kube_cluster.start_kwok()
     try:
-        nodes = []
-        for i in range(2):
-            name = kube.node(f"kw{i}", 2)
-            kube.req(
-                "PATCH",
-                f"/api/v1/nodes/{name}",
-                body={"metadata": {"annotations": {LocalCluster.KWOK_NODE_ANNOTATION: "fake"}}},
-                content_type="application/merge-patch+json",
-            )
-            nodes.append(name)
-        kube.podgroup("old", 4)
-        victims = [victim(kube, f"old-{i}", nodes[i // 2], pg="old", grace=5) for i in range(4)]
+        victims, pods, pipelined = full_cluster(kube, grace=5, kwok=True)
         wait_for(
             lambda: all(p["status"].get("phase") == "Running" for n, p in kube.pods().items() if n in victims) or None,
             "kwok runs the victims",
         )
-        kube.podgroup("new", 4)
-        pods = kube.gang("new", 4)
         settle(backend, kube, victims + pods)
         start = time.monotonic()
-        out = backend.commit(
-            [
-                GangCommit(
-                    f"{kube.ns}/new",
-                    True,
-                    binds=(),
-                    evictions=tuple((f"{kube.ns}/{v}", "preempt") for v in victims),
-                    pipelined=tuple((f"{kube.ns}/{p}", nodes[i // 2]) for i, p in enumerate(pods)),
-                )
-            ]
-        )
+        out = backend.commit([take_back(kube, "preempt", victims, pipelined)])
         took = time.monotonic() - start
         print(f"kwok: plan to preemptor bound {took:.2f}s (4 victims with a 5 s grace period)")
         assert out.errors == {}, out.errors
