@@ -142,6 +142,7 @@ class KubeBackend:
         self.reflectors = [Reflector(client, r, self.events, self.stop_event) for r in WATCHED]
         self.known: dict[str, set[str]] = {r.kind: set() for r in WATCHED}
         self.committer = GangCommitter(client, self.state, identity, bind_parallelism, dry_run)
+        self.committer.drain = self.drain  # waiting for victims to leave, the committer keeps the cache fresh
         self.assumed = self.committer.assumed  # pod key -> (node, when) until the watch confirms
         # (kind, ns/name) -> the object as received, kept only when the debug API wants snapshots (None: off)
         self.raw: dict[tuple[str, str], dict[str, Any]] | None = None
@@ -177,22 +178,10 @@ class KubeBackend:
         return self.committer.recover(snapshot)
 
     def commit(self, commits: Sequence[GangCommit]) -> CommitOutcome:
-        """Every gang in its own pipeline (binder.GangCommitter.commit). The committer cannot evict yet:
-        a gang whose commit carries evictions or pipelined binds is refused whole (nothing of it is
-        bound) rather than bound without its victims leaving."""
-        refused: dict[str, str] = {}
-        gangs: list[tuple[str, list[tuple[str, str]], bool]] = []
-        for c in commits:
-            if c.evictions or c.pipelined:
-                refused[c.job] = (
-                    f"the Kubernetes committer cannot evict yet: the commit carries {len(c.evictions)} "
-                    f"eviction(s) and {len(c.pipelined)} pipelined bind(s); nothing was bound"
-                )
-            elif c.binds:
-                gangs.append((c.job, list(c.binds), c.has_pod_group))
-        out = self.committer.commit(gangs) if gangs else CommitOutcome()
-        out.errors.update(refused)
-        return out
+        """Every gang in its own pipeline (binder.GangCommitter.commit): a gang that takes room back evicts
+        its victims first (plan recorded on its intent), its binds wait until the victims have left their
+        nodes in this cache (the committer drains the watch meanwhile), and then it binds whole."""
+        return self.committer.commit(commits) if commits else CommitOutcome()
 
     def drain(self) -> int:
         """Apply every queued watch event to the cache; returns how many."""

@@ -6,6 +6,14 @@ run; (3) members are bound concurrently (bounded by the pool); (4) if any member
 did bind are rolled back (owned pods deleted for their controller to recreate, unowned pods re-created
 from their own spec without the node), and the intent is cleared. Gangs of one need none of this: one
 bind is atomic by itself.
+
+A commit that takes room back (reclaim, preempt, consolidate, stale-gang eviction) first records its
+eviction plan in the same intent record (each victim with its uid), evicts the victims (the pod condition
+DisruptionTarget, then a DELETE with the pod's own grace period and a uid precondition, then an event),
+waits until the victims are gone from the nodes it binds to, and only then binds the preemptor whole, as
+above. The plan of a preemptor without a PodGroup (a gang of one) is recorded on the preemptor pod itself.
+Whoever recovers a plan evicts what is left of it (never a victim twice) and then binds the preemptor
+whole or rolls it back whole.
 """
 
 from __future__ import annotations
@@ -17,10 +25,10 @@ import logging
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from scheduler.api.resources import Resources
 from scheduler.binder.crash import crashpoint
@@ -30,6 +38,34 @@ from scheduler.kube.paths import NODES, POD_GROUPS, PODS
 
 log = logging.getLogger("kaisched.binder")
 INTENT_ANNOTATION = "kai.scheduler/commit-intent"
+EVICT_MARGIN_S = 15.0  # how much longer than their grace period victims may take to go before a plan is given up
+DEFAULT_GRACE_S = 30  # a pod's terminationGracePeriodSeconds when its spec says none (the API's default)
+# GangCommit eviction reason -> (the victim's event reason, what its condition and event say)
+EVICTIONS = {
+    "reclaim": ("Reclaimed", "{s}: reclaim, evicted so that gang {g} gets its queue's fair share"),
+    "preempt": ("Preempted", "{s}: preempt, evicted to make room for higher-priority gang {g}"),
+    "consolidate": ("Consolidated", "{s}: consolidate, evicted to be placed elsewhere so that gang {g} fits"),
+    "stalegang": (
+        "StaleGangEvicted",
+        "{s}: stale-gang eviction, gang {g} ran below minMember for longer than the grace period",
+    ),
+}
+EventSink = Callable[[Mapping[str, str], str, str, str, str], None]  # (regarding, reason, note, type, action)
+
+
+class GangWrite(Protocol):
+    """What the committer applies for one gang (framework.record.GangCommit has this shape)."""
+
+    @property
+    def job(self) -> str: ...
+    @property
+    def has_pod_group(self) -> bool: ...
+    @property
+    def binds(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def evictions(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def pipelined(self) -> tuple[tuple[str, str], ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +90,18 @@ class Undo:
 
 
 @dataclass(frozen=True, slots=True)
+class Victim:
+    """One pod an eviction plan evicts: the pod object (uid) it means, why, where it ran and how long it may
+    take to terminate (its grace period)."""
+
+    pod: str
+    uid: str
+    reason: str
+    node: str = ""
+    grace: int = DEFAULT_GRACE_S
+
+
+@dataclass(frozen=True, slots=True)
 class Intent:
     """What a commit is doing, on the PodGroup, so whoever holds the lease next can finish or undo it.
     Once a rollback starts, `undo` lists every member it returns to Pending, written before the first
@@ -65,6 +113,9 @@ class Intent:
     holder: str
     uids: tuple[tuple[str, str], ...] = ()  # pod key -> uid of the pod object the plan binds
     undo: tuple[Undo, ...] = ()
+    evictions: tuple[Victim, ...] = ()  # the eviction plan: every victim, evicted before any bind
+    at: float = 0.0  # wall-clock time the eviction plan was recorded (its victims' deadline counts from it)
+    on_pod: bool = False  # recorded on the pod `gang` itself (a gang of one), not on a PodGroup
 
     def to_json(self) -> str:
         data: dict[str, Any] = {"id": self.commit_id, "holder": self.holder, "bindings": dict(self.bindings)}
@@ -72,10 +123,20 @@ class Intent:
             data["uids"] = dict(self.uids)
         if self.undo:
             data["rollback"] = {u.pod: {"uid": u.uid, "recreate": u.recreate} for u in self.undo}
+        if self.evictions:
+            data["evictions"] = {
+                v.pod: {"uid": v.uid, "reason": v.reason, "node": v.node, "grace": v.grace} for v in self.evictions
+            }
+            data["at"] = round(self.at, 3)
         return json.dumps(data, sort_keys=True)
 
+    def victims_on_bind_nodes(self) -> tuple[Victim, ...]:
+        """The victims whose room the plan binds into: they must be gone before any bind."""
+        nodes = {n for _, n in self.bindings}
+        return tuple(v for v in self.evictions if v.node in nodes)
+
     @staticmethod
-    def parse(gang: str, text: str) -> Intent | None:
+    def parse(gang: str, text: str, on_pod: bool = False) -> Intent | None:
         try:
             data = json.loads(text)
             bindings = tuple(sorted((str(k), str(v)) for k, v in dict(data["bindings"]).items()))
@@ -84,7 +145,13 @@ class Intent:
                 Undo(str(k), str(v.get("uid", "")), str(v.get("recreate") or ""))
                 for k, v in sorted(dict(data.get("rollback") or {}).items())
             )
-            return Intent(str(data["id"]), gang, bindings, str(data.get("holder", "")), uids, undo)
+            evictions = tuple(
+                Victim(str(k), str(v["uid"]), str(v["reason"]), str(v.get("node") or ""), int(v.get("grace", 0)))
+                for k, v in sorted(dict(data.get("evictions") or {}).items())
+            )
+            holder = str(data.get("holder", ""))
+            at = float(data.get("at") or 0.0)
+            return Intent(str(data["id"]), gang, bindings, holder, uids, undo, evictions, at, on_pod)
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
@@ -112,6 +179,12 @@ class GangCommitter:
         self.gang_pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="gang")
         self.assumed: dict[str, tuple[str, float]] = {}  # pod key -> (node, when) until the watch confirms
         self.lease_holder: Callable[[], str] = lambda: ""  # who holds the lease now (set under leader election)
+        # applies queued watch events to `state` (KubeBackend.drain); called only on the committing thread,
+        # while it waits for victims to leave, so the cache keeps its one writer
+        self.drain: Callable[[], int] = lambda: 0
+        self.event: EventSink | None = None  # where victims' events go (the daemon's StatusWriter.event)
+        self.evict_margin = EVICT_MARGIN_S
+        self.poll_s = 0.05
 
     def close(self) -> None:
         self.gang_pool.shutdown(wait=False, cancel_futures=True)
@@ -137,11 +210,15 @@ class GangCommitter:
             body=body,
         )
 
-    def _set_intent(self, gang: str, intent: Intent | None) -> None:
+    def _set_intent(self, where: Intent, intent: Intent | None) -> None:
+        """Write (or, None, clear) the intent record where `where` keeps it: its PodGroup, or its lone pod.
+        A pod's record goes through its status subresource, which (for pods, unlike most kinds) also takes
+        metadata annotations: the eviction's `pods/status` patch right is all it needs, never `pods` patch
+        (tests/integration/test_evictions.py checks the API server keeps it)."""
         value = intent.to_json() if intent is not None else None
         self.client.request(
             "PATCH",
-            POD_GROUPS.of_key(gang),
+            PODS.of_key(where.gang, "status") if where.on_pod else POD_GROUPS.of_key(where.gang),
             body={"metadata": {"annotations": {INTENT_ANNOTATION: value}}},
             content_type="application/merge-patch+json",
         )
@@ -160,45 +237,94 @@ class GangCommitter:
         return errors
 
     # --- commit -------------------------------------------------------------------------------
-    def commit(self, gangs: list[tuple[str, list[tuple[str, str]], bool]]) -> CommitOutcome:
-        """gangs: (key, bindings, has_podgroup). Each gang runs its own pipeline (intent, dry run, binds,
-        clear), all gangs at once, so the first binds land at once instead of after every gang's validation."""
+    def commit(self, gangs: Sequence[GangWrite]) -> CommitOutcome:
+        """Each gang runs its own pipeline (intent, dry run, binds, clear), all gangs at once, so the first
+        binds land at once instead of after every gang's validation. A gang that evicts records its plan and
+        evicts first; this thread then waits (draining the watch into the cache) until its victims are gone
+        from the nodes it binds to, bounded by their grace period and `evict_margin`, and binds it then."""
         out = CommitOutcome()
-        futures = [(g, b, self.gang_pool.submit(self._commit_one, g, b, has_pg)) for g, b, has_pg in gangs]
+        plain = [(c, self.gang_pool.submit(self._commit_one, c)) for c in gangs if not (c.evictions or c.pipelined)]
+        evicting = [(c, self.gang_pool.submit(self._plan_and_evict, c)) for c in gangs if c.evictions or c.pipelined]
+        waiting: dict[str, tuple[Intent, float]] = {}
+        for c, planned in evicting:
+            try:
+                error, intent, evicted = planned.result()
+            except Exception as err:  # a bug in the pipeline must not lose the others' outcomes
+                error, intent, evicted = f"eviction failed: {err}", None, []
+            if evicted:
+                out.evicted[c.job] = evicted
+            if error is not None:
+                out.errors[c.job] = error
+            elif intent is not None and intent.bindings:
+                waiting[c.job] = (intent, time.monotonic() + self._bound(intent))
+            else:
+                out.bound[c.job] = []  # a stale gang's eviction binds nothing
+        late = self._await_room(waiting)
+        binding: list[tuple[GangWrite, Future[tuple[str | None, list[tuple[str, str]]]]]] = []
+        for c, _ in evicting:
+            if c.job in late:
+                intent = waiting[c.job][0]
+                self._clear_intent(intent.gang, intent)
+                out.errors[c.job] = f"{late[c.job]}; the placement was released, nothing was bound"
+            elif c.job in waiting:
+                intent = waiting[c.job][0]
+                binding.append((c, self.gang_pool.submit(self._binds, c.job, list(intent.bindings), intent)))
         now = time.monotonic()
-        for gang, bindings, fut in futures:
+        for c, fut in [*plain, *binding]:
+            bindings = [*c.binds, *c.pipelined]
             try:
                 error, returned = fut.result()
             except Exception as err:  # a bug in the pipeline must not lose the others' outcomes
                 error, returned = f"commit failed: {err}", []
             if error is None:
-                out.bound[gang] = bindings
+                out.bound[c.job] = bindings
                 self._assume(bindings, now)
             else:
-                out.errors[gang] = error
+                out.errors[c.job] = error
                 if returned:
-                    out.rolled_back[gang] = len(returned)
+                    out.rolled_back[c.job] = len(returned)
                 self._unassume(returned)
         return out
 
-    def _commit_one(
-        self, gang: str, bindings: list[tuple[str, str]], has_pg: bool
-    ) -> tuple[str | None, list[tuple[str, str]]]:
+    def _commit_one(self, c: GangWrite) -> tuple[str | None, list[tuple[str, str]]]:
         """(error or None, members rolled back). API calls only: the cache is updated by the caller."""
+        bindings = list(c.binds)
         intent = None
-        if has_pg and len(bindings) > 1:
-            uids = tuple((p, pod.uid) for p, _ in bindings if (pod := self.state.pod(p)) is not None and pod.uid)
-            intent = Intent(uuid.uuid4().hex, gang, tuple(bindings), self.identity, uids)
-            try:
-                self._set_intent(gang, intent)
-            except ApiError as err:
-                return f"could not record the commit intent on the PodGroup: {err}", []
-            if self.dry_run:
-                refused = self._run([(gang, p, n, True) for p, n in bindings])
-                if refused:
-                    first = min((p, e) for (_, p), e in refused.items())
-                    self._clear_intent(gang, intent)
-                    return f"validation (dry run) refused {first[0]}: {first[1]}; nothing was bound", []
+        if c.has_pod_group and len(bindings) > 1:
+            intent = self._intent(c, ())
+            error = self._record_and_validate(intent)
+            if error is not None:
+                return error, []
+        return self._binds(c.job, bindings, intent)
+
+    def _intent(self, c: GangWrite, victims: tuple[Victim, ...]) -> Intent:
+        bindings = (*c.binds, *c.pipelined)
+        uids = tuple((p, pod.uid) for p, _ in bindings if (pod := self.state.pod(p)) is not None and pod.uid)
+        on_pod = not c.has_pod_group
+        at = time.time() if victims else 0.0
+        return Intent(uuid.uuid4().hex, c.job, bindings, self.identity, uids, (), victims, at, on_pod)
+
+    def _record_and_validate(self, intent: Intent) -> str | None:
+        """Write the intent record, then dry-run every bind; an error (nothing bound, no intent left) or None."""
+        try:
+            self._set_intent(intent, intent)
+        except ApiError as err:
+            where = "preemptor pod" if intent.on_pod else "PodGroup"
+            return f"could not record the commit intent on the {where}: {err}"
+        if intent.evictions:
+            crashpoint("evict:after-plan")
+        if self.dry_run and intent.bindings:
+            refused = self._run([(intent.gang, p, n, True) for p, n in intent.bindings])
+            if refused:
+                first = min((p, e) for (_, p), e in refused.items())
+                self._clear_intent(intent.gang, intent)
+                return f"validation (dry run) refused {first[0]}: {first[1]}; nothing was bound"
+        return None
+
+    def _binds(
+        self, gang: str, bindings: list[tuple[str, str]], intent: Intent | None
+    ) -> tuple[str | None, list[tuple[str, str]]]:
+        """Bind every member; roll back the ones that bound if any failed; clear the intent."""
         failed = self._run([(gang, p, n, False) for p, n in bindings])
         if not failed:
             self._clear_intent(gang, intent)
@@ -226,9 +352,150 @@ class GangCommitter:
         if intent is None:
             return
         try:
-            self._set_intent(gang, None)
+            self._set_intent(intent, None)
         except ApiError as err:  # left for recovery, which will find the gang complete or roll it back
             log.warning("intent on %s not cleared: %s", gang, err)
+
+    # --- evictions ----------------------------------------------------------------------------
+    def _plan_and_evict(self, c: GangWrite) -> tuple[str | None, Intent | None, list[str]]:
+        """(error or None, the recorded plan, victims evicted). Reads every victim, records the plan (so a
+        crash from here on is finished by recovery), validates the binds, then evicts."""
+        unknown = sorted({r for _, r in c.evictions if r not in EVICTIONS})
+        placed = {p for p, _ in (*c.binds, *c.pipelined)}
+        if unknown or placed & {p for p, _ in c.evictions}:
+            what = f"unknown eviction reason {unknown[0]!r}" if unknown else "a pod it places is also a victim"
+            return f"{c.job}: {what}; nothing was evicted or bound", None, []
+        gone: list[str] = []
+        victims: list[Victim] = []
+        read: dict[str, dict[str, Any]] = {}
+        for (pod_key, reason), obj in zip(c.evictions, self._read_all([p for p, _ in c.evictions]), strict=True):
+            cached = self.state.pod(pod_key)
+            uid = str(((obj or {}).get("metadata") or {}).get("uid") or "")
+            if obj is None or (cached is not None and cached.uid and cached.uid != uid):
+                gone.append(pod_key)  # gone, or another pod of that name now: its room is free already
+                continue
+            read[pod_key] = obj
+            spec = obj.get("spec") or {}
+            grace = spec.get("terminationGracePeriodSeconds")
+            victims.append(
+                Victim(
+                    pod_key, uid, reason, str(spec.get("nodeName") or ""), DEFAULT_GRACE_S if grace is None else grace
+                )
+            )
+        intent = self._intent(c, tuple(victims))
+        error = self._record_and_validate(intent)
+        if error is not None:
+            return error, None, []
+        try:
+            self._evict_all(intent, read)
+        except ApiError as err:
+            where = "preemptor pod" if intent.on_pod else "PodGroup"
+            return f"eviction failed ({err}); the plan stays on the {where} for recovery to finish", None, gone
+        evicted = [*gone, *(v.pod for v in victims)]
+        if not intent.bindings:
+            self._clear_intent(c.job, intent)
+        return None, intent, sorted(evicted)
+
+    def _read_all(self, keys: list[str]) -> list[dict[str, Any] | None]:
+        return list(self.pool.map(self._read, keys))
+
+    def _read(self, pod_key: str) -> dict[str, Any] | None:
+        try:
+            return self.client.request("GET", PODS.of_key(pod_key))
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def _evict_all(self, intent: Intent, read: Mapping[str, dict[str, Any]] | None = None) -> int:
+        """Evict every victim of the plan that is still the recorded pod and not already terminating: the
+        first alone, then the rest at once. Idempotent (recovery calls it again); returns how many it deleted.
+        `read`: the victims as just read for the plan (else each is read again)."""
+        victims = list(intent.evictions)
+        if not victims:
+            return 0
+
+        def evict(v: Victim) -> bool:
+            return self._evict(v, intent.gang, (read or {}).get(v.pod))
+
+        deleted = int(evict(victims[0]))
+        if len(victims) > 1:
+            crashpoint("evict:after-first")
+            deleted += sum(self.pool.map(evict, victims[1:]))
+        crashpoint("evict:before-binds")
+        return deleted
+
+    def _evict(self, v: Victim, job: str, obj: Mapping[str, Any] | None = None) -> bool:
+        """As kube-scheduler's preemption does: the DisruptionTarget condition (a strategic merge patch of
+        the status), then DELETE with the pod's own grace period, both preconditioned on the victim's uid;
+        then an event on the victim. True when this call deleted it; a victim already gone, replaced (other
+        uid) or terminating counts as done and is not touched. `obj`: the victim as just read, if it was."""
+        if obj is None:
+            obj = self._read(v.pod)
+        meta = (obj or {}).get("metadata") or {}
+        if obj is None or str(meta.get("uid") or "") != v.uid or meta.get("deletionTimestamp"):
+            return False
+        event_reason, text = EVICTIONS[v.reason]
+        message = text.format(s=self.state.scheduler_name, g=job)
+        condition = {
+            "type": "DisruptionTarget",
+            "status": "True",
+            "reason": "PreemptionByScheduler",
+            "message": message,
+            "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        try:
+            self.client.request(
+                "PATCH",
+                PODS.of_key(v.pod, "status"),
+                body={"metadata": {"uid": v.uid}, "status": {"conditions": [condition]}},
+                content_type="application/strategic-merge-patch+json",
+            )
+            self.client.request("DELETE", PODS.of_key(v.pod), body={"preconditions": {"uid": v.uid}})
+        except ApiError as err:
+            if err.status not in (404, 409, 422):
+                raise
+            # gone, or replaced (the DELETE's uid precondition says 409, the patch's uid 422): then done
+            now = self._read(v.pod)
+            if now is not None and str((now.get("metadata") or {}).get("uid") or "") == v.uid:
+                raise
+            return False
+        ns, name = v.pod.split("/", 1)
+        log.info("evicted %s (%s) for %s", v.pod, v.reason, job)
+        if self.event is not None:
+            regarding = {"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": name, "uid": v.uid}
+            self.event(regarding, event_reason, message[0].upper() + message[1:], "Normal", "Preempting")
+        return True
+
+    def _bound(self, intent: Intent) -> float:
+        """How long the plan's victims may take to leave the nodes it binds to: their longest grace period
+        plus the margin."""
+        return max((v.grace for v in intent.victims_on_bind_nodes()), default=0) + self.evict_margin
+
+    def _present(self, v: Victim) -> bool:
+        """The victim still holds its node in the cache (terminating counts: its room is not free yet)."""
+        pod = self.state.pod(v.pod)
+        return pod is not None and pod.uid == v.uid and pod.bound and not pod.terminal
+
+    def _await_room(self, waiting: Mapping[str, tuple[Intent, float]]) -> dict[str, str]:
+        """Drain the watch into the cache until every plan's victims have left the nodes it binds to, or its
+        deadline (monotonic) passes; returns job -> why it gave up, for the plans whose victims stayed."""
+        pending = dict(waiting)
+        late: dict[str, str] = {}
+        started = time.monotonic()
+        while pending:
+            self.drain()
+            for job, (intent, deadline) in list(pending.items()):
+                left = [v.pod for v in intent.victims_on_bind_nodes() if self._present(v)]
+                if not left:
+                    del pending[job]
+                elif time.monotonic() >= deadline:
+                    del pending[job]
+                    shown = ", ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
+                    late[job] = f"victims still terminating after {time.monotonic() - started:.0f}s ({shown})"
+            if pending:
+                time.sleep(self.poll_s)
+        return late
 
     # --- rollback -----------------------------------------------------------------------------
     def rollback(self, gang: str, bound: list[tuple[str, str]], intent: Intent | None = None) -> None:
@@ -270,15 +537,10 @@ class GangCommitter:
         if not undo:
             self._clear_intent(gang, intent)
             return
-        record = Intent(
-            intent.commit_id if intent is not None else uuid.uuid4().hex,
-            gang,
-            intent.bindings if intent is not None else tuple(bound),
-            self.identity,
-            intent.uids if intent is not None else (),
-            tuple(undo),
-        )
-        self._set_intent(gang, record)  # raises (fenced, API away): then nothing was deleted
+        base = intent if intent is not None else Intent(uuid.uuid4().hex, gang, tuple(bound), self.identity)
+        # the plan's evictions are done by now (binds come after them): the record carries the rollback only
+        record = dataclasses.replace(base, holder=self.identity, undo=tuple(undo), evictions=())
+        self._set_intent(record, record)  # raises (fenced, API away): then nothing was deleted
         crashpoint("rollback:before-delete")
         self._resume(record)
 
@@ -349,13 +611,15 @@ class GangCommitter:
         """Finish or undo every commit a previous run left half done, and return to Pending every gang
         whose not-yet-running members were bound to a node that has since gone. One line per gang."""
         actions: list[str] = self._orphans(snapshot)
-        for key, pg in sorted(snapshot.pod_groups.items()):
-            text = pg.annotation(INTENT_ANNOTATION)
+        # intents on PodGroups, then the eviction plans of lone preemptors (on the pending pod itself)
+        records = [(k, pg.annotation(INTENT_ANNOTATION), False) for k, pg in sorted(snapshot.pod_groups.items())]
+        records += [(k, p.annotation(INTENT_ANNOTATION), True) for k, p in sorted(snapshot.pending.items())]
+        for key, text, on_pod in records:
             if not text:
                 continue
-            intent = Intent.parse(key, text)
+            intent = Intent.parse(key, text, on_pod)
             if intent is None:
-                self._clear_intent(key, Intent("", key, (), ""))
+                self._clear_intent(key, Intent("", key, (), "", on_pod=on_pod))
                 actions.append(f"{key}: unreadable commit intent cleared")
                 continue
             if intent.holder and intent.holder != self.identity and intent.holder == self.lease_holder():
@@ -388,7 +652,20 @@ class GangCommitter:
                     f"{intent.gang}: rollback of commit {intent.commit_id[:8]} completed ({len(intent.undo)} members)"
                 )
             return f"{intent.gang}: rollback of commit {intent.commit_id[:8]} waits for a pod to finish terminating"
-        members = {p.key: p for p in snapshot.members.get(intent.gang, ())}
+        evicted = ""
+        if intent.evictions:  # an eviction plan: evict what is left of it, then wait for its victims to go
+            n = self._evict_all(intent)
+            evicted = f"; {n} of its {len(intent.evictions)} victims evicted now"
+            if not intent.bindings:
+                self._clear_intent(intent.gang, intent)
+                return f"{intent.gang}: eviction plan {intent.commit_id[:8]} completed{evicted}"
+            left = self._bound(intent) - (time.time() - intent.at)
+            late = self._await_room({intent.gang: (intent, time.monotonic() + max(0.0, left))})
+            snapshot = self.state.snapshot()
+            if late:
+                self._unplan(snapshot, intent)
+                return f"{intent.gang}: commit {intent.commit_id[:8]} released: {late[intent.gang]}{evicted}"
+        members = self._members(snapshot, intent)
         as_planned = [(p, n) for p, n in intent.bindings if p in members and members[p].node_name == n]
         missing = [(p, n) for p, n in intent.bindings if p not in members or not members[p].node_name]
         moved = [p for p, n in intent.bindings if p in members and members[p].node_name not in ("", n)]
@@ -400,11 +677,25 @@ class GangCommitter:
             if not failed:
                 self._assume(missing, time.monotonic())
                 self._clear_intent(intent.gang, intent)
-                return f"{intent.gang}: commit {intent.commit_id[:8]} completed ({len(missing)} members bound)"
+                return f"{intent.gang}: commit {intent.commit_id[:8]} completed ({len(missing)} members bound){evicted}"
             done = [(p, n) for p, n in missing if (intent.gang, p) not in failed]
             as_planned += done
         self.rollback(intent.gang, as_planned, intent)
-        return f"{intent.gang}: commit {intent.commit_id[:8]} rolled back ({len(as_planned)} members returned)"
+        return f"{intent.gang}: commit {intent.commit_id[:8]} rolled back ({len(as_planned)} members returned){evicted}"
+
+    def _members(self, snapshot: Snapshot, intent: Intent) -> dict[str, Any]:
+        """The pods of the intent's gang: its PodGroup's members, or the lone preemptor pod itself."""
+        if intent.on_pod:
+            pod = self.state.pod(intent.gang)
+            return {pod.key: pod} if pod is not None else {}
+        return {p.key: p for p in snapshot.members.get(intent.gang, ())}
+
+    def _unplan(self, snapshot: Snapshot, intent: Intent) -> None:
+        """Give a plan's placement up whole: members it already bound return to Pending, the intent goes."""
+        members = self._members(snapshot, intent)
+        self.rollback(
+            intent.gang, [(p, n) for p, n in intent.bindings if p in members and members[p].node_name == n], intent
+        )
 
     @staticmethod
     def _feasible(snapshot: Snapshot, missing: list[tuple[str, str]], members: Mapping[str, Any]) -> bool:

@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     for c in (client, status_client):  # audit logs (and fault tests) tell replicas apart by it
         c.headers["User-Agent"] = f"kaisched/0.1.0 ({identity})"
     status = StatusWriter(status_client, config.scheduler_name, identity)
+    backend.committer.event = status.event  # Preempted / Reclaimed / ... on each victim the committer evicts
     daemon = Daemon(backend, status, config, metrics, json_logs=args.log_format == "json")
     try:
         stop_debug = attach(args, daemon, backend, config, metrics, debug_opts)

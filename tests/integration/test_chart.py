@@ -40,6 +40,7 @@ DAEMON_CLUSTER_RULES = [
     ("", "pods", {"list", "watch"}, "pod reflector: pending pods, and bound pods' usage"),
     ("", "pods", {"get", "delete", "create"}, "gang rollback: read, delete, re-create unowned pods unbound"),
     ("", "pods/binding", {"create"}, "the bind"),
+    ("", "pods/status", {"patch"}, "evictions: DisruptionTarget; a lone preemptor's eviction plan annotation"),
     ("scheduling.k8s.io", "priorityclasses", {"list", "watch"}, "priorities"),
     ("scheduling.run.ai", "podgroups", {"list", "watch"}, "gangs"),
     ("scheduling.run.ai", "podgroups", {"patch"}, "the gang commit's intent annotation (scheduler/binder/commit.py)"),
@@ -52,7 +53,7 @@ DAEMON_CLUSTER_RULES = [
     ("", "persistentvolumes", {"list", "watch"}, "volumes' node affinity, volumes to bind"),
     ("storage.k8s.io", "storageclasses", {"list", "watch"}, "binding mode, allowed topologies"),
     ("storage.k8s.io", "csinodes", {"list", "watch"}, "CSI attach limits"),
-    ("events.k8s.io", "events", {"create"}, "Scheduled / Unschedulable / FailedBinding events"),
+    ("events.k8s.io", "events", {"create"}, "Scheduled / Unschedulable / FailedBinding / Preempted ... events"),
 ]
 
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from scheduler.binder.crash import ENV, POINTS
+from scheduler.binder.crash import ENV, ROLLBACK_POINTS
 from scheduler.kube.client import KubeClient
 from scheduler.kube.fence import Fence, FencedError
 from tests.faultproxy import FaultProxy, Rule
@@ -103,7 +103,7 @@ def start_env(daemons: Daemons, env: dict[str, str], *args: str) -> DaemonProc:
     return d
 
 
-@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize("point", ROLLBACK_POINTS)
 def test_crash_at_each_rollback_step_loses_no_pod(point: str, kube: Kube, daemon: Daemons, proxy: FaultProxy) -> None:
     """A gang of unowned pods (no controller would re-create them) rolls back after a failed bind; the
     daemon dies at one step of the rollback. The next daemon finishes the rollback from the record on the

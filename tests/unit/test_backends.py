@@ -1,5 +1,5 @@
-"""ClusterBackend: the memory backend evicts and binds each gang whole or not at all; the Kubernetes backend
-refuses a commit it cannot apply yet (evictions) without a single API call; the Daemon runs on either."""
+"""ClusterBackend: the memory backend evicts and binds each gang whole or not at all; the Daemon runs on either
+(the Kubernetes backend's evictions: tests/unit/test_kube_evictions.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from scheduler.backends.base import BindError, ClusterBackend, CommitOutcome
-from scheduler.backends.kubernetes import KubeBackend
 from scheduler.backends.memory import MemoryBackend
 from scheduler.backends.simulation import run_cycle
 from scheduler.cache.cluster_state import Snapshot
@@ -98,60 +97,6 @@ def test_simulation_raises_when_memory_refuses() -> None:
         run_cycle(refusing, SchedulerConfig(), 1)
     record = run_cycle(backend, SchedulerConfig(), 1)
     assert [c.job for c in record.commits] and node_of(backend, "a")
-
-
-class NoCalls:
-    """A KubeClient that must not be called."""
-
-    host = "http://unused"
-
-    def request(self, *args: Any, **kwargs: Any) -> Any:
-        raise AssertionError(f"unexpected API call {args}")
-
-
-class Binds:
-    """A KubeClient that accepts every bind."""
-
-    host = "http://unused"
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        self.calls.append((method, path))
-        return {}
-
-
-def test_kube_backend_refuses_evictions_without_calling_the_api() -> None:
-    backend = KubeBackend(NoCalls(), "kai-scheduler")  # type: ignore[arg-type]
-    try:
-        out = backend.commit(
-            [
-                GangCommit("ns/evicts", True, binds=(("ns/a", "n1"),), evictions=(("ns/v", "reclaim"),)),
-                GangCommit("ns/pipelines", False, binds=(), pipelined=(("ns/b", "n1"),)),
-            ]
-        )
-    finally:
-        backend.stop()
-    assert set(out.errors) == {"ns/evicts", "ns/pipelines"}
-    assert "cannot evict yet" in out.errors["ns/evicts"] and "nothing was bound" in out.errors["ns/evicts"]
-    assert out.bound == {}
-
-
-def test_kube_backend_binds_plain_gangs_beside_a_refused_one() -> None:
-    client = Binds()
-    backend = KubeBackend(client, "kai-scheduler", dry_run=False)  # type: ignore[arg-type]
-    try:
-        out = backend.commit(
-            [
-                GangCommit("ns/evicts", False, binds=(("ns/a", "n1"),), evictions=(("ns/v", "reclaim"),)),
-                GangCommit("ns/plain", False, binds=(("ns/b", "n2"),)),
-            ]
-        )
-    finally:
-        backend.stop()
-    assert set(out.errors) == {"ns/evicts"} and out.bound == {"ns/plain": [("ns/b", "n2")]}
-    assert client.calls == [("POST", "/api/v1/namespaces/ns/pods/b/binding")]
 
 
 class Sink:
