@@ -8,6 +8,7 @@ from scheduler.actions.common.admit import admit
 from scheduler.actions.common.explain import attempt_at, closest, failure_message, members_detail
 from scheduler.actions.common.gang import Chosen, GangPlacer, GroupPlan, PlacementError
 from scheduler.actions.common.members import Outcome
+from scheduler.actions.common.order import queue_fair
 from scheduler.actions.common.topology import Tier, fits, levels_of, placements, tightness
 from scheduler.api.reasons import Reason
 from scheduler.framework.jobs import Job
@@ -30,21 +31,9 @@ def allocate(session: Session) -> None:
             _fail(session, job, problem[0], problem[1])
             continue
         by_queue.setdefault(job.queue, []).append(job)
-    for jobs in by_queue.values():
-        jobs.sort(key=session.job_order_key, reverse=True)  # pop() from the end takes the first
     memo: FailMemo = {}
-    generation = session.table.generation
-    queue_key = session.queue_order_fn()
     placed: list[Placed] = []
-    while by_queue:
-        if session.table.generation != generation:
-            memo.clear()
-            generation = session.table.generation
-        name = min(by_queue, key=queue_key)
-        jobs = by_queue[name]
-        job = jobs.pop()
-        if not jobs:
-            del by_queue[name]
+    for job in queue_fair(session, by_queue, memo):
         session.record.order.append(job.key)
         try:
             done = _place(session, placer, job, memo)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 
 from scheduler.actions.common.admit import admit
 from scheduler.actions.common.gang import Chosen, GangPlacer, GroupPlan, PlacementError
+from scheduler.actions.common.order import queue_fair
 from scheduler.actions.common.topology import fits, levels_of
 from scheduler.api.pod import Pod
 from scheduler.api.reasons import Reason
@@ -430,21 +431,9 @@ def run_takeback(session: Session, rules: Rules, eligible: Callable[[Session, Jo
         waiting.setdefault(job.queue, []).append(job)
     if not waiting:
         return
-    for jobs in waiting.values():
-        jobs.sort(key=session.job_order_key, reverse=True)
     driver = TakeBack(session, rules)
     memo: dict[tuple[object, ...], list[tuple[list[int], list[str]]]] = {}
-    generation = session.table.generation
-    queue_key = session.queue_order_fn()
-    while waiting:
-        if session.table.generation != generation:
-            memo.clear()
-            generation = session.table.generation
-        name = min(waiting, key=queue_key)
-        jobs = waiting[name]
-        job = jobs.pop()
-        if not jobs:
-            del waiting[name]
+    for job in queue_fair(session, waiting, memo):
         units, refused = driver.candidates(job)
         if not units and not refused:
             continue  # nothing runs that any rule could consider: nothing to say
