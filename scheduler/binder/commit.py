@@ -464,7 +464,7 @@ class GangCommitter:
         log.info("evicted %s (%s) for %s", v.pod, v.reason, job)
         if self.event is not None:
             regarding = {"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": name, "uid": v.uid}
-            self.event(regarding, event_reason, message[0].upper() + message[1:], "Normal", "Preempting")
+            self.event(regarding, event_reason, message, "Normal", "Preempting")
         return True
 
     def _bound(self, intent: Intent) -> float:
@@ -611,7 +611,8 @@ class GangCommitter:
         """Finish or undo every commit a previous run left half done, and return to Pending every gang
         whose not-yet-running members were bound to a node that has since gone. One line per gang."""
         actions: list[str] = self._orphans(snapshot)
-        # intents on PodGroups, then the eviction plans of lone preemptors (on the pending pod itself)
+        # intents on PodGroups, then the eviction plans of lone preemptors (on the pending pod itself; a
+        # lone preemptor that bound before its record was cleared keeps a stale, harmless annotation)
         records = [(k, pg.annotation(INTENT_ANNOTATION), False) for k, pg in sorted(snapshot.pod_groups.items())]
         records += [(k, p.annotation(INTENT_ANNOTATION), True) for k, p in sorted(snapshot.pending.items())]
         for key, text, on_pod in records:
@@ -659,7 +660,9 @@ class GangCommitter:
             if not intent.bindings:
                 self._clear_intent(intent.gang, intent)
                 return f"{intent.gang}: eviction plan {intent.commit_id[:8]} completed{evicted}"
-            left = self._bound(intent) - (time.time() - intent.at)
+            # victims evicted just now get their whole grace period from now, not from the plan's time
+            since = time.time() if n else intent.at
+            left = self._bound(intent) - (time.time() - since)
             late = self._await_room({intent.gang: (intent, time.monotonic() + max(0.0, left))})
             snapshot = self.state.snapshot()
             if late:

@@ -4,18 +4,22 @@ eviction plan, and a daemon started afterwards must finish the plan.
 
     python -m tests.integration.evict_harness <kubeconfig> '<{"job": ..., "has_pod_group": ..., ...}>'
 
-Prints the CommitOutcome as one JSON line (when it lives that long)."""
+Prints the CommitOutcome as one JSON line (when it lives that long). With KAISCHED_HARNESS_FENCE=<s> its
+writes are fenced as a leader's are, by a lease renewed once, just before the commit, and never again."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
+import time
 
 from scheduler.backends.kubernetes import KubeBackend
 from scheduler.daemon.status import StatusWriter
 from scheduler.framework.record import GangCommit
 from scheduler.kube.client import KubeClient
+from scheduler.kube.fence import Fence
 
 AGENT = "kaisched-evict-harness"
 
@@ -38,6 +42,10 @@ def main(kubeconfig: str, spec: str) -> int:
     if not backend.wait_synced(60):
         print("cache not synced", file=sys.stderr)
         return 2
+    fence_s = os.environ.get("KAISCHED_HARNESS_FENCE")
+    if fence_s:
+        client.fence = Fence(float(fence_s))
+        client.fence.renewed(time.monotonic())
     out = backend.commit([commit])
     status.flush()
     print(json.dumps(dataclasses.asdict(out)), flush=True)

@@ -22,7 +22,7 @@ from scheduler.binder.crash import ENV, EVICT_POINTS
 from scheduler.daemon.status import StatusWriter
 from scheduler.framework.record import GangCommit
 from scheduler.kube.client import KubeClient
-from tests.faultproxy import FaultProxy
+from tests.faultproxy import FaultProxy, Rule
 from tests.integration import test_commit_faults as faults
 from tests.integration.evict_harness import AGENT
 from tests.integration.test_commit_faults import intent_of
@@ -266,5 +266,36 @@ def test_crash_mid_plan_then_a_daemon_finishes_it(
     assert deletes(proxy, ns, victims) == dict.fromkeys(victims, 1), "each victim deleted exactly once"
     assert {p: final[p]["spec"]["nodeName"] for p in pods} == {p.split("/")[1]: n for p, n in pipelined}
     wait_for(lambda: plan_text(kube, lone) is None or None, "the plan cleared", daemon)
-    assert "recovery" in daemon.tail() and "victims evicted now" in daemon.tail(), daemon.tail()
+    line = wait_for(lambda: "victims evicted now" in daemon.tail() and daemon.tail(), "the recovery line", daemon)
+    assert f"{4 - by_harness} of its {len(plan.evictions)} victims evicted now" in line, line
     del d
+
+
+def test_lease_lost_mid_plan_evicts_nothing_more_and_the_next_leader_finishes(
+    kube: Kube, daemon: Daemons, proxy: FaultProxy
+) -> None:
+    """The committer's lease lapses while its first victim's DisruptionTarget patch is held at the proxy:
+    its DELETE is refused before it leaves the process (fenced), the plan stays on the PodGroup, and the
+    daemon that comes next evicts every victim once and binds the preemptor whole."""
+    victims, pods, pipelined = full_cluster(kube)
+    ns = kube.ns
+    proxy.add(Rule("PATCH", r"/pods/[^/]+/status$", "delay", delay=4, nth=(1,)))
+    commit = {
+        "job": f"{ns}/new",
+        "has_pod_group": True,
+        "evictions": [(f"{ns}/{v}", "reclaim") for v in victims],
+        "pipelined": pipelined,
+    }
+    done = run_harness(daemon.kubeconfig, commit, {"KAISCHED_HARNESS_FENCE": "3"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "not sent: lease last renewed" in out["errors"][f"{ns}/new"], out
+    assert "the plan stays on the PodGroup" in out["errors"][f"{ns}/new"], out
+    assert sum(deletes(proxy, ns, victims, AGENT).values()) == 0, "a fenced committer deleted a victim"
+    assert plan_text(kube, False), "the plan is left for the next leader"
+    assert not any(kube.placements(pods).values())
+    daemon.start()
+    wait_for(lambda: kube.all_bound(pods), "the next daemon finished the plan", daemon)
+    assert deletes(proxy, ns, victims) == dict.fromkeys(victims, 1)
+    assert not [v for v in victims if v in kube.pods()]
+    wait_for(lambda: plan_text(kube, False) is None or None, "the plan cleared", daemon)
