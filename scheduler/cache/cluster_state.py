@@ -58,6 +58,8 @@ class Snapshot:
     volumes: Mapping[str, Volume] = field(default_factory=dict)
     storage_classes: Mapping[str, StorageClass] = field(default_factory=dict)
     csi_limits: Mapping[str, CSINodeLimits] = field(default_factory=dict)  # node name -> limits
+    # pending pods the grouper holds back until their PodGroup exists: pod key -> (reason code, message)
+    held: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
 
 class ClusterState:
