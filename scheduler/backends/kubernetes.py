@@ -8,6 +8,7 @@ queue and are applied by the scheduling thread only (ClusterState has one writer
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import queue
 import threading
@@ -19,6 +20,8 @@ from scheduler.backends.base import CommitOutcome
 from scheduler.binder.commit import GangCommitter
 from scheduler.cache.cluster_state import ClusterState, Snapshot
 from scheduler.framework.record import GangCommit
+from scheduler.grouper.live import LiveGrouper
+from scheduler.grouper.rules import GrouperConfig
 from scheduler.kube.client import ApiError, KubeClient
 from scheduler.kube.paths import WATCHED, ApiResource
 
@@ -146,6 +149,8 @@ class KubeBackend:
         self.assumed = self.committer.assumed  # pod key -> (node, when) until the watch confirms
         # (kind, ns/name) -> the object as received, kept only when the debug API wants snapshots (None: off)
         self.raw: dict[tuple[str, str], dict[str, Any]] | None = None
+        # PodGroups for workloads' pods; what the API answers to its writes enters the cache at the next drain
+        self.grouper = LiveGrouper(client, scheduler_name, on_object=self._written)
 
     def start(self) -> None:
         for r in self.reflectors:
@@ -154,6 +159,11 @@ class KubeBackend:
     def stop(self) -> None:
         self.stop_event.set()
         self.committer.close()
+        self.grouper.close()
+
+    def _written(self, kind: str, obj: dict[str, Any]) -> None:
+        obj.setdefault("kind", kind)
+        self.events.put(("MODIFIED", kind, obj))
 
     def synced(self) -> bool:
         """Every resource listed once (a CRD that is not installed counts as listed, empty)."""
@@ -170,7 +180,15 @@ class KubeBackend:
 
     # --- ClusterBackend ------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        return self.state.snapshot()
+        snap = self.state.snapshot()
+        held = self.grouper.held
+        return dataclasses.replace(snap, held=dict(held)) if held else snap
+
+    def group(self, config: GrouperConfig) -> None:
+        """Make the PodGroups of pods waiting for one (grouper/live.py), then take what was written into
+        the cache, so this cycle already schedules the gangs."""
+        self.grouper.run(config)
+        self.drain()
 
     def recover(self, snapshot: Snapshot) -> list[str]:
         """Finish or undo commits a previous run left half done (their intent records), and return gangs
@@ -222,6 +240,8 @@ class KubeBackend:
                 # an event older than our bind: keep the pod on its node until the watch catches up
                 obj = copy.deepcopy(obj)
                 obj["spec"]["nodeName"] = self.assumed[key][0]
+        if res in ("Pod", "PodGroup"):
+            self.grouper.observe(res, obj, deleted)
         if self.raw is not None:
             if deleted:
                 self.raw.pop((res, key), None)

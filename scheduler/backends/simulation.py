@@ -10,14 +10,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from scheduler.backends.base import BindError
+from scheduler.backends.base import BindError, grouper_config
 from scheduler.backends.memory import MemoryBackend
 from scheduler.cache.cluster_state import Snapshot
 from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.cycle import run_session
 from scheduler.framework.record import SessionRecord
-from scheduler.framework.session import BUILTIN_PRIORITIES
-from scheduler.grouper.rules import GrouperConfig
 
 DEFAULT_MAX_CYCLES = 100
 
@@ -66,15 +64,6 @@ def run_cycle(
     return record
 
 
-def grouper_config(config: SchedulerConfig, backend: MemoryBackend) -> GrouperConfig:
-    """The grouper's settings from the scheduler's, with the PriorityClasses the input holds."""
-    classes = frozenset(backend.snapshot().priority_classes)
-    # the built-in classes resolve in the session without objects; an input with no PriorityClass at all
-    # is not checked (a pod's class there still means what the pod says)
-    known = classes | frozenset(BUILTIN_PRIORITIES) if classes else None
-    return GrouperConfig(config.default_queue, dict(config.grouping_priority_classes), known)
-
-
 def simulate(
     objects: Iterable[Mapping[str, Any]], config: SchedulerConfig, max_cycles: int | None = None
 ) -> SimulationResult:
@@ -94,7 +83,7 @@ def run_cycles(
     grace period, a victim's min runtime) makes the next cycle run at that time."""
     result = SimulationResult(backend=backend)
     if config.grouping:
-        backend.group(grouper_config(config, backend))
+        backend.group(grouper_config(config, backend.snapshot().priority_classes))
     limit = max_cycles if max_cycles is not None else DEFAULT_MAX_CYCLES
     now = backend.latest_time() or 0.0
     for cycle in range(1, limit + 1):

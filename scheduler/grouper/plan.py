@@ -38,8 +38,12 @@ def needs_grouping(pod: Obj, scheduler_name: str) -> bool:
     )
 
 
+def awaiting(pod: Obj, message: str) -> tuple[str, str]:
+    return (Reason.AWAITING_POD_GROUP.value, f"pod {meta(pod).get('name')}: {message}")
+
+
 def hold(pod: Obj, message: str) -> PodPlan:
-    return PodPlan(held=(Reason.AWAITING_POD_GROUP.value, f"pod {meta(pod).get('name')}: {message}"))
+    return PodPlan(held=awaiting(pod, message))
 
 
 def unreadable(pod: Obj, ref: Ref, status: int) -> PodPlan:
