@@ -5,7 +5,9 @@ It sees pods and PodGroups through the daemon's watch (`observe`), reads owners 
 (their resource found by API discovery, so any kind works; a kind whose CRD is not installed is a 404,
 never a crash), creates the PodGroups it makes (marked with `kai.scheduler/grouped-by: kaisched`),
 updates only those, and annotates each pod with `pod-group-name`. Until a pod is annotated it is held
-(`held`): the session makes it wait with AwaitingPodGroup instead of placing it as a gang of one. Every
+(`held`): the session makes it wait with AwaitingPodGroup instead of placing it as a gang of one (an
+owner that cannot be read holds it too, the message naming the owner and the fix; except a kind with
+no gang rule the scheduler may not read, grouped by what it can read). Every
 `resync_seconds` it re-reads the owners of each of its PodGroups, so a scaled workload's gang follows
 (minMember after a scale)."""
 
@@ -23,7 +25,7 @@ from scheduler.api.labels import POD_GROUP_ANNOTATION
 from scheduler.grouper.chain import Chain, Ref, walk
 from scheduler.grouper.objects import is_ours, needs_update
 from scheduler.grouper.plan import PodPlan, awaiting, needs_grouping, plan, unreadable
-from scheduler.grouper.rules import GrouperConfig, GroupingError, annotations_of, group_pod, meta
+from scheduler.grouper.rules import GANG_KINDS, GrouperConfig, GroupingError, annotations_of, group_pod, meta
 from scheduler.kube.client import ApiError, KubeClient
 from scheduler.kube.paths import POD_GROUPS
 
@@ -200,7 +202,12 @@ class LiveGrouper:
 
     def _plan(self, pod: Obj, chain: Chain, run: _Pass, config: GrouperConfig) -> PodPlan:
         if chain.missing is not None:
-            return unreadable(pod, chain.missing, run.failed.get(chain.missing, 404))
+            status = run.failed.get(chain.missing, 404)
+            if status != 403 or chain.missing.kind in GANG_KINDS:
+                return unreadable(pod, chain.missing, status)
+            # a kind we may not read and have no gang rule for would get minMember 1 anyway: group by what
+            # we can read (no owner readable: a gang of one), rather than hold its pods until RBAC changes
+            chain = Chain(chain.owners)
         first = plan(pod, chain, None, config)
         if first.spec is None or first.held is not None:
             return first
@@ -283,7 +290,10 @@ class LiveGrouper:
         if pod is None:
             return False
         body = {**patch, "metadata": {**patch["metadata"], "uid": meta(pod).get("uid")}}  # this pod, no other
-        done = self._write(f"annotate pod {key}", "PATCH", f"/api/v1/namespaces/{ns}/pods/{name}", body, MERGE_PATCH)
+        # through pods/status, which takes metadata labels and annotations (and nothing of the spec): the
+        # scheduler already holds that permission, so it needs no patch of pods themselves
+        path = f"/api/v1/namespaces/{ns}/pods/{name}/status"
+        done = self._write(f"annotate pod {key}", "PATCH", path, body, MERGE_PATCH)
         if done is None:
             return False
         with self._lock:

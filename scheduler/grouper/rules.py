@@ -537,3 +537,6 @@ _RULES = {
     "DynamoGraphDeployment": _dynamo,
     **dict.fromkeys(KUBEFLOW_REPLICA_SPECS, _kubeflow),
 }
+
+# kinds whose gang is more than one pod by their own rule: a pod owned by one must never run alone
+GANG_KINDS = frozenset(_RULES) | frozenset(SKIPPED_KINDS) | {"ReplicaSet"}

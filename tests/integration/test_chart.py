@@ -40,7 +40,7 @@ DAEMON_CLUSTER_RULES = [
     ("", "pods", {"list", "watch"}, "pod reflector: pending pods, and bound pods' usage"),
     ("", "pods", {"get", "delete", "create"}, "gang rollback: read, delete, re-create unowned pods unbound"),
     ("", "pods/binding", {"create"}, "the bind"),
-    ("", "pods/status", {"patch"}, "evictions: DisruptionTarget; a lone preemptor's eviction plan annotation"),
+    ("", "pods/status", {"patch"}, "DisruptionTarget; a lone preemptor's plan; pod-group-name"),
     ("scheduling.k8s.io", "priorityclasses", {"list", "watch"}, "priorities"),
     ("scheduling.run.ai", "podgroups", {"list", "watch"}, "gangs"),
     ("scheduling.run.ai", "podgroups", {"patch"}, "the gang commit's intent annotation (scheduler/binder/commit.py)"),
@@ -54,6 +54,22 @@ DAEMON_CLUSTER_RULES = [
     ("storage.k8s.io", "storageclasses", {"list", "watch"}, "binding mode, allowed topologies"),
     ("storage.k8s.io", "csinodes", {"list", "watch"}, "CSI attach limits"),
     ("events.k8s.io", "events", {"create"}, "Scheduled / Unschedulable / FailedBinding / Preempted ... events"),
+    ("scheduling.run.ai", "podgroups", {"create"}, "the grouper's PodGroups (scheduler/grouper/live.py)"),
+    *(
+        (group, resource, {"get"}, "the grouper reads pods' owners")
+        for group, resources in (
+            ("apps", ("deployments", "replicasets", "statefulsets")),
+            ("batch", ("jobs", "cronjobs")),
+            ("jobset.x-k8s.io", ("jobsets",)),
+            ("leaderworkerset.x-k8s.io", ("leaderworkersets",)),
+            ("kubeflow.org", ("pytorchjobs", "tfjobs", "mpijobs", "xgboostjobs", "jaxjobs", "notebooks")),
+            ("trainer.kubeflow.org", ("trainjobs",)),
+            ("ray.io", ("rayclusters", "rayjobs", "rayservices")),
+            ("nvidia.com", ("dynamographdeployments", "dynamocomponentdeployments")),
+            ("grove.io", ("podcliquesets", "podcliques", "podcliquescalinggroups")),
+        )
+        for resource in resources
+    ),
 ]
 
 
@@ -325,6 +341,9 @@ def test_rbac_allows_the_daemon_and_little_else(
             ("", "pods/exec", "create", "some-team", ""),
             ("scheduling.run.ai", "podgroups", "update", "some-team", ""),
             ("scheduling.run.ai", "podgroups", "delete", "some-team", ""),
+            ("apps", "deployments", "list", "some-team", ""),  # the grouper only gets owners
+            ("apps", "deployments", "patch", "some-team", ""),
+            ("batch", "jobs", "update", "some-team", ""),
             ("scheduling.run.ai", "queues", "delete", "", ""),
             ("", "events", "create", "some-team", ""),  # core/v1 events: the daemon writes events.k8s.io only
             ("rbac.authorization.k8s.io", "clusterroles", "escalate", "", ""),
