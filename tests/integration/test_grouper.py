@@ -1,0 +1,171 @@
+"""The workload grouper in the daemon, on the real API server with kube-controller-manager (Deployments,
+ReplicaSets, Jobs, StatefulSets and garbage collection make the pods, as on a real cluster): nobody writes
+a PodGroup; the daemon makes them, annotates the pods and schedules them as gangs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.test_daemon import GPU, SCHED, Daemons, Kube, daemon, kube, wait_for  # noqa: F401
+from tests.kubecluster import LocalCluster, missing_binaries
+
+pytestmark = pytest.mark.integration
+
+PG_API = "/apis/scheduling.run.ai/v2alpha2"
+
+
+@pytest.fixture(scope="module")
+def controllers(kube_cluster: LocalCluster) -> Iterator[None]:
+    """kube-controller-manager with the workload controllers and the garbage collector, for this module."""
+    if missing_binaries(kube_cluster.bin_dir, ("kube-controller-manager",)):
+        pytest.skip("kube-controller-manager not built: run e2e/testbin/build.sh")
+    kube_cluster.spawn(
+        "kube-controller-manager",
+        [
+            str(kube_cluster.bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={kube_cluster.kubeconfig}",
+            "--controllers=deployment-controller,replicaset-controller,job-controller,statefulset-controller,"
+            "garbage-collector-controller",
+            "--leader-elect=false",
+            "--secure-port=0",
+            "--v=1",
+        ],
+    )
+    yield
+    kube_cluster.kill("kube-controller-manager")
+
+
+def template(k: Kube, gpu: int = 1, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "metadata": {"labels": labels or {}},
+        "spec": {
+            "schedulerName": SCHED,
+            "terminationGracePeriodSeconds": 0,
+            "nodeSelector": {"test-id": k.ns},
+            "containers": [{"name": "c", "image": "registry.invalid/none:0", "resources": {"limits": {GPU: str(gpu)}}}],
+        },
+    }
+
+
+def create(k: Kube, api: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+    return k.req("POST", f"{api}/namespaces/{k.ns}/{plural}", body=body)
+
+
+def podgroups(k: Kube) -> dict[str, dict[str, Any]]:
+    items = k.req("GET", f"{PG_API}/namespaces/{k.ns}/podgroups").get("items") or []
+    return {p["metadata"]["name"]: p for p in items}
+
+
+def pods_of(k: Kube, prefix: str) -> dict[str, dict[str, Any]]:
+    return {n: p for n, p in k.pods().items() if n.startswith(prefix)}
+
+
+def bound(k: Kube, prefix: str, n: int) -> dict[str, dict[str, Any]] | None:
+    pods = pods_of(k, prefix)
+    ok = len(pods) == n and all((p.get("spec") or {}).get("nodeName") for p in pods.values())
+    return pods if ok else None
+
+
+def test_workloads_are_grouped_and_scheduled_as_gangs(kube: Kube, daemon: Daemons, controllers: None) -> None:  # noqa: F811
+    kube.node("gr-a", 8)
+    kube.node("gr-b", 8)
+    daemon.start()
+    dep = create(kube, "/apis/apps/v1", "deployments", {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "labels": {"team": "serving"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": template(kube, 1, {"app": "web"})},
+    })  # fmt: skip
+    job_tmpl = {**template(kube), "spec": {**template(kube)["spec"], "restartPolicy": "Never"}}
+    job = create(kube, "/apis/batch/v1", "jobs", {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "work"},
+        "spec": {"parallelism": 4, "completions": 4, "template": job_tmpl},
+    })  # fmt: skip
+    ranks = create(kube, "/apis/batch/v1", "jobs", {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "ranks"},
+        "spec": {"parallelism": 3, "completions": 3, "completionMode": "Indexed", "template": job_tmpl},
+    })  # fmt: skip
+    sts = create(kube, "/apis/apps/v1", "statefulsets", {
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "db", "annotations": {"kai.scheduler/min-member": "3"}},
+        "spec": {"replicas": 3, "podManagementPolicy": "Parallel", "serviceName": "db",
+                 "selector": {"matchLabels": {"app": "db"}}, "template": template(kube, 1, {"app": "db"})},
+    })  # fmt: skip
+    web = wait_for(lambda: bound(kube, "web-", 2), "the Deployment's 2 pods bound", daemon)
+    work = wait_for(lambda: bound(kube, "work-", 4), "the Job's 4 pods bound", daemon)
+    rk = wait_for(lambda: bound(kube, "ranks-", 3), "the indexed Job's 3 ranks bound", daemon)
+    db = wait_for(lambda: bound(kube, "db-", 3), "the StatefulSet's 3 pods bound", daemon)
+    groups = podgroups(kube)
+
+    def check(pods: dict[str, dict[str, Any]], name: str, min_member: int, kind: str, owner: dict[str, Any]) -> None:
+        pg = groups[name]
+        assert pg["spec"]["minMember"] == min_member, (name, pg["spec"])
+        assert pg["metadata"]["annotations"]["kai.scheduler/grouped-by"] == "kaisched"
+        (ref,) = pg["metadata"]["ownerReferences"]
+        assert (ref["kind"], ref["uid"]) == (kind, owner["metadata"]["uid"])
+        for pod in pods.values():
+            assert pod["metadata"]["annotations"]["pod-group-name"] == name
+
+    # a Deployment: one gang per pod, owned by the pod (KAI's rule); the Deployment's labels carried over
+    for pod in web.values():
+        m = pod["metadata"]
+        check({m["name"]: pod}, f"pg-{m['name']}-{m['uid']}", 1, "Pod", pod)
+        assert groups[f"pg-{m['name']}-{m['uid']}"]["metadata"]["labels"]["team"] == "serving"
+        assert groups[f"pg-{m['name']}-{m['uid']}"]["spec"]["priorityClassName"] == "inference"
+    check(work, f"pg-work-{job['metadata']['uid']}", 1, "Job", job)
+    check(rk, f"pg-ranks-{ranks['metadata']['uid']}", 3, "Job", ranks)
+    check(db, f"pg-db-{sts['metadata']['uid']}", 3, "StatefulSet", sts)
+    assert dep["metadata"]["uid"]  # (the Deployment itself owns no PodGroup: its pods do)
+    assert len(groups) == 2 + 3, sorted(groups)
+
+
+def test_a_gang_waits_whole_and_follows_a_scale(kube: Kube, daemon: Daemons, controllers: None) -> None:  # noqa: F811
+    kube.node("gw-a", 4)
+    kube.node("gw-b", 4)
+    daemon.start()
+    job_tmpl = {**template(kube, 3), "spec": {**template(kube, 3)["spec"], "restartPolicy": "Never"}}
+    job = create(kube, "/apis/batch/v1", "jobs", {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "big"},
+        "spec": {"parallelism": 3, "completions": 3, "completionMode": "Indexed", "template": job_tmpl},
+    })  # fmt: skip
+    name = f"pg-big-{job['metadata']['uid']}"
+    wait_for(lambda: name in podgroups(kube) or None, "the indexed Job's PodGroup", daemon)
+    # 3 ranks x 3 GPUs on two 4-GPU nodes: no rank starts alone
+    wait_for(lambda: kube.condition_reason(name), "the gang's Unschedulable condition", daemon)
+    assert not any((p.get("spec") or {}).get("nodeName") for p in pods_of(kube, "big-").values())
+    # scaled to 2 ranks (an elastic Indexed Job): the PodGroup follows and the gang fits
+    kube.req(
+        "PATCH",
+        f"/apis/batch/v1/namespaces/{kube.ns}/jobs/big",
+        body={"spec": {"parallelism": 2, "completions": 2}},
+        content_type="application/merge-patch+json",
+    )
+    wait_for(lambda: podgroups(kube)[name]["spec"]["minMember"] == 2 or None, "minMember 2 after the scale", daemon)
+    wait_for(lambda: bound(kube, "big-", 2), "the 2 remaining ranks bound", daemon)
+
+
+def test_a_pod_whose_owner_cannot_be_read_waits_with_the_reason(kube: Kube, daemon: Daemons, controllers: None) -> None:  # noqa: F811
+    kube.node("go-a", 4)
+    daemon.start()
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "orphan",
+            "ownerReferences": [
+                # a kind whose CRD is not installed (the garbage collector cannot resolve it either, so the
+                # pod stays): the grouper must neither crash nor run the pod as a gang of one
+                {"apiVersion": "example.com/v1", "kind": "Widget", "name": "w", "uid": "0000-w", "controller": True}
+            ],
+        },
+        **{k: v for k, v in template(kube).items() if k == "spec"},
+    }
+    kube.req("POST", f"/api/v1/namespaces/{kube.ns}/pods", body=body)
+    events = wait_for(lambda: kube.events("Unschedulable", "orphan"), "an Unschedulable event on the pod", daemon)
+    note = events[0]["note"]
+    assert "AwaitingPodGroup" in note and f"Widget {kube.ns}/w" in note and "CRD is not installed" in note, note
+    daemon.wait_cycles(daemon.procs[-1], 2)
+    assert not kube.placements(["orphan"])["orphan"]
