@@ -33,7 +33,7 @@ class ClusterBackend(Protocol):
         """Apply the cluster changes seen since the last call to the cache; returns how many."""
         ...
 
-    def group(self, config: GrouperConfig) -> None:
+    def group(self, config: SchedulerConfig) -> None:
         """Give pods of workloads (Job, Deployment, JobSet, ...) their PodGroups, as KAI's pod grouper does
         (grouper/); pods still waiting for theirs are `held` in the next snapshot."""
         ...

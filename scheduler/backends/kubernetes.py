@@ -16,12 +16,12 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from scheduler.backends.base import CommitOutcome
+from scheduler.backends.base import CommitOutcome, grouper_config
 from scheduler.binder.commit import GangCommitter
 from scheduler.cache.cluster_state import ClusterState, Snapshot
+from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.record import GangCommit
 from scheduler.grouper.live import LiveGrouper
-from scheduler.grouper.rules import GrouperConfig
 from scheduler.kube.client import ApiError, KubeClient
 from scheduler.kube.paths import WATCHED, ApiResource
 
@@ -184,11 +184,11 @@ class KubeBackend:
         held = self.grouper.held
         return dataclasses.replace(snap, held=dict(held)) if held else snap
 
-    def group(self, config: GrouperConfig) -> None:
+    def group(self, config: SchedulerConfig) -> None:
         """Make the PodGroups of pods waiting for one (grouper/live.py), then take what was written into
         the cache, so this cycle already schedules the gangs."""
-        self.grouper.run(config)
-        self.drain()
+        if self.grouper.run(grouper_config(config, self.known["PriorityClass"])):
+            self.drain()
 
     def recover(self, snapshot: Snapshot) -> list[str]:
         """Finish or undo commits a previous run left half done (their intent records), and return gangs

@@ -13,12 +13,12 @@ from typing import Any
 from scheduler.api.labels import STALE_SINCE_ANNOTATION
 from scheduler.api.storage import BIND_COMPLETED_ANNOTATION, SELECTED_NODE_ANNOTATION
 from scheduler.api.times import format_timestamp, parse_timestamp
-from scheduler.backends.base import CommitOutcome
+from scheduler.backends.base import CommitOutcome, grouper_config
 from scheduler.cache.cluster_state import ClusterState, Snapshot
+from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.record import GangCommit
 from scheduler.grouper.chain import ObjectIndex, walk
 from scheduler.grouper.plan import needs_grouping, plan
-from scheduler.grouper.rules import GrouperConfig
 
 NAMESPACED = ("Pod", "PodGroup", "PersistentVolumeClaim")
 
@@ -90,11 +90,12 @@ class MemoryBackend:
         snap = self.state.snapshot()
         return dataclasses.replace(snap, held=dict(self.held)) if self.held else snap
 
-    def group(self, config: GrouperConfig) -> None:
+    def group(self, config: SchedulerConfig) -> None:
         """What the daemon's grouper does, on the objects in memory: each pod of ours without a PodGroup
         whose owners are here gets its workload's PodGroup (created, or ours brought up to date) and the
         pod-group-name annotation; a pod whose workload cannot be grouped is held with the reason. A pod
         whose first owner is not among the objects stays a gang of one (the input does not say more)."""
+        grouping = grouper_config(config, [k[2] for k in self.objects if k[0] == "PriorityClass"])
         index = ObjectIndex(self.objects.values())
         self.held.clear()
         for key in sorted(k for k in self.objects if k[0] == "Pod"):
@@ -106,12 +107,12 @@ class MemoryBackend:
                 continue
             ns = key[1]
             spec_name = None
-            result = plan(pod, chain, None, config)
+            result = plan(pod, chain, None, grouping)
             if result.spec is not None:
                 spec_name = result.spec.name
                 existing = self.objects.get(("PodGroup", ns, spec_name))
                 if existing is not None:
-                    result = plan(pod, chain, existing, config)
+                    result = plan(pod, chain, existing, grouping)
             if result.held is not None:
                 self.held[f"{ns}/{key[2]}"] = result.held
                 continue

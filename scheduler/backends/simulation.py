@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from scheduler.backends.base import BindError, grouper_config
+from scheduler.backends.base import BindError
 from scheduler.backends.memory import MemoryBackend
 from scheduler.cache.cluster_state import Snapshot
 from scheduler.framework.config import SchedulerConfig
@@ -83,7 +83,7 @@ def run_cycles(
     grace period, a victim's min runtime) makes the next cycle run at that time."""
     result = SimulationResult(backend=backend)
     if config.grouping:
-        backend.group(grouper_config(config, backend.snapshot().priority_classes))
+        backend.group(config)
     limit = max_cycles if max_cycles is not None else DEFAULT_MAX_CYCLES
     now = backend.latest_time() or 0.0
     for cycle in range(1, limit + 1):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from scheduler.backends.base import ClusterBackend, grouper_config
+from scheduler.backends.base import ClusterBackend
 from scheduler.cache.cluster_state import Snapshot
 from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.cycle import run_session
@@ -91,7 +91,7 @@ class Daemon:
         started = time.monotonic()
         events = self.backend.drain()
         if self.config.grouping:  # PodGroups for workloads' new pods, before the snapshot that schedules them
-            self.backend.group(grouper_config(self.config, self.backend.snapshot().priority_classes))
+            self.backend.group(self.config)
         snap = self.backend.snapshot()
         recovered = self.backend.recover(snap)
         if recovered:  # a previous run died mid-commit: its gangs are whole or pending again now

@@ -49,6 +49,10 @@ def _skeleton(pod: Obj) -> dict[str, Any]:
     }
 
 
+def _owned_by_pod(podgroup: Obj) -> bool:
+    return any(r.get("kind") == "Pod" for r in meta(podgroup).get("ownerReferences") or [] if isinstance(r, Mapping))
+
+
 def _key(obj: Obj) -> str:
     m = meta(obj)
     return f"{m.get('namespace') or 'default'}/{m.get('name', '')}"
@@ -67,7 +71,7 @@ class LiveGrouper:
         self,
         client: KubeClient,
         scheduler_name: str,
-        resync_seconds: float = 10.0,
+        resync_seconds: float = 15.0,
         workers: int = 16,
         on_object: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
@@ -76,6 +80,7 @@ class LiveGrouper:
         self.pods: dict[str, dict[str, Any]] = {}  # ours, with an owner: key -> skeleton
         self.podgroups: dict[str, dict[str, Any]] = {}  # every PodGroup: key -> object
         self.held: dict[str, tuple[str, str]] = {}
+        self.todo: set[str] = set()  # pods that need their PodGroup (what a pass looks at)
         self._joined: dict[str, str] = {}  # pod uid -> PodGroup we annotated it with (until the watch shows it)
         self._resources: dict[str, dict[str, tuple[str, bool]] | None] = {}  # apiVersion -> kind -> (plural, ns'd)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grouper")
@@ -101,13 +106,17 @@ class LiveGrouper:
         ours = (spec.get("schedulerName") or "default-scheduler") == self.scheduler_name
         if deleted or not ours or not meta(obj).get("ownerReferences"):
             gone = self.pods.pop(key, None)
+            self.todo.discard(key)
             if gone is not None:
                 self._joined.pop(str(meta(gone).get("uid", "")), None)
                 self.held.pop(key, None)
             return
         skeleton = _skeleton(obj)
         self.pods[key] = skeleton
-        if annotations_of(skeleton).get(POD_GROUP_ANNOTATION) or spec.get("nodeName"):
+        if needs_grouping(skeleton, self.scheduler_name):
+            self.todo.add(key)
+        else:
+            self.todo.discard(key)
             self._joined.pop(str(meta(skeleton).get("uid", "")), None)
             self.held.pop(key, None)
 
@@ -166,17 +175,17 @@ class LiveGrouper:
         return lookup
 
     # --- one pass -----------------------------------------------------------------------------------
-    def run(self, config: GrouperConfig) -> None:
+    def run(self, config: GrouperConfig) -> bool:
         """Group every pod of ours that waits for a PodGroup; every resync_seconds, bring our PodGroups
-        up to date with their workloads."""
+        up to date with their workloads. True when it wrote anything."""
         run = _Pass()
         lookup = self._lookup(run)
         creates: dict[str, dict[str, Any]] = {}
         updates: dict[str, dict[str, Any]] = {}
         joins: list[tuple[str, str, dict[str, Any]]] = []  # (pod key, PodGroup key, patch)
-        for key in sorted(self.pods):
+        for key in sorted(self.todo):
             pod = self.pods[key]
-            if not needs_grouping(pod, self.scheduler_name) or str(meta(pod).get("uid", "")) in self._joined:
+            if str(meta(pod).get("uid", "")) in self._joined:
                 continue
             chain = walk(pod, lookup)
             result = self._plan(pod, chain, run, config)
@@ -199,6 +208,7 @@ class LiveGrouper:
         failed_groups |= set(self._parallel(self._update, sorted(updates.items())))
         ready = [(k, pg, patch) for k, pg, patch in joins if pg not in failed_groups]
         self._parallel(self._join, [(k, patch) for k, _, patch in ready])
+        return bool(creates or updates or ready)
 
     def _plan(self, pod: Obj, chain: Chain, run: _Pass, config: GrouperConfig) -> PodPlan:
         if chain.missing is not None:
@@ -226,8 +236,8 @@ class LiveGrouper:
         run = _Pass()
         for pg_key in sorted(members):
             existing = self.podgroups.get(pg_key)
-            if existing is None or not is_ours(existing):
-                continue
+            if existing is None or not is_ours(existing) or _owned_by_pod(existing):
+                continue  # not ours; or one pod's gang (a Deployment's): nothing of it follows a scale
             chain = walk(members[pg_key], self._lookup(run))
             if chain.missing is not None:
                 continue
