@@ -10,7 +10,8 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from scheduler.api.labels import STALE_SINCE_ANNOTATION
+from scheduler.api.labels import AWAITING_POD_GROUP_ANNOTATION, STALE_SINCE_ANNOTATION
+from scheduler.api.reasons import Reason
 from scheduler.api.storage import BIND_COMPLETED_ANNOTATION, SELECTED_NODE_ANNOTATION
 from scheduler.api.times import format_timestamp, parse_timestamp
 from scheduler.backends.base import CommitOutcome, grouper_config
@@ -19,6 +20,7 @@ from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.record import GangCommit
 from scheduler.grouper.chain import ObjectIndex, walk
 from scheduler.grouper.plan import needs_grouping, plan
+from scheduler.grouper.rules import annotations_of
 
 NAMESPACED = ("Pod", "PodGroup", "PersistentVolumeClaim")
 
@@ -94,7 +96,8 @@ class MemoryBackend:
         """What the daemon's grouper does, on the objects in memory: each pod of ours without a PodGroup
         whose owners are here gets its workload's PodGroup (created, or ours brought up to date) and the
         pod-group-name annotation; a pod whose workload cannot be grouped is held with the reason. A pod
-        whose first owner is not among the objects stays a gang of one (the input does not say more)."""
+        whose first owner is not among the objects stays a gang of one (the input does not say more), unless
+        a daemon's snapshot says its grouper held it (annotation kai.scheduler/awaiting-pod-group)."""
         grouping = grouper_config(config, [k[2] for k in self.objects if k[0] == "PriorityClass"])
         index = ObjectIndex(self.objects.values())
         self.held.clear()
@@ -104,6 +107,9 @@ class MemoryBackend:
                 continue
             chain = walk(pod, index.lookup)
             if not chain.owners:
+                note = annotations_of(pod).get(AWAITING_POD_GROUP_ANNOTATION)
+                if note:  # a snapshot of a cycle in which the daemon's grouper held it
+                    self.held[f"{key[1]}/{key[2]}"] = (Reason.AWAITING_POD_GROUP.value, note)
                 continue
             ns = key[1]
             spec_name = None

@@ -73,9 +73,13 @@ class LiveGrouper:
         scheduler_name: str,
         resync_seconds: float = 15.0,
         workers: int = 16,
+        max_pods_per_pass: int = 500,
         on_object: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.client, self.scheduler_name, self.resync_seconds = client, scheduler_name, resync_seconds
+        # a pass runs inside the scheduling cycle: a burst of new pods is grouped a slice per cycle, so the
+        # gangs grouped first are scheduled while the rest are still being grouped
+        self.max_pods_per_pass = max_pods_per_pass
         self.on_object = on_object  # what the API answered to our writes, for the cache (no wait for the watch)
         self.pods: dict[str, dict[str, Any]] = {}  # ours, with an owner: key -> skeleton
         self.podgroups: dict[str, dict[str, Any]] = {}  # every PodGroup: key -> object
@@ -186,6 +190,9 @@ class LiveGrouper:
         for key in sorted(self.todo):
             pod = self.pods[key]
             if str(meta(pod).get("uid", "")) in self._joined:
+                continue
+            if len(joins) >= self.max_pods_per_pass:
+                self.held.setdefault(key, awaiting(pod, "waiting for the grouper to reach it (a burst of new pods)"))
                 continue
             chain = walk(pod, lookup)
             result = self._plan(pod, chain, run, config)

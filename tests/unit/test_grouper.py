@@ -450,3 +450,113 @@ def test_walk_reports_the_missing_owner() -> None:
     chain = walk(pod("web-5f-a", rs), ObjectIndex([rs]).lookup)
     assert [o["kind"] for o in chain.owners] == ["ReplicaSet"]
     assert chain.missing is not None and chain.missing.describe() == "Deployment team/web"
+
+
+# ------------------------------------------------------------------ the in-memory backend (simulate, replay)
+def _node(gpu: int = 8) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "n1"},
+        "status": {"allocatable": {"cpu": "32", "memory": "64Gi", "nvidia.com/gpu": str(gpu)}},
+    }
+
+
+def _gpu_pod(name: str, owner: dict[str, Any] | None) -> dict[str, Any]:
+    p = pod(name, owner)
+    p["spec"]["containers"] = [{"name": "c", "resources": {"requests": {"nvidia.com/gpu": "1"}}}]
+    return p
+
+
+def _simulate(objects: list[dict[str, Any]], **config: Any) -> tuple[dict[str, Any], Any]:
+    from scheduler.backends.simulation import simulate
+    from scheduler.framework.config import SchedulerConfig
+
+    result = simulate(objects, SchedulerConfig(**config))
+    return result.to_json(), result.backend
+
+
+def test_simulate_joins_a_podgroup_someone_else_wrote_and_never_changes_it() -> None:
+    job = obj(
+        "Job",
+        "ix",
+        "i1",
+        spec={"parallelism": 2, "completions": 2, "completionMode": "Indexed"},
+        api_version="batch/v1",
+    )
+    theirs = {
+        "apiVersion": "scheduling.run.ai/v2alpha2",
+        "kind": "PodGroup",
+        "metadata": {"name": "pg-ix-i1", "namespace": NS},
+        "spec": {"minMember": 1, "queue": "default-queue"},
+    }
+    out, backend = _simulate([_node(), job, theirs, _gpu_pod("ix-0", job), _gpu_pod("ix-1", job)])
+    assert sorted(out["placements"]) == [f"{NS}/ix-0", f"{NS}/ix-1"]
+    assert backend.objects[("PodGroup", NS, "pg-ix-i1")]["spec"] == {"minMember": 1, "queue": "default-queue"}
+    assert backend.objects[("Pod", NS, "ix-0")]["metadata"]["annotations"]["pod-group-name"] == "pg-ix-i1"
+
+
+def test_simulate_updates_its_own_podgroup_after_a_scale() -> None:
+    job = obj(
+        "Job",
+        "ix",
+        "i1",
+        spec={"parallelism": 3, "completions": 3, "completionMode": "Indexed"},
+        api_version="batch/v1",
+    )
+    spec = group(_gpu_pod("ix-0", job), job)
+    assert spec is not None
+    ours = podgroup_object(spec)  # made when the Job had 3 ranks
+    scaled = obj(
+        "Job",
+        "ix",
+        "i1",
+        spec={"parallelism": 2, "completions": 2, "completionMode": "Indexed"},
+        api_version="batch/v1",
+    )
+    out, backend = _simulate([_node(2), scaled, ours, _gpu_pod("ix-0", scaled), _gpu_pod("ix-1", scaled)])
+    assert backend.objects[("PodGroup", NS, "pg-ix-i1")]["spec"]["minMember"] == 2
+    assert len(out["placements"]) == 2
+
+
+def test_grouping_off_keeps_gangs_of_one() -> None:
+    job = obj(
+        "Job",
+        "ix",
+        "i1",
+        spec={"parallelism": 2, "completions": 2, "completionMode": "Indexed"},
+        api_version="batch/v1",
+    )
+    out, backend = _simulate([_node(1), job, _gpu_pod("ix-0", job), _gpu_pod("ix-1", job)], grouping=False)
+    assert len(out["placements"]) == 1 and ("PodGroup", NS, "pg-ix-i1") not in backend.objects
+
+
+def test_replay_holds_a_pod_the_daemons_grouper_held() -> None:
+    p = _gpu_pod("held", obj("Job", "gone", "g1", api_version="batch/v1"))
+    p["metadata"]["annotations"] = {"kai.scheduler/awaiting-pod-group": "pod held: waiting for its PodGroup"}
+    out, _ = _simulate([_node(), p])  # its owner is not in the snapshot
+    assert out["placements"] == {}
+    assert out["unscheduled"][f"{NS}/held"] == {
+        "reason": "AwaitingPodGroup",
+        "message": "pod held: waiting for its PodGroup",
+    }
+
+
+def test_a_daemon_snapshot_carries_held_pods_into_replay() -> None:
+    from scheduler.backends.memory import MemoryBackend
+    from scheduler.debug.history import CycleEntry
+    from scheduler.debug.snapshot import snapshot_document
+    from scheduler.framework.config import SchedulerConfig
+    from scheduler.framework.cycle import run_session
+
+    owner = obj("Job", "j", "j1", api_version="batch/v1")
+    backend = MemoryBackend([_node(), _gpu_pod("j-0", owner)])  # the owner is only in the cluster, not here
+    backend.held[f"{NS}/j-0"] = ("AwaitingPodGroup", "pod j-0: waiting for its PodGroup pg-j-j1")
+    snap = backend.snapshot()
+    record = run_session(snap, SchedulerConfig(), now=1.0, cycle=1)
+    assert record.decisions[f"{NS}/j-0"].reason == "AwaitingPodGroup"
+    raw = {(k, f"{ns}/{name}" if ns else name): o for (k, ns, name), o in backend.objects.items()}
+    doc = snapshot_document(CycleEntry(record, 1.0, (), {}, snapshot=snap, raw=raw), SchedulerConfig())
+    out, _ = _simulate(doc["items"])
+    assert out["placements"] == {}
+    assert out["unscheduled"][f"{NS}/j-0"]["message"] == "pod j-0: waiting for its PodGroup pg-j-j1"
