@@ -5,16 +5,19 @@ a PodGroup; the daemon makes them, annotates the pods and schedules them as gang
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.test_daemon import GPU, SCHED, Daemons, Kube, daemon, kube, wait_for  # noqa: F401
-from tests.kubecluster import LocalCluster, missing_binaries
+from tests.integration.test_daemon import GPU, RACK, SCHED, ZONE, Daemons, Kube, daemon, kube, wait_for
+from tests.kubecluster import LocalCluster, apply_crds, missing_binaries
 
 pytestmark = pytest.mark.integration
+SHARED_FIXTURES = (daemon, kube)  # test_daemon.py's, requested by name below
 
 PG_API = "/apis/scheduling.run.ai/v2alpha2"
+TEST_CRDS = Path(__file__).parent / "crds"
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +72,7 @@ def bound(k: Kube, prefix: str, n: int) -> dict[str, dict[str, Any]] | None:
     return pods if ok else None
 
 
-def test_workloads_are_grouped_and_scheduled_as_gangs(kube: Kube, daemon: Daemons, controllers: None) -> None:  # noqa: F811
+def test_workloads_are_grouped_and_scheduled_as_gangs(kube: Kube, daemon: Daemons, controllers: None) -> None:
     kube.node("gr-a", 8)
     kube.node("gr-b", 8)
     daemon.start()
@@ -122,7 +125,7 @@ def test_workloads_are_grouped_and_scheduled_as_gangs(kube: Kube, daemon: Daemon
     assert len(groups) == 2 + 3, sorted(groups)
 
 
-def test_a_gang_waits_whole_and_follows_a_scale(kube: Kube, daemon: Daemons, controllers: None) -> None:  # noqa: F811
+def test_a_gang_waits_whole_and_follows_a_scale(kube: Kube, daemon: Daemons, controllers: None) -> None:
     kube.node("gw-a", 4)
     kube.node("gw-b", 4)
     daemon.start()
@@ -147,7 +150,7 @@ def test_a_gang_waits_whole_and_follows_a_scale(kube: Kube, daemon: Daemons, con
     wait_for(lambda: bound(kube, "big-", 2), "the 2 remaining ranks bound", daemon)
 
 
-def test_a_pod_whose_owner_cannot_be_read_waits_with_the_reason(kube: Kube, daemon: Daemons, controllers: None) -> None:  # noqa: F811
+def test_a_pod_whose_owner_cannot_be_read_waits_with_the_reason(kube: Kube, daemon: Daemons, controllers: None) -> None:
     kube.node("go-a", 4)
     daemon.start()
     body = {
@@ -169,3 +172,58 @@ def test_a_pod_whose_owner_cannot_be_read_waits_with_the_reason(kube: Kube, daem
     assert "AwaitingPodGroup" in note and f"Widget {kube.ns}/w" in note and "CRD is not installed" in note, note
     daemon.wait_cycles(daemon.procs[-1], 2)
     assert not kube.placements(["orphan"])["orphan"]
+
+
+@pytest.fixture(scope="module")
+def dynamo_crd(kube_api: Any) -> list[str]:
+    return apply_crds(kube_api, TEST_CRDS)
+
+
+def dynamo_controller(k: Kube, dgd: dict[str, Any], gpus: dict[str, int]) -> None:
+    """What the Dynamo operator's non-Grove path makes, test-side: a Deployment per service of the graph,
+    owned by it, its pods labelled with their service (kube-controller-manager makes ReplicaSets and pods)."""
+    graph = dgd["metadata"]["name"]
+    for service, spec in sorted(dgd["spec"]["services"].items()):
+        labels = {"nvidia.com/dynamo-component": service, "app": f"{graph}-{service.lower()}"}
+        create(k, "/apis/apps/v1", "deployments", {
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": f"{graph}-{service.lower()}", "labels": labels, "ownerReferences": [{
+                "apiVersion": dgd["apiVersion"], "kind": dgd["kind"], "name": graph,
+                "uid": dgd["metadata"]["uid"], "controller": True}]},
+            "spec": {"replicas": spec["replicas"], "selector": {"matchLabels": {"app": labels["app"]}},
+                     "template": template(k, gpus[service], labels)},
+        })  # fmt: skip
+
+
+def test_dynamo_graph_starts_whole_in_one_zone(
+    kube: Kube, daemon: Daemons, controllers: None, dynamo_crd: list[str]
+) -> None:
+    """The seed's flow, with no PodGroup written: a DynamoGraphDeployment annotated with required zone
+    placement; its frontend, prefill and decode Deployments' pods are one gang that lands in the one zone
+    with room (zone-a: 8 GPUs; zone-b: 4, short of the graph's 6)."""
+    a1, a2 = kube.node("dy-a1", 4, "zone-a", "ra1"), kube.node("dy-a2", 4, "zone-a", "ra2")
+    kube.node("dy-b1", 4, "zone-b", "rb1")
+    topo = kube.topology([ZONE, RACK])
+    daemon.start()
+    dgd = create(kube, "/apis/nvidia.com/v1alpha1", "dynamographdeployments", {
+        "apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment",
+        "metadata": {"name": "vllm", "annotations": {"kai.scheduler/topology": topo,
+                                                     "kai.scheduler/topology-required-placement": ZONE}},
+        "spec": {"services": {"Frontend": {"replicas": 1}, "VllmPrefillWorker": {"replicas": 2},
+                              "VllmDecodeWorker": {"replicas": 2}}},
+    })  # fmt: skip
+    dynamo_controller(kube, dgd, {"Frontend": 0, "VllmPrefillWorker": 2, "VllmDecodeWorker": 1})
+    pods = wait_for(lambda: bound(kube, "vllm-", 5), "the graph's 5 pods bound", daemon)
+    assert {p["spec"]["nodeName"] for p in pods.values()} <= {a1, a2}, {
+        n: p["spec"]["nodeName"] for n, p in pods.items()
+    }
+    name = f"pg-vllm-{dgd['metadata']['uid']}"
+    pg = podgroups(kube)[name]
+    assert pg["spec"]["minMember"] == 5
+    assert pg["spec"]["topologyConstraint"] == {"topology": topo, "requiredTopologyLevel": ZONE}
+    assert [(s["name"], s["minMember"]) for s in pg["spec"]["subGroups"]] == [
+        ("frontend", 1), ("vllmdecodeworker", 2), ("vllmprefillworker", 2)]  # fmt: skip
+    for pod in pods.values():
+        assert pod["metadata"]["annotations"]["pod-group-name"] == name
+        assert pod["metadata"]["labels"]["kai.scheduler/subgroup-name"] == pod["metadata"]["labels"][
+            "nvidia.com/dynamo-component"].lower()  # fmt: skip
