@@ -11,40 +11,38 @@ from scheduler.grouper.rules import GROUPER_ANNOTATION, GROUPER_NAME, GroupSpec,
 from scheduler.kube.paths import POD_GROUPS
 
 
-def _constraint(c: TopologyConstraint) -> dict[str, str]:
-    out = {
+def _gang(min_member: int | None, min_sub_group: int | None, c: TopologyConstraint) -> dict[str, Any]:
+    """The fields a PodGroup and each of its subgroups share, unset ones left out."""
+    out: dict[str, Any] = {}
+    if min_member is not None:
+        out["minMember"] = min_member
+    if min_sub_group is not None:
+        out["minSubGroup"] = min_sub_group
+    levels = {
         "topology": c.topology,
         "requiredTopologyLevel": c.required_level,
         "preferredTopologyLevel": c.preferred_level,
     }
-    return {k: v for k, v in out.items() if v}
+    if any(levels.values()):
+        out["topologyConstraint"] = {k: v for k, v in levels.items() if v}
+    return out
 
 
 def podgroup_spec(spec: GroupSpec) -> dict[str, Any]:
     """The PodGroup's spec field (also what an update compares)."""
     out: dict[str, Any] = {"queue": spec.queue, "priorityClassName": spec.priority_class}
-    if spec.min_member is not None:
-        out["minMember"] = spec.min_member
-    if spec.min_sub_group is not None:
-        out["minSubGroup"] = spec.min_sub_group
+    out.update(_gang(spec.min_member, spec.min_sub_group, spec.constraint))
     if spec.preemptibility:
         out["preemptibility"] = spec.preemptibility
-    if not spec.constraint.is_empty():
-        out["topologyConstraint"] = _constraint(spec.constraint)
     if spec.sub_groups:
-        subs = []
-        for sg in spec.sub_groups:
-            entry: dict[str, Any] = {"name": sg.name}
-            if sg.min_member is not None:
-                entry["minMember"] = sg.min_member
-            if sg.min_sub_group is not None:
-                entry["minSubGroup"] = sg.min_sub_group
-            if sg.parent:
-                entry["parent"] = sg.parent
-            if not sg.constraint.is_empty():
-                entry["topologyConstraint"] = _constraint(sg.constraint)
-            subs.append(entry)
-        out["subGroups"] = subs
+        out["subGroups"] = [
+            {
+                "name": sg.name,
+                **({"parent": sg.parent} if sg.parent else {}),
+                **_gang(sg.min_member, sg.min_sub_group, sg.constraint),
+            }
+            for sg in spec.sub_groups
+        ]
     return out
 
 
