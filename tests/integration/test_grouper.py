@@ -175,8 +175,16 @@ def test_a_pod_whose_owner_cannot_be_read_waits_with_the_reason(kube: Kube, daem
 
 
 @pytest.fixture(scope="module")
-def dynamo_crd(kube_api: Any) -> list[str]:
+def workload_crds(kube_api: Any) -> list[str]:
+    """tests/integration/crds: minimal CRDs of the workload kinds (see the files)."""
     return apply_crds(kube_api, TEST_CRDS)
+
+
+def owner_ref(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    m = obj["metadata"]
+    return [
+        {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": m["name"], "uid": m["uid"], "controller": True}
+    ]
 
 
 def dynamo_controller(k: Kube, dgd: dict[str, Any], gpus: dict[str, int]) -> None:
@@ -187,16 +195,14 @@ def dynamo_controller(k: Kube, dgd: dict[str, Any], gpus: dict[str, int]) -> Non
         labels = {"nvidia.com/dynamo-component": service, "app": f"{graph}-{service.lower()}"}
         create(k, "/apis/apps/v1", "deployments", {
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": f"{graph}-{service.lower()}", "labels": labels, "ownerReferences": [{
-                "apiVersion": dgd["apiVersion"], "kind": dgd["kind"], "name": graph,
-                "uid": dgd["metadata"]["uid"], "controller": True}]},
+            "metadata": {"name": f"{graph}-{service.lower()}", "labels": labels, "ownerReferences": owner_ref(dgd)},
             "spec": {"replicas": spec["replicas"], "selector": {"matchLabels": {"app": labels["app"]}},
                      "template": template(k, gpus[service], labels)},
         })  # fmt: skip
 
 
 def test_dynamo_graph_starts_whole_in_one_zone(
-    kube: Kube, daemon: Daemons, controllers: None, dynamo_crd: list[str]
+    kube: Kube, daemon: Daemons, controllers: None, workload_crds: list[str]
 ) -> None:
     """The seed's flow, with no PodGroup written: a DynamoGraphDeployment annotated with required zone
     placement; its frontend, prefill and decode Deployments' pods are one gang that lands in the one zone
@@ -227,3 +233,83 @@ def test_dynamo_graph_starts_whole_in_one_zone(
         assert pod["metadata"]["annotations"]["pod-group-name"] == name
         assert pod["metadata"]["labels"]["kai.scheduler/subgroup-name"] == pod["metadata"]["labels"][
             "nvidia.com/dynamo-component"].lower()  # fmt: skip
+
+
+def owned_pod(kube: Kube, name: str, owner: dict[str, Any], labels: dict[str, str], gpu: int = 1) -> None:
+    """A pod as the workload's operator makes it (the operator does not run here)."""
+    t = template(kube, gpu, labels)
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels, "ownerReferences": owner_ref(owner)},
+        "spec": t["spec"],
+    }
+    kube.req("POST", f"/api/v1/namespaces/{kube.ns}/pods", body=body)
+
+
+def test_jobset_is_one_gang_of_its_replicated_jobs(
+    kube: Kube, daemon: Daemons, controllers: None, workload_crds: list[str]
+) -> None:
+    """A JobSet whose Jobs a test-side controller makes (as the JobSet operator does, labels on the pod
+    template); kube-controller-manager's Job controller makes the pods."""
+    kube.node("js-a", 4)
+    kube.node("js-b", 4)
+    daemon.start()
+    js = create(kube, "/apis/jobset.x-k8s.io/v1alpha2", "jobsets", {
+        "apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": {"name": "train"},
+        "spec": {"replicatedJobs": [
+            {"name": "driver", "replicas": 1, "template": {"spec": {"parallelism": 1}}},
+            {"name": "workers", "replicas": 2, "template": {"spec": {"parallelism": 2}}}]},
+    })  # fmt: skip
+    for rj, replicas, parallelism in (("driver", 1, 1), ("workers", 2, 2)):
+        for i in range(replicas):
+            labels = {"jobset.sigs.k8s.io/replicatedjob-name": rj, "jobset.sigs.k8s.io/job-index": str(i)}
+            tmpl = template(kube, 1, labels)
+            tmpl["spec"]["restartPolicy"] = "Never"
+            create(kube, "/apis/batch/v1", "jobs", {
+                "apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"name": f"train-{rj}-{i}", "ownerReferences": owner_ref(js)},
+                "spec": {"parallelism": parallelism, "completions": parallelism, "template": tmpl},
+            })  # fmt: skip
+    pods = wait_for(lambda: bound(kube, "train-", 5), "the JobSet's 5 pods bound", daemon)
+    name = f"pg-train-{js['metadata']['uid']}"
+    pg = podgroups(kube)[name]
+    assert pg["spec"]["minSubGroup"] == 2 and "minMember" not in pg["spec"], pg["spec"]
+    assert [(s["name"], s.get("minMember"), s.get("minSubGroup")) for s in pg["spec"]["subGroups"]] == [
+        ("driver", None, 1), ("driver-replica-0", 1, None),
+        ("workers", None, 2), ("workers-replica-0", 2, None), ("workers-replica-1", 2, None)]  # fmt: skip
+    for pod in pods.values():
+        labels = pod["metadata"]["labels"]
+        leaf = f"{labels['jobset.sigs.k8s.io/replicatedjob-name']}-replica-{labels['jobset.sigs.k8s.io/job-index']}"
+        assert pod["metadata"]["annotations"]["pod-group-name"] == name
+        assert labels["kai.scheduler/subgroup-name"] == leaf
+
+
+def test_pytorchjob_and_raycluster_gangs(kube: Kube, daemon: Daemons, workload_crds: list[str]) -> None:
+    """A PyTorchJob (master + 3 workers) that does not fit waits whole; a RayCluster (head + 2 workers)
+    beside it starts whole. Their pods are made test-side, as the operators would make them."""
+    kube.node("kf-a", 4)
+    daemon.start()
+    pt = create(kube, "/apis/kubeflow.org/v1", "pytorchjobs", {
+        "apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": {"name": "pt"},
+        "spec": {"pytorchReplicaSpecs": {"Master": {"replicas": 1}, "Worker": {"replicas": 3}}},
+    })  # fmt: skip
+    owned_pod(kube, "pt-master-0", pt, {"training.kubeflow.org/replica-type": "master"}, gpu=2)
+    for i in range(3):
+        owned_pod(kube, f"pt-worker-{i}", pt, {"training.kubeflow.org/replica-type": "worker"}, gpu=2)
+    rc = create(kube, "/apis/ray.io/v1", "rayclusters", {
+        "apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "rc"},
+        "spec": {"headGroupSpec": {"template": {}}, "workerGroupSpecs": [{"groupName": "gpu", "replicas": 2}]},
+    })  # fmt: skip
+    owned_pod(kube, "rc-head", rc, {"ray.io/group": "headgroup"}, gpu=0)
+    for i in range(2):
+        owned_pod(kube, f"rc-gpu-{i}", rc, {"ray.io/group": "gpu"}, gpu=1)
+    wait_for(lambda: bound(kube, "rc-", 3), "the RayCluster's 3 pods bound", daemon)
+    pt_name, rc_name = f"pg-pt-{pt['metadata']['uid']}", f"pg-rc-{rc['metadata']['uid']}"
+    wait_for(lambda: kube.condition_reason(pt_name), "the PyTorchJob gang's condition", daemon)
+    assert not any(p["spec"].get("nodeName") for p in pods_of(kube, "pt-").values()), "a rank started alone"
+    groups = podgroups(kube)
+    assert groups[pt_name]["spec"]["minMember"] == 4
+    assert [(s["name"], s["minMember"]) for s in groups[pt_name]["spec"]["subGroups"]] == [("master", 1), ("worker", 3)]
+    assert groups[rc_name]["spec"]["minMember"] == 3
+    assert [(s["name"], s["minMember"]) for s in groups[rc_name]["spec"]["subGroups"]] == [("headgroup", 1), ("gpu", 2)]
