@@ -23,7 +23,7 @@ from e2e import chart
 from scheduler.cli.main import _parser
 from scheduler.framework.config import SchedulerConfig
 from scheduler.kube.client import ApiError, KubeClient
-from tests.kubecluster import LocalCluster
+from tests.kubecluster import LocalCluster, apply_crds
 
 pytestmark = pytest.mark.integration
 
@@ -250,18 +250,24 @@ def test_rendered_chart_passes_server_side_dry_run(
 
 
 def test_examples_pass_server_side_dry_run(
-    kube_cluster: LocalCluster, kai_crds: list[str], namespace: str, admin: KubeClient
+    kube_cluster: LocalCluster, kai_crds: list[str], namespace: str, admin: KubeClient, kube_api: Any
 ) -> None:
-    """deploy/examples/ (the README's quick start applies them) are valid objects."""
+    """deploy/examples/ (the README's quick start applies them) are valid objects (a DynamoGraphDeployment
+    against the minimal test CRD of tests/integration/crds: its spec is not checked)."""
+    apply_crds(kube_api, REPO / "tests" / "integration" / "crds")
     files = sorted((REPO / "deploy" / "examples").glob("*.yaml"))
     assert files
+    where = {
+        "PodGroup": ("/apis/scheduling.run.ai/v2alpha2", "podgroups"),
+        "Deployment": ("/apis/apps/v1", "deployments"),
+        "DynamoGraphDeployment": ("/apis/nvidia.com/v1alpha1", "dynamographdeployments"),
+    }
     for f in files:
         for d in yaml.safe_load_all(f.read_text()):
             if not d:
                 continue
             kind = d["kind"]
-            path = {"PodGroup": "/apis/scheduling.run.ai/v2alpha2", "Deployment": "/apis/apps/v1"}[kind]
-            plural = {"PodGroup": "podgroups", "Deployment": "deployments"}[kind]
+            path, plural = where[kind]
             try:
                 admin.request("POST", f"{path}/namespaces/{namespace}/{plural}", params={"dryRun": "All"}, body=d)
             except ApiError as err:
