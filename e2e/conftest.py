@@ -42,7 +42,7 @@ PAUSE = "registry.k8s.io/pause:3.10"
 DYNAMO_CRD = Path(__file__).resolve().parents[1] / "tests" / "integration" / "crds" / "dynamographdeployments.yaml"
 
 
-def _install_crd(api: Api, path: Path, timeout: float = 30.0) -> None:
+def install_crd(api: Api, path: Path, timeout: float = 30.0) -> None:
     """Create the CRD unless it exists, and wait until its API group version is served."""
     import yaml
 
@@ -198,7 +198,7 @@ class E2E:
         service owned by the graph, its pods labelled with their service (a test-side controller: the
         operator does not run here; its CRD is the minimal one of tests/integration/crds). No PodGroup:
         returns the name the scheduler's grouper gives the graph's gang."""
-        _install_crd(self.api, DYNAMO_CRD)
+        install_crd(self.api, DYNAMO_CRD)
         body = {
             "apiVersion": "nvidia.com/v1alpha1",
             "kind": "DynamoGraphDeployment",

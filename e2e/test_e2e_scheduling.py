@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from e2e.cluster import Provider
-from e2e.conftest import E2E
+from e2e.conftest import E2E, install_crd
 
 pytestmark = pytest.mark.e2e
 
@@ -183,4 +184,30 @@ def test_leader_failover_binds_nothing_twice(provider: Provider, e2e: E2E) -> No
     assert all(n == 1 for n in per_pod.values()), f"a pod scheduled twice: {per_pod}"
     assert not e2e.events("FailedBinding"), [x.get("note") for x in e2e.events("FailedBinding")]
     print(f"failover: {leader} killed, {new_leader} took the lease after {took:.1f}s (standby was {standby})")
+    _no_forbidden(provider)
+
+
+def test_a_kind_the_role_cannot_read_is_scheduled_as_a_gang_of_one(provider: Provider, e2e: E2E) -> None:
+    """The chart's role reads only the kinds the grouper has rules for. A pod of any other kind it may not
+    read is not held forever: it is grouped by what the scheduler can read, here nothing (README "Grouping")."""
+    (node,) = e2e.nodes(("za", "r1", 4))
+    install_crd(e2e.api, Path(__file__).parent / "crds" / "widgets.yaml")
+    w = e2e.api.req(
+        "POST",
+        f"/apis/example.com/v1/namespaces/{e2e.ns}/widgets",
+        body={"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {}},
+    )
+    owner = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "name": "w",
+        "uid": w["metadata"]["uid"],
+        "controller": True,
+    }
+    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "w-0", "ownerReferences": [owner]},
+            "spec": e2e.pod_spec(1)}  # fmt: skip
+    e2e.api.req("POST", f"/api/v1/namespaces/{e2e.ns}/pods", body=body)
+    pods = e2e.wait(lambda: _running(e2e.pods(), 1), "the Widget's pod Running")
+    assert pods[0]["spec"]["nodeName"] == node
+    assert "pod-group-name" not in (pods[0]["metadata"].get("annotations") or {})
     _no_forbidden(provider)

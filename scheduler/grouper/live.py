@@ -33,6 +33,7 @@ log = logging.getLogger("kaisched.grouper")
 
 Obj = Mapping[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
+RETRY_UNREADABLE_S = 10.0  # an owner that could not be read is asked again after this long
 
 
 def _skeleton(pod: Obj) -> dict[str, Any]:
@@ -90,6 +91,7 @@ class LiveGrouper:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grouper")
         self._lock = threading.Lock()
         self._last_resync = time.monotonic()
+        self._unreadable: dict[tuple[str, str, str, str], tuple[int, float]] = {}  # owner -> (status, retry at)
         self.stats = {"created": 0, "updated": 0, "pods": 0, "failed": 0}
 
     def close(self) -> None:
@@ -169,11 +171,17 @@ class LiveGrouper:
                     return pod
             k = (ref.api_version, ref.kind, ref.namespace, ref.name)
             if k not in run.owners:
+                status, until = self._unreadable.get(k, (0, 0.0))
+                if time.monotonic() < until:  # failed a moment ago: not asked again every cycle
+                    run.owners[k] = None
+                    run.failed[ref] = status
+                    return None
                 try:
                     run.owners[k] = self._get(ref)
                 except ApiError as err:
                     run.owners[k] = None
                     run.failed[ref] = err.status
+                    self._unreadable[k] = (err.status, time.monotonic() + RETRY_UNREADABLE_S)
             return run.owners[k]
 
         return lookup
@@ -200,6 +208,7 @@ class LiveGrouper:
                 self.held[key] = result.held
                 continue
             if result.spec is None or result.pod_patch is None:
+                self.held.pop(key, None)  # no gang to wait for (a gang of one)
                 continue
             pg_key = result.spec.key
             if result.create is not None:
@@ -214,7 +223,15 @@ class LiveGrouper:
         failed_groups = set(self._parallel(self._create, sorted(creates.items())))
         failed_groups |= set(self._parallel(self._update, sorted(updates.items())))
         ready = [(k, pg, patch) for k, pg, patch in joins if pg not in failed_groups]
-        self._parallel(self._join, [(k, patch) for k, _, patch in ready])
+        joined = len(ready) - len(self._parallel(self._join, [(k, patch) for k, _, patch in ready]))
+        if creates or updates or ready:
+            log.info(
+                "grouper: %d PodGroups created, %d updated, %d pods joined; %d pods held",
+                len(creates) - len(set(creates) & failed_groups),
+                len(updates) - len(set(updates) & failed_groups),
+                joined,
+                len(self.held),
+            )
         return bool(creates or updates or ready)
 
     def _plan(self, pod: Obj, chain: Chain, run: _Pass, config: GrouperConfig) -> PodPlan:
