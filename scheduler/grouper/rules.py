@@ -486,8 +486,8 @@ def _dynamo(base: _Base, pod: Obj, top: Obj, chain: Sequence[Obj]) -> GroupSpec:
     """One gang for the whole graph (KAI groups each component's Grove or LWS object on its own): one
     subgroup per service with minMember = replicas x multinode.nodeCount, so frontend, prefill and decode
     start together; the graph's annotations (topology) govern the gang. A pod's service is its
-    nvidia.com/dynamo-component label, else the component object between it and the graph
-    (`<graph>-<service>`)."""
+    nvidia.com/dynamo-component label, else named by an object between it and the graph
+    (`<graph>-<service>`, or Grove's PodClique `<graph>-<index>-<service>`)."""
     where = describe(top)
     services = _get(top, "spec", "services")
     if not isinstance(services, Mapping) or not services:
@@ -512,7 +512,8 @@ def _dynamo(base: _Base, pod: Obj, top: Obj, chain: Sequence[Obj]) -> GroupSpec:
         for owner in chain[:-1]:
             name = str(meta(owner).get("name", "")).lower()
             for key in sorted(names, key=len, reverse=True):
-                if name == f"{graph}-{key}" or name.startswith(f"{graph}-{key}-"):
+                # Deployment / LWS path: <graph>-<service>[-...]; Grove's PodClique: <graph>-<index>-<service>
+                if name == f"{graph}-{key}" or name.startswith(f"{graph}-{key}-") or name.endswith(f"-{key}"):
                     component = key
                     break
             if component in names:

@@ -560,3 +560,11 @@ def test_a_daemon_snapshot_carries_held_pods_into_replay() -> None:
     out, _ = _simulate(doc["items"])
     assert out["placements"] == {}
     assert out["unscheduled"][f"{NS}/j-0"]["message"] == "pod j-0: waiting for its PodGroup pg-j-j1"
+
+
+def test_dynamo_graph_through_grove_finds_the_service_from_the_podclique() -> None:
+    dgd = _dgd()
+    pcs = obj("PodCliqueSet", "vllm", "s1", dgd, api_version="grove.io/v1alpha1")
+    clique = obj("PodClique", "vllm-0-vllmdecodeworker", "c1", pcs, api_version="grove.io/v1alpha1")
+    g = group(pod("vllm-0-vllmdecodeworker-x", clique), clique, pcs, dgd)
+    assert g is not None and (g.name, g.pod_subgroup, g.min_member) == ("pg-vllm-g1", "vllmdecodeworker", 5)
