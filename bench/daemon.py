@@ -159,20 +159,19 @@ def create_podgroups(
     names: list[str],
     size: int,
     annotations: dict[str, str] | None = None,
+    priority_class: str = "",
 ) -> None:
     def one(name: str) -> None:
         meta: dict[str, Any] = {"name": name, "namespace": ns}
         if annotations:
             meta["annotations"] = dict(annotations)
+        spec: dict[str, Any] = {"minMember": size}
+        if priority_class:
+            spec["priorityClassName"] = priority_class
         client.request(
             "POST",
             f"/apis/scheduling.run.ai/v2alpha2/namespaces/{ns}/podgroups",
-            body={
-                "apiVersion": "scheduling.run.ai/v2alpha2",
-                "kind": "PodGroup",
-                "metadata": meta,
-                "spec": {"minMember": size},
-            },
+            body={"apiVersion": "scheduling.run.ai/v2alpha2", "kind": "PodGroup", "metadata": meta, "spec": spec},
         )
 
     list(pool.map(one, names))
@@ -682,16 +681,7 @@ def takeback_round(client: KubeClient, pool: ThreadPoolExecutor, r: int, size: i
     bodies = [whole_node_pod(ns, f"{pg}-{m}", HIGH_CLASS[0], 30, group=pg) for m in range(size)]
     wall0 = time.time()
     t0 = time.monotonic()
-    client.request(
-        "POST",
-        f"/apis/scheduling.run.ai/v2alpha2/namespaces/{ns}/podgroups",
-        body={
-            "apiVersion": "scheduling.run.ai/v2alpha2",
-            "kind": "PodGroup",
-            "metadata": {"name": pg, "namespace": ns},
-            "spec": {"minMember": size, "priorityClassName": HIGH_CLASS[0]},
-        },
-    )
+    create_podgroups(client, pool, ns, [pg], size, priority_class=HIGH_CLASS[0])
     create_pods(client, pool, bodies)
     created = time.monotonic() - t0
     finished = watcher.done.wait(timeout)

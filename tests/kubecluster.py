@@ -478,6 +478,22 @@ current-context: local
         )
 
 
+def deployment_manifest(
+    name: str, replicas: int, pod_spec: dict[str, Any], labels: dict[str, str], annotations: dict[str, str]
+) -> dict[str, Any]:
+    """A Deployment whose pods carry `labels` (plus app=<name>, its selector), `annotations` and `pod_spec`."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {**labels, "app": name}, "annotations": annotations}, "spec": pod_spec},
+        },
+    }
+
+
 CRD_DIR = REPO_ROOT / "deploy" / "crds"
 
 

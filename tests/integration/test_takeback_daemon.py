@@ -25,7 +25,7 @@ from tests.faultproxy import FaultProxy
 from tests.integration import test_commit_faults as faults
 from tests.integration.test_commit_faults import Watcher, intent_of
 from tests.integration.test_daemon import GPU, RACK, DaemonProc, Daemons, Kube, wait_for
-from tests.kubecluster import LocalCluster
+from tests.kubecluster import LocalCluster, deployment_manifest
 
 # the fault tests' fixtures: the proxy, the test's namespace, daemons behind the proxy
 proxy, kube, daemon = faults.proxy, faults.kube, faults.daemon
@@ -61,7 +61,7 @@ def deployment(
 ) -> None:
     """A Deployment whose pods are the members of PodGroup `name` (created with the PodGroup, as a grouper
     would): its ReplicaSet re-makes every member that is deleted, with a new name."""
-    labels = {"app": name, **({"kai.scheduler/queue": queue} if queue else {})}
+    labels = {"kai.scheduler/queue": queue} if queue else {}
     spec: dict[str, Any] = {
         "schedulerName": "kai-scheduler",
         "terminationGracePeriodSeconds": grace,
@@ -70,16 +70,7 @@ def deployment(
     }
     if priority:
         spec["priorityClassName"] = priority
-    body = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": labels, "annotations": {GROUP: name}}, "spec": spec},
-        },
-    }
+    body = deployment_manifest(name, replicas, spec, labels, {GROUP: name})
     kube.req("POST", f"/apis/apps/v1/namespaces/{kube.ns}/deployments", body=body)
 
 
