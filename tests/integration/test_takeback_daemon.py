@@ -147,16 +147,18 @@ def lose_node(kube: Kube, node: str) -> list[str]:
     return lost
 
 
-@pytest.mark.parametrize("room", [True, False], ids=["room-in-rack", "no-room"])
+@pytest.mark.parametrize("case", ["room-in-rack", "room-elsewhere", "no-room"])
 def test_node_loss_gang_replaced_whole_or_evicted_whole(
-    room: bool, controllers: LocalCluster, kube: Kube, daemon: Daemons, tmp_path: Path
+    case: str, controllers: LocalCluster, kube: Kube, daemon: Daemons, tmp_path: Path
 ) -> None:
     """A gang of 4 (minMember 4, required rack) runs 2 + 2 on nodes x and y of rack r1; x is deleted with
-    its 2 members, and the gang's ReplicaSet makes 2 new ones. With room in r1 (node z; node w of rack r2 is
-    bigger but outside the gang's rack) the 2 go to z and the 2 on y are left alone. With no room, the gang
-    runs half for the stale-gang grace period and then is evicted whole (StaleGangEvicted on each running
-    member), waits whole with a reason, and is placed whole in r2 once a node there has room."""
-    grace = 30 if room else 3
+    its 2 members, and the gang's ReplicaSet makes 2 new ones.
+    - room-in-rack: node z of r1 has room (and node w of r2 more): the 2 go to z, the 2 on y are left alone;
+    - room-elsewhere: only w (rack r2) has room: the 2 new members never go there while 2 run in r1; the gang
+      runs half for the stale-gang grace period, is evicted whole (StaleGangEvicted on each running member)
+      and is placed whole on w;
+    - no-room: as above, then it waits whole, saying why, until a node of r2 has room."""
+    grace = 30 if case == "room-in-rack" else 3
     topo = kube.topology([RACK])
     x = kube.node("x", 2, rack="r1", kwok=True)
     y = kube.node("y", 2, rack="r1", kwok=True)
@@ -165,39 +167,39 @@ def test_node_loss_gang_replaced_whole_or_evicted_whole(
     first = wait_for(lambda: running(kube, "g", 4), "the gang of 4 Running on x and y", daemon)
     assert sorted(first.values()) == sorted([x, x, y, y]), first
     on_y = {n: kube.pods()[n]["metadata"]["uid"] for n, node in first.items() if node == y}
-    if room:
-        z = kube.node("z", 2, rack="r1", kwok=True)
-        w = kube.node("w", 4, rack="r2", kwok=True)
-        wait_for(lambda: gpu_total(kube) >= 10 or None, "the new nodes listed", daemon)
+    z = kube.node("z", 2, rack="r1", kwok=True) if case == "room-in-rack" else ""
+    w = kube.node("w", 4, rack="r2", kwok=True) if case != "no-room" else ""
+    if z or w:
+        wait_for(lambda: gpu_total(kube) == 4 + (2 if z else 0) + 4 or None, "the new nodes listed", daemon)
         daemon.wait_cycles(d, 2)  # the daemon's cache has them
     lost = lose_node(kube, x)
     assert len(lost) == 2, lost
     t_loss = time.monotonic()
 
-    if room:
+    if z:
         placed = wait_for(lambda: running(kube, "g", 4), "the gang whole again", daemon)
         assert sorted(placed.values()) == sorted([y, y, z, z]), f"the 2 new members go to z, in rack r1: {placed}"
         pods = kube.pods()
         assert {n: pods[n]["metadata"]["uid"] for n in on_y} == on_y, "the members on y were left running"
-        assert w not in placed.values()
         daemon.wait_cycles(d, 3)
         assert not kube.events("StaleGangEvicted")
         assert wait_for(lambda: STALE_SINCE not in _annotations(kube, "g") or None, "no stale mark", daemon)
         return
 
-    # no room: half-running (2 on y, 2 pending) until the grace period ends, never after it
+    # no room in r1: half-running (2 on y, 2 pending) until the grace period ends, never after it
     marked = False
     evicted_at = None
     half_until = t_loss
     while time.monotonic() - t_loss < grace + 20:
         pods = kube.pods()
-        live_bound = bound(pods, "g")
-        marked = marked or STALE_SINCE in _annotations(kube, "g")
-        if 0 < len(live_bound) < 4:
-            half_until = time.monotonic()
-        if not live_bound and not any(n in pods for n in on_y):
+        live = members(pods, "g")
+        if not any(n in live for n in on_y):
             evicted_at = time.monotonic()
             break
+        placed = bound(pods, "g")
+        assert set(placed.values()) == {y}, f"a member placed outside the rack of those running: {placed}"
+        half_until = time.monotonic()
+        marked = marked or STALE_SINCE in _annotations(kube, "g")
         time.sleep(0.2)
     assert evicted_at is not None, f"the half gang was not evicted within {grace + 20}s\n{daemon.tail()}"
     half = half_until - t_loss
@@ -214,14 +216,15 @@ def test_node_loss_gang_replaced_whole_or_evicted_whole(
     assert {e["regarding"]["name"] for e in events} == set(on_y), [e["regarding"]["name"] for e in events]
     assert {e["regarding"]["uid"] for e in events} == set(on_y.values())
     assert all("stale-gang eviction" in e["note"] and f"{kube.ns}/g" in e["note"] for e in events), events
-    # whole or nothing from now on: 4 pending members (the ReplicaSet re-made the evicted ones), none bound
-    wait_for(lambda: len(members(kube.pods(), "g")) == 4 or None, "4 pending members", daemon)
-    daemon.wait_cycles(d, 5)
-    assert not bound(kube.pods(), "g"), "nothing of the gang runs: no rack holds 4"
-    reason = wait_for(lambda: condition(kube, "g"), "a condition saying why the gang waits", daemon)
-    assert reason[0] == "GangTooLarge", reason  # its rack r1 has y alone now (2 GPUs)
-    assert STALE_SINCE not in _annotations(kube, "g"), "the stale mark cleared: nothing runs"
-    w = kube.node("w", 4, rack="r2", kwok=True)
+    if not w:
+        # whole or nothing from now on: 4 pending members (the ReplicaSet re-made the evicted ones), none bound
+        wait_for(lambda: len(members(kube.pods(), "g")) == 4 or None, "4 pending members", daemon)
+        daemon.wait_cycles(d, 5)
+        assert not bound(kube.pods(), "g"), "nothing of the gang runs: no rack holds 4"
+        reason = wait_for(lambda: condition(kube, "g"), "a condition saying why the gang waits", daemon)
+        assert reason[0] == "GangTooLarge", reason  # its rack r1 has y alone now (2 GPUs)
+        assert STALE_SINCE not in _annotations(kube, "g"), "the stale mark cleared: nothing runs"
+        w = kube.node("w", 4, rack="r2", kwok=True)
     placed = wait_for(lambda: running(kube, "g", 4), "the gang whole in rack r2", daemon)
     assert set(placed.values()) == {w}, placed
 
