@@ -301,6 +301,7 @@ def test_team_b_reclaims_its_fair_share_from_team_a_deployments(
         assert st["fairShare"][GPU] == "4", st
     for g in waiting:
         _, message = wait_for(lambda g=g: condition(kube, g), f"{g}'s condition", daemon)
+        print(f"{g} waits: {message}")
         assert "cannot take back" in message and "reclaim" in message, message
         assert f"queue {qa} is not below its fair share" in message, message
 
@@ -330,6 +331,7 @@ def test_inference_gang_preempts_training_in_its_queue(
     assert sorted(deleted_by_daemons(proxy, kube.ns).values()) == [1, 1, 1, 1]
     for g in waiting:
         _, message = wait_for(lambda g=g: condition(kube, g), f"{g}'s condition", daemon)
+        print(f"{g} waits: {message}")
         assert "cannot take back" in message and "preempt" in message, message
         assert "non-preemptible" in message or "not of lower priority" in message, message
 
