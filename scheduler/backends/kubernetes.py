@@ -151,6 +151,7 @@ class KubeBackend:
         self.raw: dict[tuple[str, str], dict[str, Any]] | None = None
         # PodGroups for workloads' pods; what the API answers to its writes enters the cache at the next drain
         self.grouper = LiveGrouper(client, scheduler_name, on_object=self._written)
+        self.grouping = False  # set by the first group() (configuration `grouping`)
 
     def start(self) -> None:
         for r in self.reflectors:
@@ -181,12 +182,13 @@ class KubeBackend:
     # --- ClusterBackend ------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         snap = self.state.snapshot()
-        held = self.grouper.held
-        return dataclasses.replace(snap, held=dict(held)) if held else snap
+        held = self.grouper.waiting() if self.grouping else {}
+        return dataclasses.replace(snap, held=held) if held else snap
 
     def group(self, config: SchedulerConfig) -> None:
         """Make the PodGroups of pods waiting for one (grouper/live.py), then take what was written into
         the cache, so this cycle already schedules the gangs."""
+        self.grouping = True  # from now on pods the grouper has not seen yet are held in snapshots
         if self.grouper.run(grouper_config(config, self.known["PriorityClass"])):
             self.drain()
 

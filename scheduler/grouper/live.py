@@ -86,6 +86,7 @@ class LiveGrouper:
         self.podgroups: dict[str, dict[str, Any]] = {}  # every PodGroup: key -> object
         self.held: dict[str, tuple[str, str]] = {}
         self.todo: set[str] = set()  # pods that need their PodGroup (what a pass looks at)
+        self.singles: set[str] = set()  # pods of todo the last pass found to be gangs of one
         self._joined: dict[str, str] = {}  # pod uid -> PodGroup we annotated it with (until the watch shows it)
         self._resources: dict[str, dict[str, tuple[str, bool]] | None] = {}  # apiVersion -> kind -> (plural, ns'd)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grouper")
@@ -113,6 +114,7 @@ class LiveGrouper:
         if deleted or not ours or not meta(obj).get("ownerReferences"):
             gone = self.pods.pop(key, None)
             self.todo.discard(key)
+            self.singles.discard(key)
             if gone is not None:
                 self._joined.pop(str(meta(gone).get("uid", "")), None)
                 self.held.pop(key, None)
@@ -123,8 +125,17 @@ class LiveGrouper:
             self.todo.add(key)
         else:
             self.todo.discard(key)
+            self.singles.discard(key)
             self._joined.pop(str(meta(skeleton).get("uid", "")), None)
             self.held.pop(key, None)
+
+    def waiting(self) -> dict[str, tuple[str, str]]:
+        """The pods a session must hold back: those a pass held, and those that came in after the last pass
+        (a watch event drained meanwhile) and that no pass has looked at yet."""
+        out = dict(self.held)
+        for key in self.todo - self.singles - out.keys():
+            out[key] = awaiting(self.pods[key], "waiting for the grouper to read its owners")
+        return out
 
     # --- reading owners -----------------------------------------------------------------------------
     def _resource(self, api_version: str, kind: str) -> tuple[str, bool] | None:
@@ -209,7 +220,9 @@ class LiveGrouper:
                 continue
             if result.spec is None or result.pod_patch is None:
                 self.held.pop(key, None)  # no gang to wait for (a gang of one)
+                self.singles.add(key)
                 continue
+            self.singles.discard(key)
             pg_key = result.spec.key
             if result.create is not None:
                 creates.setdefault(pg_key, result.create)
