@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from daemon import (  # noqa: E402
     KAI_NS,
+    bench_setup,
     create_namespace,
     create_podgroups,
     gang_check,
@@ -43,7 +44,7 @@ from daemon import (  # noqa: E402
 )
 
 from scheduler.kube.client import KubeClient  # noqa: E402
-from tests.kubecluster import LocalCluster, apply_crds  # noqa: E402
+from tests.kubecluster import LocalCluster  # noqa: E402
 
 GROUPED_NS = "bench-grouped"
 
@@ -110,13 +111,7 @@ def main() -> int:
     args = ap.parse_args()
     n = args.jobs * args.size
     with LocalCluster() as cluster:
-        api = cluster.api_client()
-        apply_crds(api)
-        api.close()
-        kubeconfig = str(cluster.kubeconfig)
-        client = KubeClient.from_kubeconfig(kubeconfig, qps=0, burst=1)
-        client.pool.connection_pool_kw["maxsize"] = args.workers + 4
-        pool = ThreadPoolExecutor(max_workers=args.workers)
+        kubeconfig, client, pool = bench_setup(cluster, args.workers)
         try:
             make_nodes(client, pool)
             argv = kaisched_argv(kubeconfig, args.qps, args.burst, args.schedule_period)

@@ -47,6 +47,11 @@ def pod(name: str, owner: dict[str, Any] | None, labels: dict[str, str] | None =
     return obj("Pod", name, f"uid-{name}", owner, {"schedulerName": "kai-scheduler", **spec}, labels)
 
 
+def indexed_job(name: str, uid: str, parallelism: int, completions: int) -> dict[str, Any]:
+    spec = {"parallelism": parallelism, "completions": completions, "completionMode": "Indexed"}
+    return obj("Job", name, uid, spec=spec, api_version="batch/v1")
+
+
 def group(p: dict[str, Any], *objects: dict[str, Any], config: GrouperConfig = CFG) -> GroupSpec | None:
     chain = walk(p, ObjectIndex(objects).lookup)
     assert chain.missing is None
@@ -113,22 +118,10 @@ def test_job_min_member() -> None:
     plain = obj("Job", "j", "j1", spec={"parallelism": 4}, api_version="batch/v1")
     g = group(pod("j-a", plain), plain)
     assert g is not None and (g.name, g.min_member, g.priority_class) == ("pg-j-j1", 1, "train")
-    indexed = obj(
-        "Job",
-        "ix",
-        "i1",
-        spec={"parallelism": 4, "completions": 4, "completionMode": "Indexed"},
-        api_version="batch/v1",
-    )
+    indexed = indexed_job("ix", "i1", 4, 4)
     g = group(pod("ix-0", indexed), indexed)
     assert g is not None and g.min_member == 4
-    more = obj(
-        "Job",
-        "ix",
-        "i1",
-        spec={"parallelism": 2, "completions": 8, "completionMode": "Indexed"},
-        api_version="batch/v1",
-    )
+    more = indexed_job("ix", "i1", 2, 8)
     g = group(pod("ix-0", more), more)
     assert g is not None and g.min_member == 1
     annotated = obj(
@@ -421,24 +414,12 @@ def test_dynamo_pod_of_no_service_is_an_error_naming_the_services() -> None:
 
 
 def test_update_patch_after_scale_and_none_when_current() -> None:
-    job = obj(
-        "Job",
-        "ix",
-        "i1",
-        spec={"parallelism": 4, "completions": 4, "completionMode": "Indexed"},
-        api_version="batch/v1",
-    )
+    job = indexed_job("ix", "i1", 4, 4)
     g = group(pod("ix-0", job), job)
     assert g is not None
     current = podgroup_object(g)
     assert needs_update(current, g) is None
-    scaled = obj(
-        "Job",
-        "ix",
-        "i1",
-        spec={"parallelism": 6, "completions": 6, "completionMode": "Indexed"},
-        api_version="batch/v1",
-    )
+    scaled = indexed_job("ix", "i1", 6, 6)
     g2 = group(pod("ix-0", scaled), scaled)
     assert g2 is not None
     assert needs_update(current, g2) == {"spec": {"minMember": 6}}
@@ -477,13 +458,7 @@ def _simulate(objects: list[dict[str, Any]], **config: Any) -> tuple[dict[str, A
 
 
 def test_simulate_joins_a_podgroup_someone_else_wrote_and_never_changes_it() -> None:
-    job = obj(
-        "Job",
-        "ix",
-        "i1",
-        spec={"parallelism": 2, "completions": 2, "completionMode": "Indexed"},
-        api_version="batch/v1",
-    )
+    job = indexed_job("ix", "i1", 2, 2)
     theirs = {
         "apiVersion": "scheduling.run.ai/v2alpha2",
         "kind": "PodGroup",
@@ -497,36 +472,18 @@ def test_simulate_joins_a_podgroup_someone_else_wrote_and_never_changes_it() -> 
 
 
 def test_simulate_updates_its_own_podgroup_after_a_scale() -> None:
-    job = obj(
-        "Job",
-        "ix",
-        "i1",
-        spec={"parallelism": 3, "completions": 3, "completionMode": "Indexed"},
-        api_version="batch/v1",
-    )
+    job = indexed_job("ix", "i1", 3, 3)
     spec = group(_gpu_pod("ix-0", job), job)
     assert spec is not None
     ours = podgroup_object(spec)  # made when the Job had 3 ranks
-    scaled = obj(
-        "Job",
-        "ix",
-        "i1",
-        spec={"parallelism": 2, "completions": 2, "completionMode": "Indexed"},
-        api_version="batch/v1",
-    )
+    scaled = indexed_job("ix", "i1", 2, 2)
     out, backend = _simulate([_node(2), scaled, ours, _gpu_pod("ix-0", scaled), _gpu_pod("ix-1", scaled)])
     assert backend.objects[("PodGroup", NS, "pg-ix-i1")]["spec"]["minMember"] == 2
     assert len(out["placements"]) == 2
 
 
 def test_grouping_off_keeps_gangs_of_one() -> None:
-    job = obj(
-        "Job",
-        "ix",
-        "i1",
-        spec={"parallelism": 2, "completions": 2, "completionMode": "Indexed"},
-        api_version="batch/v1",
-    )
+    job = indexed_job("ix", "i1", 2, 2)
     out, backend = _simulate([_node(1), job, _gpu_pod("ix-0", job), _gpu_pod("ix-1", job)], grouping=False)
     assert len(out["placements"]) == 1 and ("PodGroup", NS, "pg-ix-i1") not in backend.objects
 
@@ -568,3 +525,25 @@ def test_dynamo_graph_through_grove_finds_the_service_from_the_podclique() -> No
     clique = obj("PodClique", "vllm-0-vllmdecodeworker", "c1", pcs, api_version="grove.io/v1alpha1")
     g = group(pod("vllm-0-vllmdecodeworker-x", clique), clique, pcs, dgd)
     assert g is not None and (g.name, g.pod_subgroup, g.min_member) == ("pg-vllm-g1", "vllmdecodeworker", 5)
+
+
+def test_the_daemons_grouper_holds_a_pod_no_pass_has_seen_yet() -> None:
+    """A pod the watch brings in after the grouper's pass is held in the next snapshot (never a gang of
+    one meanwhile); once annotated it is not. (Observing needs no API server: nothing is sent.)"""
+    from scheduler.grouper.live import LiveGrouper
+    from scheduler.kube.client import KubeClient
+
+    grouper = LiveGrouper(KubeClient("https://127.0.0.1:9"), "kai-scheduler")
+    try:
+        job = obj("Job", "j", "j1", api_version="batch/v1")
+        fresh = pod("j-0", job)
+        grouper.observe("Pod", fresh, deleted=False)
+        grouper.observe("Pod", pod("lone", None), deleted=False)  # no owner: a gang of one, never held
+        assert grouper.waiting() == {
+            f"{NS}/j-0": ("AwaitingPodGroup", "pod j-0: waiting for the grouper to read its owners")
+        }
+        joined = {**fresh, "metadata": {**fresh["metadata"], "annotations": {"pod-group-name": "pg-j-j1"}}}
+        grouper.observe("Pod", joined, deleted=False)
+        assert grouper.waiting() == {}
+    finally:
+        grouper.close()
