@@ -25,18 +25,10 @@ def controllers(kube_cluster: LocalCluster) -> Iterator[None]:
     """kube-controller-manager with the workload controllers and the garbage collector, for this module."""
     if missing_binaries(kube_cluster.bin_dir, ("kube-controller-manager",)):
         pytest.skip("kube-controller-manager not built: run e2e/testbin/build.sh")
-    kube_cluster.spawn(
-        "kube-controller-manager",
-        [
-            str(kube_cluster.bin_dir / "kube-controller-manager"),
-            f"--kubeconfig={kube_cluster.kubeconfig}",
-            "--controllers=deployment-controller,replicaset-controller,job-controller,statefulset-controller,"
-            "garbage-collector-controller",
-            "--leader-elect=false",
-            "--secure-port=0",
-            "--v=1",
-        ],
-    )
+    kube_cluster.start_controller_manager(
+        ("deployment-controller", "replicaset-controller", "job-controller", "statefulset-controller",
+         "garbage-collector-controller")
+    )  # fmt: skip
     yield
     kube_cluster.kill("kube-controller-manager")
 
