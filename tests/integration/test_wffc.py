@@ -16,9 +16,13 @@ from typing import Any
 
 import pytest
 
+from scheduler.binder.commit import Intent
+from scheduler.binder.crash import ENV
+from tests.faultproxy import FaultProxy, Rule
 from tests.integration import test_commit_faults as faults
-from tests.integration.test_commit_faults import intent_of
+from tests.integration.test_commit_faults import BIND, intent_of
 from tests.integration.test_daemon import GPU, SCHED, Daemons, Kube, wait_for
+from tests.integration.test_evictions import run_harness
 from tests.kubecluster import LocalCluster
 
 proxy, kube, daemon = faults.proxy, faults.kube, faults.daemon
@@ -81,6 +85,13 @@ def local_volume(kube: Kube, name: str, cls: str, node: str) -> str:
     }
     kube.req("POST", "/api/v1/persistentvolumes", body=body)
     kube.cluster_objects.append(f"/api/v1/persistentvolumes/{name}")
+    # Available, as the PV controller marks a new volume (tests that run without it need the same start)
+    kube.req(
+        "PATCH",
+        f"/api/v1/persistentvolumes/{name}/status",
+        body={"status": {"phase": "Available"}},
+        content_type="application/merge-patch+json",
+    )
     return name
 
 
@@ -135,21 +146,23 @@ def selected(kube: Kube, name: str) -> str:
 
 
 class Order:
-    """Watches the namespace's pods and claims; every change with its resourceVersion (one etcd, so
-    revisions order changes across kinds), to tell what happened before what."""
+    """Watches the namespace's pods and claims and all volumes; every change with its resourceVersion (one
+    etcd, so revisions order changes across kinds), to tell what happened before what."""
 
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
         self.seen: list[tuple[int, str, dict[str, Any]]] = []
         self.stop = threading.Event()
-        self.threads = [
-            threading.Thread(target=self._watch, args=(r,), daemon=True) for r in ("pods", "persistentvolumeclaims")
-        ]
+        paths = {
+            "pods": f"/api/v1/namespaces/{kube.ns}/pods",
+            "persistentvolumeclaims": f"/api/v1/namespaces/{kube.ns}/persistentvolumeclaims",
+            "persistentvolumes": "/api/v1/persistentvolumes",
+        }
+        self.threads = [threading.Thread(target=self._watch, args=a, daemon=True) for a in paths.items()]
         for t in self.threads:
             t.start()
 
-    def _watch(self, resource: str) -> None:
-        path = f"/api/v1/namespaces/{self.kube.ns}/{resource}"
+    def _watch(self, resource: str, path: str) -> None:
         client = type(self.kube.client).from_kubeconfig(str(self.kube.kubeconfig), qps=0, burst=1)
         rv = str(client.request("GET", path)["metadata"]["resourceVersion"])
         while not self.stop.is_set():
@@ -158,17 +171,33 @@ class Order:
                 rv = str(obj["metadata"]["resourceVersion"])
                 self.seen.append((int(rv), resource, obj))
 
+    def all(self, resource: str, name: str, pred: Callable[[dict[str, Any]], bool]) -> list[int]:
+        """The revisions at which `resource`/`name` was seen in a state `pred` accepts, in order."""
+        return sorted(rv for rv, r, o in list(self.seen) if r == resource and o["metadata"]["name"] == name and pred(o))
+
     def first(self, resource: str, name: str, pred: Callable[[dict[str, Any]], bool]) -> int:
-        hits = [
-            rv
-            for rv, r, o in sorted(self.seen, key=lambda x: x[0])
-            if r == resource and o["metadata"]["name"] == name and pred(o)
-        ]
+        hits = self.all(resource, name, pred)
         assert hits, f"{resource}/{name} never seen so"
         return hits[0]
 
     def close(self) -> None:
         self.stop.set()
+
+
+def has_ref(o: dict[str, Any]) -> bool:
+    return bool(o["spec"].get("claimRef"))
+
+
+def has_selected(o: dict[str, Any]) -> bool:
+    return SELECTED in (o["metadata"].get("annotations") or {})
+
+
+def completed(o: dict[str, Any]) -> bool:
+    return COMPLETED in (o["metadata"].get("annotations") or {})
+
+
+def on_node(o: dict[str, Any]) -> bool:
+    return bool(o["spec"].get("nodeName"))
 
 
 def two_nodes(kube: Kube) -> list[str]:
@@ -202,11 +231,192 @@ def test_local_volumes_bound_before_the_gang_binds_on_their_nodes(
             assert (ref["name"], ref["uid"]) == (c, get_claim(kube, c)["metadata"]["uid"])
         time.sleep(0.5)  # the watches catch up
         for pod, c in (("a", "data-a"), ("b", "data-b")):
-            claim_done = order.first(
-                "persistentvolumeclaims", c, lambda o: COMPLETED in (o["metadata"].get("annotations") or {})
-            )
-            pod_bound = order.first("pods", pod, lambda o: bool(o["spec"].get("nodeName")))
+            claim_done = order.first("persistentvolumeclaims", c, completed)
+            pod_bound = order.first("pods", pod, on_node)
             assert claim_done < pod_bound, f"{pod} bound (rv {pod_bound}) before its claim {c} (rv {claim_done})"
         wait_for(lambda: intent_of(kube, "g") is None or None, "intent cleared", daemon)
     finally:
         order.close()
+
+
+def test_provisioned_claims_get_their_node_before_the_gang_binds(
+    kube: Kube, daemon: Daemons, pv_controller: Callable[[], None]
+) -> None:
+    """A class that provisions: the committer sets each claim's selected-node (the node its pod goes to),
+    the PV controller's host-path provisioner creates a volume for it and binds it, and only then do the
+    pods bind, each on the node its claim was given."""
+    two_nodes(kube)
+    cls = storage_class(kube, "prov", HOSTPATH)
+    claim(kube, "data-a", cls)
+    claim(kube, "data-b", cls)
+    kube.podgroup("g", 2)
+    order = Order(kube)
+    pods = [member(kube, "a", "g", "data-a"), member(kube, "b", "g", "data-b")]
+    pv_controller()
+    daemon.start()
+    try:
+        placed = wait_for(lambda: kube.all_bound(pods), "the gang bound", daemon)
+        assert {"a": selected(kube, "data-a"), "b": selected(kube, "data-b")} == placed
+        assert bound_to(kube, "data-a") and bound_to(kube, "data-b"), "both provisioned and bound"
+        time.sleep(0.5)  # the watches catch up
+        for pod, c in (("a", "data-a"), ("b", "data-b")):
+            marked = order.first("persistentvolumeclaims", c, has_selected)
+            done = order.first("persistentvolumeclaims", c, completed)
+            pod_bound = order.first("pods", pod, on_node)
+            assert marked < done < pod_bound, (pod, marked, done, pod_bound)
+        wait_for(lambda: intent_of(kube, "g") is None or None, "intent cleared", daemon)
+    finally:
+        order.close()
+
+
+def local_gang(kube: Kube) -> tuple[list[str], dict[str, str], list[str]]:
+    """Two 1-GPU nodes, a local volume on each, gang `g` of 2 members each with its own claim.
+    Returns the nodes, volume -> its node, and the members."""
+    n0, n1 = two_nodes(kube)
+    cls = storage_class(kube, "local", "kubernetes.io/no-provisioner")
+    where = {local_volume(kube, "pva", cls, n1): n1, local_volume(kube, "pvb", cls, n0): n0}
+    claim(kube, "data-a", cls)
+    claim(kube, "data-b", cls)
+    kube.podgroup("g", 2)
+    return [n0, n1], where, [member(kube, "a", "g", "data-a"), member(kube, "b", "g", "data-b")]
+
+
+def failed_binding(kube: Kube, daemon: Daemons, text: str) -> str:
+    def note() -> str | None:
+        notes = [str(e.get("note")) for e in kube.events("FailedBinding")]
+        return next((n for n in notes if text in n), None)
+
+    return wait_for(note, f"a FailedBinding event saying {text!r}", daemon)
+
+
+def test_a_claim_write_that_fails_gives_back_the_ones_written(
+    kube: Kube, daemon: Daemons, proxy: FaultProxy, pv_controller: Callable[[], None]
+) -> None:
+    """The second volume's claimRef write fails: the first volume's claimRef (ours) is released, no pod
+    binds, the gang says why; once the volume controller runs, the retry binds it whole."""
+    _, where, pods = local_gang(kube)
+    order = Order(kube)
+    rule = proxy.add(Rule("PATCH", r"/api/v1/persistentvolumes/[^/?]+$", "status", status=500, nth=(2,)))
+    try:
+        daemon.start()
+        note = failed_binding(kube, daemon, "claims undone")
+        assert "HTTP 500" in note, note
+        assert rule.fired == 1
+        written = [pv for pv in where if order.all("persistentvolumes", pv, has_ref)]
+        assert written, "a claimRef was written"
+        pv = written[0]
+        set_at = order.first("persistentvolumes", pv, has_ref)
+        released = [rv for rv in order.all("persistentvolumes", pv, lambda o: not has_ref(o)) if rv > set_at]
+        assert released, f"the claimRef on {pv} was not released"
+        bound = order.all("pods", "a", on_node) + order.all("pods", "b", on_node)
+        assert not bound or min(bound) > released[0], "a pod bound before the failed claims were undone"
+        pv_controller()
+        placed = wait_for(lambda: kube.all_bound(pods), "the retry bound the gang", daemon, timeout=60)
+        volumes = {p: bound_to(kube, f"data-{p}") for p in pods}
+        assert placed == {p: where[v] for p, v in volumes.items()}, (placed, volumes)
+    finally:
+        order.close()
+
+
+def test_provisioning_that_never_completes_is_given_back(kube: Kube, daemon: Daemons) -> None:
+    """No provisioner serves the class: after --volume-bind-timeout the committer removes the selected
+    node it set on each claim and binds nothing; the gang says why."""
+    two_nodes(kube)
+    cls = storage_class(kube, "none", "example.com/nobody")
+    claim(kube, "data-a", cls)
+    claim(kube, "data-b", cls)
+    kube.podgroup("g", 2)
+    order = Order(kube)
+    pods = [member(kube, "a", "g", "data-a"), member(kube, "b", "g", "data-b")]
+    try:
+        daemon.start("--volume-bind-timeout", "1")
+        note = failed_binding(kube, daemon, "claims not bound after 1s")
+        assert "claims undone, nothing was bound" in note, note
+        for c in ("data-a", "data-b"):
+            marked = order.first("persistentvolumeclaims", c, has_selected)
+            cleared = [
+                rv for rv in order.all("persistentvolumeclaims", c, lambda o: not has_selected(o)) if rv > marked
+            ]
+            assert cleared, f"selected-node of {c} not removed"
+        assert not any(kube.placements(pods).values())
+    finally:
+        order.close()
+
+
+def test_a_bind_that_fails_after_the_claims_rolls_back_and_retries_on_the_volumes(
+    kube: Kube, daemon: Daemons, proxy: FaultProxy, pv_controller: Callable[[], None]
+) -> None:
+    """The second pod's bind fails once the claims are bound: the bound member is rolled back; the claims
+    stay bound (a claim's volume is set once, as kube-scheduler leaves it), and the retry binds the gang on
+    those volumes' nodes."""
+    _, where, pods = local_gang(kube)
+    proxy.add(Rule("POST", BIND, "status", status=500, nth=(2,)))
+    pv_controller()
+    daemon.start()
+    failed_binding(kube, daemon, "rolled back")
+    placed = wait_for(lambda: kube.all_bound(pods), "the retry bound the gang", daemon)
+    volumes = {p: bound_to(kube, f"data-{p}") for p in pods}
+    assert placed == {p: where[v] for p, v in volumes.items()}, (placed, volumes)
+    wait_for(lambda: intent_of(kube, "g") is None or None, "intent cleared", daemon)
+
+
+def test_crash_after_the_first_claim_then_recovery_completes(
+    kube: Kube, daemon: Daemons, pv_controller: Callable[[], None]
+) -> None:
+    """The committer dies after writing the first of the gang's two claims: the intent holds both; the next
+    daemon writes the other, waits for the volume controller and binds the gang as planned."""
+    _, where, pods = local_gang(kube)
+    ns = kube.ns
+    by_node = {n: pv for pv, n in where.items()}
+    (n0, n1) = sorted(by_node)
+    plan = {"a": (n0, by_node[n0]), "b": (n1, by_node[n1])}
+    commit = {
+        "job": f"{ns}/g",
+        "has_pod_group": True,
+        "binds": [(f"{ns}/{p}", n) for p, (n, _) in sorted(plan.items())],
+        "claims": [(f"{ns}/data-{p}", pv, n) for p, (n, pv) in sorted(plan.items())],
+    }
+    done = run_harness(daemon.kubeconfig, commit, {ENV: "claims:after-first"})
+    assert done.returncode == 137, done.stdout + done.stderr
+    intent = Intent.parse(f"{ns}/g", intent_of(kube, "g") or "")
+    assert intent is not None and [b.claim for b in intent.claims] == [f"{ns}/data-a", f"{ns}/data-b"]
+    refs = {pv: get_volume(kube, pv)["spec"].get("claimRef") for _, pv in plan.values()}
+    assert refs[plan["a"][1]] and not refs[plan["b"][1]], refs
+    assert not any(kube.placements(pods).values())
+    pv_controller()
+    daemon.start()
+    placed = wait_for(lambda: kube.all_bound(pods), "recovery bound the gang", daemon)
+    assert placed == {p: n for p, (n, _) in plan.items()}
+    assert {p: bound_to(kube, f"data-{p}") for p in pods} == {p: pv for p, (_, pv) in plan.items()}
+    wait_for(lambda: intent_of(kube, "g") is None or None, "intent cleared", daemon)
+    line = wait_for(lambda: "recovery" in daemon.tail() and daemon.tail(), "the recovery line", daemon)
+    assert "completed (2 members bound)" in line, line
+
+
+def test_crash_after_the_claim_writes_then_recovery_undoes_them(kube: Kube, daemon: Daemons) -> None:
+    """The committer dies with both claims given their node (provisioning not done); a member is deleted
+    meanwhile, so the plan cannot complete: the next daemon rolls it back and removes both selected
+    nodes."""
+    n0, n1 = two_nodes(kube)
+    cls = storage_class(kube, "none", "example.com/nobody")
+    claim(kube, "data-a", cls)
+    claim(kube, "data-b", cls)
+    kube.podgroup("g", 2)
+    pods = [member(kube, "a", "g", "data-a"), member(kube, "b", "g", "data-b")]
+    ns = kube.ns
+    commit = {
+        "job": f"{ns}/g",
+        "has_pod_group": True,
+        "binds": [(f"{ns}/a", n0), (f"{ns}/b", n1)],
+        "claims": [(f"{ns}/data-a", "", n0), (f"{ns}/data-b", "", n1)],
+    }
+    done = run_harness(daemon.kubeconfig, commit, {ENV: "claims:after-writes"})
+    assert done.returncode == 137, done.stdout + done.stderr
+    assert (selected(kube, "data-a"), selected(kube, "data-b")) == (n0, n1)
+    kube.delete_pod("b")
+    daemon.start()
+    wait_for(lambda: intent_of(kube, "g") is None or None, "intent cleared", daemon)
+    assert (selected(kube, "data-a"), selected(kube, "data-b")) == ("", "")
+    line = wait_for(lambda: "recovery" in daemon.tail() and daemon.tail(), "the recovery line", daemon)
+    assert "rolled back" in line, line
+    assert not kube.placements(pods[:1])["a"]
