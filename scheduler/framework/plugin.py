@@ -96,6 +96,13 @@ class Plugin:
         """The reason code for a gang whose pod this plugin's `pod_filter` kept off every node with room."""
         return Reason.NO_FEASIBLE_NODE
 
+    def rejection_lasts(self, why: str) -> bool:
+        """Whether this rejection of a node holds for every pod of the same class for as long as pods are
+        only added (no eviction, no rollback): a gang placed pod by pod then asks that node once, not once
+        per member. False (ask again) is always correct; True only where placements can add conflicts
+        but never lift one (anti-affinity, host ports), not where they can (affinity, spread)."""
+        return False
+
     def applies_by_labels(self) -> bool:
         """Whether `pod_filter_applies` / `node_score_applies` may differ between pods whose request,
         constraints and extras are equal (by their labels or namespace); False lets the session ask once
