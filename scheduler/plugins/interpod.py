@@ -82,7 +82,7 @@ class InterPodAffinity(Plugin):
                         self.pivots.add(pivot)
         if not active:
             return
-        self.index = PodIndex(session)
+        self.index = PodIndex.of(session)
         for key in sorted(snap.bound_related):
             node = session.table.by_name.get(snap.bound_related[key].node_name)
             if node is not None:
