@@ -204,36 +204,51 @@ def two_nodes(kube: Kube) -> list[str]:
     return [kube.node(f"wn{i}", 1) for i in range(2)]
 
 
+def gang_with_claims(kube: Kube, cls: str) -> list[str]:
+    """Gang `g` of 2 (a, b), each member with its own claim of class `cls` (data-a, data-b)."""
+    claim(kube, "data-a", cls)
+    claim(kube, "data-b", cls)
+    kube.podgroup("g", 2)
+    return [member(kube, "a", "g", "data-a"), member(kube, "b", "g", "data-b")]
+
+
+def local_gang(kube: Kube) -> tuple[list[str], dict[str, str], list[str]]:
+    """Two 1-GPU nodes, a local volume on each, gang `g` of 2 members each with its own claim.
+    Returns the nodes, volume -> its node, and the members."""
+    n0, n1 = two_nodes(kube)
+    cls = storage_class(kube, "local", "kubernetes.io/no-provisioner")
+    where = {local_volume(kube, "pva", cls, n1): n1, local_volume(kube, "pvb", cls, n0): n0}
+    return [n0, n1], where, gang_with_claims(kube, cls)
+
+
+def claims_before_binds(order: Order, *states: Callable[[dict[str, Any]], bool]) -> None:
+    """Each member's claim passed through `states` in that order, and the last before the member bound."""
+    time.sleep(0.5)  # the watches catch up
+    for pod in ("a", "b"):
+        seen = [order.first("persistentvolumeclaims", f"data-{pod}", st) for st in states]
+        seen.append(order.first("pods", pod, on_node))
+        assert seen == sorted(seen), f"{pod}: claim states and the bind at revisions {seen}, out of order"
+
+
 def test_local_volumes_bound_before_the_gang_binds_on_their_nodes(
     kube: Kube, daemon: Daemons, pv_controller: Callable[[], None]
 ) -> None:
     """A gang of 2, each member with a WaitForFirstConsumer claim that only a local volume on one node can
     take: the committer pre-binds each volume (claimRef, as PreBind does), the PV controller binds the
     claims, and only then do the pods bind, each on its volume's node."""
-    n0, n1 = two_nodes(kube)
-    cls = storage_class(kube, "local", "kubernetes.io/no-provisioner")
-    pv_a, pv_b = local_volume(kube, "pva", cls, n1), local_volume(kube, "pvb", cls, n0)
-    claim(kube, "data-a", cls)
-    claim(kube, "data-b", cls)
-    kube.podgroup("g", 2)
+    _, where, pods = local_gang(kube)
     order = Order(kube)
-    pods = [member(kube, "a", "g", "data-a"), member(kube, "b", "g", "data-b")]
     pv_controller()
     daemon.start()
     try:
         placed = wait_for(lambda: kube.all_bound(pods), "the gang bound", daemon)
-        where = {pv_a: n1, pv_b: n0}
         volumes = {c: bound_to(kube, c) for c in ("data-a", "data-b")}
         assert sorted(volumes.values()) == sorted(where), volumes
         assert placed == {"a": where[volumes["data-a"]], "b": where[volumes["data-b"]]}, "each pod on its volume's node"
         for c, pv in volumes.items():
             ref = get_volume(kube, pv)["spec"]["claimRef"]
             assert (ref["name"], ref["uid"]) == (c, get_claim(kube, c)["metadata"]["uid"])
-        time.sleep(0.5)  # the watches catch up
-        for pod, c in (("a", "data-a"), ("b", "data-b")):
-            claim_done = order.first("persistentvolumeclaims", c, completed)
-            pod_bound = order.first("pods", pod, on_node)
-            assert claim_done < pod_bound, f"{pod} bound (rv {pod_bound}) before its claim {c} (rv {claim_done})"
+        claims_before_binds(order, completed)
         wait_for(lambda: intent_of(kube, "g") is None or None, "intent cleared", daemon)
     finally:
         order.close()
@@ -246,39 +261,18 @@ def test_provisioned_claims_get_their_node_before_the_gang_binds(
     the PV controller's host-path provisioner creates a volume for it and binds it, and only then do the
     pods bind, each on the node its claim was given."""
     two_nodes(kube)
-    cls = storage_class(kube, "prov", HOSTPATH)
-    claim(kube, "data-a", cls)
-    claim(kube, "data-b", cls)
-    kube.podgroup("g", 2)
     order = Order(kube)
-    pods = [member(kube, "a", "g", "data-a"), member(kube, "b", "g", "data-b")]
+    pods = gang_with_claims(kube, storage_class(kube, "prov", HOSTPATH))
     pv_controller()
     daemon.start()
     try:
         placed = wait_for(lambda: kube.all_bound(pods), "the gang bound", daemon)
         assert {"a": selected(kube, "data-a"), "b": selected(kube, "data-b")} == placed
         assert bound_to(kube, "data-a") and bound_to(kube, "data-b"), "both provisioned and bound"
-        time.sleep(0.5)  # the watches catch up
-        for pod, c in (("a", "data-a"), ("b", "data-b")):
-            marked = order.first("persistentvolumeclaims", c, has_selected)
-            done = order.first("persistentvolumeclaims", c, completed)
-            pod_bound = order.first("pods", pod, on_node)
-            assert marked < done < pod_bound, (pod, marked, done, pod_bound)
+        claims_before_binds(order, has_selected, completed)
         wait_for(lambda: intent_of(kube, "g") is None or None, "intent cleared", daemon)
     finally:
         order.close()
-
-
-def local_gang(kube: Kube) -> tuple[list[str], dict[str, str], list[str]]:
-    """Two 1-GPU nodes, a local volume on each, gang `g` of 2 members each with its own claim.
-    Returns the nodes, volume -> its node, and the members."""
-    n0, n1 = two_nodes(kube)
-    cls = storage_class(kube, "local", "kubernetes.io/no-provisioner")
-    where = {local_volume(kube, "pva", cls, n1): n1, local_volume(kube, "pvb", cls, n0): n0}
-    claim(kube, "data-a", cls)
-    claim(kube, "data-b", cls)
-    kube.podgroup("g", 2)
-    return [n0, n1], where, [member(kube, "a", "g", "data-a"), member(kube, "b", "g", "data-b")]
 
 
 def failed_binding(kube: Kube, daemon: Daemons, text: str) -> str:
@@ -322,12 +316,8 @@ def test_provisioning_that_never_completes_is_given_back(kube: Kube, daemon: Dae
     """No provisioner serves the class: after --volume-bind-timeout the committer removes the selected
     node it set on each claim and binds nothing; the gang says why."""
     two_nodes(kube)
-    cls = storage_class(kube, "none", "example.com/nobody")
-    claim(kube, "data-a", cls)
-    claim(kube, "data-b", cls)
-    kube.podgroup("g", 2)
     order = Order(kube)
-    pods = [member(kube, "a", "g", "data-a"), member(kube, "b", "g", "data-b")]
+    pods = gang_with_claims(kube, storage_class(kube, "none", "example.com/nobody"))
     try:
         daemon.start("--volume-bind-timeout", "1")
         note = failed_binding(kube, daemon, "claims not bound after 1s")
@@ -398,11 +388,7 @@ def test_crash_after_the_claim_writes_then_recovery_undoes_them(kube: Kube, daem
     meanwhile, so the plan cannot complete: the next daemon rolls it back and removes both selected
     nodes."""
     n0, n1 = two_nodes(kube)
-    cls = storage_class(kube, "none", "example.com/nobody")
-    claim(kube, "data-a", cls)
-    claim(kube, "data-b", cls)
-    kube.podgroup("g", 2)
-    pods = [member(kube, "a", "g", "data-a"), member(kube, "b", "g", "data-b")]
+    pods = gang_with_claims(kube, storage_class(kube, "none", "example.com/nobody"))
     ns = kube.ns
     commit = {
         "job": f"{ns}/g",
