@@ -9,6 +9,7 @@ without it, so nothing completes behind their back."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from scheduler.binder.commit import Intent
 from scheduler.binder.crash import ENV
 from tests.faultproxy import FaultProxy, Rule
 from tests.integration import test_commit_faults as faults
+from tests.integration.evict_harness import AGENT
 from tests.integration.test_commit_faults import BIND, intent_of
 from tests.integration.test_daemon import GPU, SCHED, Daemons, Kube, wait_for
 from tests.integration.test_evictions import run_harness
@@ -406,3 +408,35 @@ def test_crash_after_the_claim_writes_then_recovery_undoes_them(kube: Kube, daem
     line = wait_for(lambda: "recovery" in daemon.tail() and daemon.tail(), "the recovery line", daemon)
     assert "rolled back" in line, line
     assert not kube.placements(pods[:1])["a"]
+
+
+def test_lease_lost_between_claim_writes_writes_nothing_more_and_the_next_leader_finishes(
+    kube: Kube, daemon: Daemons, proxy: FaultProxy, pv_controller: Callable[[], None]
+) -> None:
+    """The committer's lease lapses while its first claimRef write is held at the proxy: the second write
+    (and the undo) are refused before they leave the process, the intent stays, and the daemon that comes
+    next writes the rest and binds the gang as planned."""
+    _, where, pods = local_gang(kube)
+    ns = kube.ns
+    by_node = {n: pv for pv, n in where.items()}
+    n0, n1 = sorted(by_node)
+    commit = {
+        "job": f"{ns}/g",
+        "has_pod_group": True,
+        "binds": [(f"{ns}/a", n0), (f"{ns}/b", n1)],
+        "claims": [(f"{ns}/data-a", by_node[n0], n0), (f"{ns}/data-b", by_node[n1], n1)],
+    }
+    proxy.add(Rule("PATCH", r"/api/v1/persistentvolumes/[^/?]+$", "delay", delay=4, nth=(1,)))
+    done = run_harness(daemon.kubeconfig, commit, {"KAISCHED_HARNESS_FENCE": "3"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    error = json.loads(done.stdout.strip().splitlines()[-1])["errors"][f"{ns}/g"]
+    assert "not sent: lease last renewed" in error and "left to recovery" in error, error
+    sent = [p for _, m, p, ua in proxy.received if m == "PATCH" and "/persistentvolumes/" in p and AGENT in ua]
+    assert len(sent) == 1, f"a fenced committer sent {sent}"
+    assert intent_of(kube, "g"), "the intent is left for the next leader"
+    assert not any(kube.placements(pods).values())
+    pv_controller()
+    daemon.start()
+    placed = wait_for(lambda: kube.all_bound(pods), "the next daemon bound the gang", daemon)
+    assert placed == {"a": n0, "b": n1}
+    assert (bound_to(kube, "data-a"), bound_to(kube, "data-b")) == (by_node[n0], by_node[n1])
