@@ -63,6 +63,9 @@ class Session:
         self._trees: dict[str, TopologyTree] = {}
         self._eligible: dict[PodConstraints, tuple[bytearray, dict[str, int], int]] = {}
         self._shared: dict[str, object] = {}
+        # job (by identity, held so the identity stays its own) -> preemptible: a job's PodGroup, pods and
+        # priority do not change once it is built
+        self._preemptible: dict[int, tuple[Job, bool]] = {}
         for p in self._hooks["open"]:
             p.open(self)
         # asked once, after open: a plugin with nothing to track this cycle is not called per placement
@@ -111,6 +114,12 @@ class Session:
 
     def preemptible(self, job: Job) -> bool:
         """spec.preemptibility, else the kai.scheduler/preemptibility label of a pod, else priority < 100."""
+        hit = self._preemptible.get(id(job))
+        if hit is None:
+            hit = self._preemptible[id(job)] = (job, self._preemptibility(job))
+        return hit[1]
+
+    def _preemptibility(self, job: Job) -> bool:
         value = job.pod_group.preemptibility if job.pod_group is not None else ""
         if not value:
             value = next((v for p in job.pending + job.bound if (v := p.label(PREEMPTIBILITY_LABEL))), "")
