@@ -15,6 +15,8 @@ plugins that override it, in the configuration's plugin order. How each hook is 
   `*_applies` hooks may read only the pod's labels, namespace, constraints and extras (and state fixed at
   `open`): their answers are memoised per distinct such pod for the cycle.
 - `rejection_reason(why)`: the reason code a gang waits with when this plugin's `pod_filter` said `why`.
+- `rejection_lasts(why)`: whether that rejection holds for the rest of a pod class placed pod by pod (only
+  placements in between); True lets the gang's later members skip the node without asking again.
 - `queue_order`, `job_order`, `victim_order`: sort keys concatenated in plugin order, so the first plugin
   that tells two apart decides (first non-zero comparator wins).
 - `job_valid(session, job)`: the first problem wins; the job waits with it.
