@@ -22,7 +22,7 @@ from scheduler.binder.crash import ENV
 from tests.faultproxy import FaultProxy, Rule
 from tests.integration import test_commit_faults as faults
 from tests.integration.evict_harness import AGENT
-from tests.integration.test_commit_faults import BIND, intent_of
+from tests.integration.test_commit_faults import BIND, INTENT, intent_of
 from tests.integration.test_daemon import GPU, SCHED, Daemons, Kube, wait_for
 from tests.integration.test_evictions import run_harness
 from tests.kubecluster import LocalCluster
@@ -119,7 +119,7 @@ def member(kube: Kube, name: str, pg: str, claim_name: str) -> str:
         "containers": [{"name": "c", "image": "registry.invalid/none:0", "resources": {"limits": {GPU: "1"}}}],
         "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim_name}}],
     }
-    meta = {"name": name, "annotations": {"pod-group-name": pg}}
+    meta = {"name": name, "annotations": {"pod-group-name": pg} if pg else {}}  # "": a pod without a PodGroup
     kube.req(
         "POST",
         f"/api/v1/namespaces/{kube.ns}/pods",
@@ -440,3 +440,23 @@ def test_lease_lost_between_claim_writes_writes_nothing_more_and_the_next_leader
     placed = wait_for(lambda: kube.all_bound(pods), "the next daemon bound the gang", daemon)
     assert placed == {"a": n0, "b": n1}
     assert (bound_to(kube, "data-a"), bound_to(kube, "data-b")) == (by_node[n0], by_node[n1])
+
+
+def test_a_lone_pod_records_its_claim_on_itself_and_binds_after_provisioning(
+    kube: Kube, daemon: Daemons, proxy: FaultProxy, pv_controller: Callable[[], None]
+) -> None:
+    """A pod without a PodGroup keeps the record of its claim on itself (through pods/status, as a lone
+    preemptor's plan), gets its node provisioned, binds, and the record goes."""
+    two_nodes(kube)
+    claim(kube, "data-solo", storage_class(kube, "prov", HOSTPATH))
+    member(kube, "solo", "", "data-solo")
+    pv_controller()
+    daemon.start()
+    node = wait_for(lambda: kube.placements(["solo"])["solo"], "the pod bound", daemon)
+    assert selected(kube, "data-solo") == node and bound_to(kube, "data-solo")
+    ns = kube.ns
+    status_writes = [
+        p for _, m, p, _ in proxy.received if m == "PATCH" and p == f"/api/v1/namespaces/{ns}/pods/solo/status"
+    ]
+    assert len(status_writes) == 2, f"the record written and cleared: {status_writes}"
+    wait_for(lambda: INTENT not in (kube.pods()["solo"]["metadata"].get("annotations") or {}) or None, "record cleared")
