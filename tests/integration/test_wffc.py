@@ -35,24 +35,16 @@ HOSTPATH = "kubernetes.io/host-path"
 
 @pytest.fixture
 def pv_controller(kube_cluster: LocalCluster) -> Iterator[Callable[[], None]]:
-    """Starts (when called) kube-controller-manager with only the PersistentVolume controller."""
+    """Starts (when called) kube-controller-manager with only the PersistentVolume controller and its
+    in-tree test provisioner."""
 
     def start() -> None:
-        kube_cluster.spawn(
-            "kcm-volumes",
-            [
-                str(kube_cluster.bin_dir / "kube-controller-manager"),
-                f"--kubeconfig={kube_cluster.kubeconfig}",
-                "--controllers=persistentvolume-binder-controller",
-                "--enable-hostpath-provisioner",
-                "--leader-elect=false",
-                "--secure-port=0",
-                "--v=2",
-            ],
+        kube_cluster.start_controller_manager(
+            ("persistentvolume-binder-controller",), ("--enable-hostpath-provisioner",)
         )
 
     yield start
-    kube_cluster.kill("kcm-volumes")
+    kube_cluster.kill("kube-controller-manager")
 
 
 def storage_class(kube: Kube, name: str, provisioner: str) -> str:
