@@ -344,11 +344,13 @@ def test_a_bind_that_fails_after_the_claims_rolls_back_and_retries_on_the_volume
     wait_for(lambda: intent_of(kube, "g") is None or None, "intent cleared", daemon)
 
 
-def test_crash_after_the_first_claim_then_recovery_completes(
-    kube: Kube, daemon: Daemons, pv_controller: Callable[[], None]
+@pytest.mark.parametrize("point", ["claims:after-first", "claims:before-binds"])
+def test_crash_mid_claims_then_recovery_completes(
+    point: str, kube: Kube, daemon: Daemons, pv_controller: Callable[[], None]
 ) -> None:
-    """The committer dies after writing the first of the gang's two claims: the intent holds both; the next
-    daemon writes the other, waits for the volume controller and binds the gang as planned."""
+    """The committer dies after writing the first of the gang's two claims (or with both bound by the volume
+    controller, before any pod binds): the intent holds both; the next daemon writes what is left, waits for
+    the volume controller and binds the gang as planned."""
     _, where, pods = local_gang(kube)
     ns = kube.ns
     by_node = {n: pv for pv, n in where.items()}
@@ -360,14 +362,18 @@ def test_crash_after_the_first_claim_then_recovery_completes(
         "binds": [(f"{ns}/{p}", n) for p, (n, _) in sorted(plan.items())],
         "claims": [(f"{ns}/data-{p}", pv, n) for p, (n, pv) in sorted(plan.items())],
     }
-    done = run_harness(daemon.kubeconfig, commit, {ENV: "claims:after-first"})
+    first = point == "claims:after-first"
+    if not first:
+        pv_controller()  # the harness's wait completes
+    done = run_harness(daemon.kubeconfig, commit, {ENV: point})
     assert done.returncode == 137, done.stdout + done.stderr
     intent = Intent.parse(f"{ns}/g", intent_of(kube, "g") or "")
     assert intent is not None and [b.claim for b in intent.claims] == [f"{ns}/data-a", f"{ns}/data-b"]
     refs = {pv: get_volume(kube, pv)["spec"].get("claimRef") for _, pv in plan.values()}
-    assert refs[plan["a"][1]] and not refs[plan["b"][1]], refs
+    assert (bool(refs[plan["a"][1]]), bool(refs[plan["b"][1]])) == (True, not first), refs
     assert not any(kube.placements(pods).values())
-    pv_controller()
+    if first:
+        pv_controller()
     daemon.start()
     placed = wait_for(lambda: kube.all_bound(pods), "recovery bound the gang", daemon)
     assert placed == {p: n for p, (n, _) in plan.items()}
