@@ -287,9 +287,12 @@ class LocalCluster:
 
     KCM_CONTROLLERS = ("deployment-controller", "replicaset-controller", "garbage-collector-controller")
 
-    def start_controller_manager(self, controllers: tuple[str, ...] = KCM_CONTROLLERS) -> subprocess.Popen[bytes]:
+    def start_controller_manager(
+        self, controllers: tuple[str, ...] = KCM_CONTROLLERS, extra: tuple[str, ...] = ()
+    ) -> subprocess.Popen[bytes]:
         """Start kube-controller-manager with only `controllers` (by default what Deployments need: their
-        ReplicaSets make the pods, and re-make the ones a scheduler evicts; garbage collection)."""
+        ReplicaSets make the pods, and re-make the ones a scheduler evicts; garbage collection), plus
+        `extra` flags."""
         if missing_binaries(self.bin_dir, ("kube-controller-manager",)):
             raise ClusterError(f"kube-controller-manager missing in {self.bin_dir}: run e2e/testbin/build.sh")
         argv = [
@@ -301,6 +304,7 @@ class LocalCluster:
             "--concurrent-deployment-syncs=10",
             "--concurrent-replicaset-syncs=10",
             "--v=1",
+            *extra,
         ]
         return self.spawn("kube-controller-manager", argv)
 

@@ -16,6 +16,7 @@ import time
 import yaml
 
 from scheduler.backends.kubernetes import KubeBackend
+from scheduler.binder.volumes import DEFAULT_TIMEOUT_S
 from scheduler.daemon.http import serve
 from scheduler.daemon.leader import LeaderElector
 from scheduler.daemon.runner import Daemon
@@ -43,6 +44,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--http-port", type=int, default=8080)
     p.add_argument(
         "--no-bind-dry-run", action="store_true", help="skip the server-side dry run that validates a gang's binds"
+    )
+    p.add_argument(
+        "--volume-bind-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help="seconds a gang's WaitForFirstConsumer claims may take to be bound before it gives them back",
     )
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--log-level", default="INFO")
@@ -91,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     client = KubeClient.from_kubeconfig(args.kubeconfig, qps=args.qps, burst=args.burst)
     identity = args.identity or f"{socket.gethostname()}_{os.getpid()}"
     backend = KubeBackend(client, config.scheduler_name, identity, dry_run=not args.no_bind_dry_run)
+    backend.committer.claims.timeout = args.volume_bind_timeout
     metrics = Metrics()
     # events and status get a client (and rate limit) of their own, as kube-scheduler's event client does,
     # so a burst of events never slows binding

@@ -53,10 +53,14 @@ class Job:
 
     @property
     def pending(self) -> list[Pod]:
+        if not self.root.children:  # most jobs: no subgroups (a new list all the same: callers may keep it)
+            return list(self.root.pending)
         return [p for g in self.root.walk() for p in g.pending]
 
     @property
     def bound(self) -> list[Pod]:
+        if not self.root.children:
+            return list(self.root.bound)
         return [p for g in self.root.walk() for p in g.bound]
 
 

@@ -32,7 +32,7 @@ CHART = REPO / "deploy" / "chart" / "kai-scheduler"
 DOCKERFILE = REPO / "deploy" / "image" / "Dockerfile"
 RELEASE_NS = "kai-system"
 
-# Every request the daemon makes (scheduler/backends/kubernetes.py, scheduler/binder/commit.py,
+# Every request the daemon makes (scheduler/backends/kubernetes.py, scheduler/binder/commit.py and volumes.py,
 # scheduler/daemon/status.py, scheduler/daemon/leader.py): (group, resource, verbs, why).
 # The ClusterRole must hold exactly these.
 DAEMON_CLUSTER_RULES = [
@@ -51,6 +51,8 @@ DAEMON_CLUSTER_RULES = [
     ("", "namespaces", {"list", "watch"}, "namespace labels for pod affinity namespaceSelector"),
     ("", "persistentvolumeclaims", {"list", "watch"}, "claims: bound volumes, WaitForFirstConsumer"),
     ("", "persistentvolumes", {"list", "watch"}, "volumes' node affinity, volumes to bind"),
+    ("", "persistentvolumeclaims", {"get", "patch"}, "WaitForFirstConsumer: a claim's selected-node, read back"),
+    ("", "persistentvolumes", {"get", "patch"}, "WaitForFirstConsumer: a chosen volume's claimRef, read back"),
     ("storage.k8s.io", "storageclasses", {"list", "watch"}, "binding mode, allowed topologies"),
     ("storage.k8s.io", "csinodes", {"list", "watch"}, "CSI attach limits"),
     ("events.k8s.io", "events", {"create"}, "Scheduled / Unschedulable / FailedBinding / Preempted ... events"),
@@ -342,6 +344,9 @@ def test_rbac_allows_the_daemon_and_little_else(
             ("", "nodes", "patch", "", ""),
             ("", "nodes", "get", "", ""),
             ("", "secrets", "get", "some-team", ""),
+            ("", "persistentvolumes", "delete", "", ""),
+            ("", "persistentvolumes", "update", "", ""),
+            ("", "persistentvolumeclaims", "delete", "some-team", ""),
             ("", "secrets", "list", "", ""),
             ("", "configmaps", "get", namespace, ""),
             ("", "pods/exec", "create", "some-team", ""),
