@@ -17,16 +17,17 @@ checks that depend on the statement's state (queue fair shares).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 
 from scheduler.actions.common.admit import admit
 from scheduler.actions.common.gang import Chosen, GangPlacer, GroupPlan, PlacementError
 from scheduler.actions.common.order import queue_fair
 from scheduler.actions.common.topology import fits, levels_of
+from scheduler.actions.common.victims import Allowed, Pool, Slot, Unit, merged
 from scheduler.api.pod import Pod
 from scheduler.api.reasons import Reason
-from scheduler.framework.jobs import Group, Job, leaf_minimum
+from scheduler.framework.jobs import Group, Job
 from scheduler.framework.nodes import Domain
 from scheduler.framework.record import GangDecision
 from scheduler.framework.session import Session
@@ -34,18 +35,6 @@ from scheduler.framework.statement import ALLOCATE, PIPELINE, Statement
 
 DOMAINS_PER_LEVEL = 4  # domains simulated per topology level (ranked by estimated victim cost)
 MINIMIZE_TRIES = 16  # victims tried for removal one by one after a placement was found
-
-
-@dataclass(slots=True, eq=False)
-class Unit:
-    """What one eviction decision takes: one elastic member above its gang's minimum, or the rest of the
-    gang (every pod of it still running)."""
-
-    job: Job
-    pods: tuple[Pod, ...]
-    whole: bool
-    order: tuple[object, ...]
-    nodes: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)
@@ -60,66 +49,15 @@ class Rules:
     after_place: Callable[[Session, Job], str | None] = lambda s, j: None
     # consolidate: every victim gang must be re-placed in the same statement (its re-created pods)
     replace_victims: bool = False
+    # victims with equal keys get the same `victim` answer from any preemptor at any moment, so the rules
+    # are asked once per group (None: once per victim gang)
+    group: Callable[[Session, Job], Hashable] | None = None
 
 
 @dataclass(slots=True)
 class Outcome:
     placed: bool
     why: list[str] = field(default_factory=list)  # why it could not, for the gang's message
-
-
-def live_pods(session: Session, job: Job) -> list[Pod]:
-    return [p for p in job.bound if not p.deleting and p.key not in session.gone]
-
-
-def units_of(session: Session, victim: Job, whole_ok: bool) -> list[Unit]:
-    """The victim's elastic members above its leaves' minimums (youngest first, lowest task priority
-    first), then the whole rest (only when `whole_ok`: its min runtime has passed)."""
-    by_name = session.table.by_name
-    start = session.started(victim)
-    out: list[Unit] = []
-    extras: set[str] = set()
-    for g in victim.root.walk():
-        if not g.is_leaf():
-            continue
-        live = [p for p in g.bound if not p.deleting and p.key not in session.gone]
-        surplus = len(live) - leaf_minimum(g)
-        if surplus <= 0:
-            continue
-        live.sort(key=lambda p: (p.task_priority, -(p.start_time or 0.0), p.name), reverse=False)
-        for p in live[:surplus]:
-            extras.add(p.key)
-            node = by_name.get(p.node_name)
-            out.append(
-                Unit(
-                    victim,
-                    (p,),
-                    False,
-                    (victim.priority, 1, -(p.start_time or 0.0), victim.key, p.name),
-                    (node,) if node is not None else (),
-                )
-            )
-    if whole_ok:
-        rest = tuple(p for p in live_pods(session, victim))
-        if rest:
-            nodes = tuple(sorted({by_name[p.node_name] for p in rest if p.node_name in by_name}))
-            core = len(rest) - len(extras)
-            out.append(Unit(victim, rest, True, (victim.priority, core, -(start or 0.0), victim.key, ""), nodes))
-    return out
-
-
-def runtime_ok(session: Session, victim: Job, reclaim: bool) -> bool:
-    """Whether the victim has run at least its queue's min runtime (-1: never a victim)."""
-    need = session.min_runtime(victim.queue, reclaim)
-    if need == 0:
-        return True
-    if need < 0:
-        return False
-    start = session.started(victim)
-    if start is None or session.now - start >= need:
-        return True
-    session.record.wake_at(start + need)
-    return False
 
 
 class TakeBack:
@@ -129,60 +67,31 @@ class TakeBack:
         self.session = session
         self.rules = rules
         self.placer = GangPlacer(session)
-        self._cache: dict[tuple[str, int], tuple[list[Unit], list[str]]] = {}
-        self._generation = session.table.generation
+        self.pool = Pool(session, rules.victim, rules.group, rules.action == "reclaim")
 
-    def candidates(self, preemptor: Job) -> tuple[list[Unit], list[str]]:
-        """The units the preemptor may take, cheapest first, and why the other running gangs are not
-        candidates. Rules depend on the preemptor's queue and priority only: cached per pair until a
-        statement commits."""
-        s = self.session
-        if s.table.generation != self._generation:
-            self._cache.clear()
-            self._generation = s.table.generation
-        key = (preemptor.queue, preemptor.priority)
-        hit = self._cache.get(key)
-        if hit is None:
-            units: list[Unit] = []
-            refused: dict[str, int] = {}
-            slow = "has not run its queue's min runtime"
-            for name in sorted(s.running):
-                victim = s.running[name]
-                if not live_pods(s, victim):
-                    continue
-                why = self.rules.victim(s, preemptor, victim)
-                if why is None and not s.victim_allowed(preemptor, victim):
-                    why = "a plugin protects it"
-                if why is not None:
-                    refused[why] = refused.get(why, 0) + 1
-                    continue
-                whole_ok = runtime_ok(s, victim, self.rules.action == "reclaim")
-                if not whole_ok:
-                    refused[slow] = refused.get(slow, 0) + 1
-                units.extend(units_of(s, victim, whole_ok))
-            units.sort(key=lambda u: u.order)
-            notes = [f"{n} running gang(s): {reason}" for reason, n in sorted(refused.items())]
-            hit = self._cache[key] = (units, notes)
-        units, notes = hit
-        return [u for u in units if u.job.key != preemptor.key], notes
+    def candidates(self, preemptor: Job) -> Allowed:
+        """What the preemptor may take (cheapest first, by group), and why the other running gangs are not
+        candidates."""
+        return self.pool.allowed(preemptor)
 
     def try_job(self, job: Job, gp: GroupPlan) -> Outcome:
         """Find victims for the job and place it; on success the statement is committed."""
         s = self.session
-        units, why = self.candidates(job)
-        if not units:
+        allowed = self.candidates(job)
+        why = allowed.notes
+        if not allowed.any_unit(job):
             return Outcome(False, [f"{self.rules.action}: no running gang it may take ({'; '.join(why)})"])
         table = s.table
         idx = table.by_name
         pinned = sorted({idx[p.node_name] for p in job.bound if p.node_name in idx})
         notes: list[str] = []
         for _level, doms in levels_of(table, gp.tier, None, pinned):
-            ranked = self._rank(doms, units, gp.need_vec)
+            ranked = self._rank(doms, allowed, gp.need_vec, job.key)
             for _cost, dom, bucket in ranked[:DOMAINS_PER_LEVEL]:
                 stmt = s.statement(job)
                 stmt.pipelining = True
                 chosen: Chosen = {}
-                taken = self._evict_until_fits(stmt, job, gp, dom, bucket, chosen, notes)
+                taken = self._evict_until_fits(stmt, job, gp, dom, bucket(), chosen, notes)
                 if taken is None:
                     stmt.discard()
                     continue
@@ -195,6 +104,7 @@ class TakeBack:
                     stmt.discard()
                     continue
                 result = stmt.commit()
+                self.pool.evicted(u.job.key for u in taken)
                 s.record.decisions[job.key] = GangDecision(
                     job=job.key,
                     queue=job.queue,
@@ -211,44 +121,38 @@ class TakeBack:
 
     # --- choosing -----------------------------------------------------------------------------
     def _rank(
-        self, doms: Sequence[Domain], units: list[Unit], need: list[int]
-    ) -> list[tuple[tuple[object, ...], Domain, list[Unit]]]:
-        """Domains that could hold the gang once emptied, with the victims touching each (cheapest first),
-        ranked by the estimated cost of the cheapest set whose release makes room there: (priority of the
-        dearest victim, pods evicted), then by path."""
-        table = self.session.table
-        ids = {id(d): d for d in doms if fits(d.alloc, need)}
-        if not ids:
+        self, doms: Sequence[Domain], allowed: Allowed, need: list[int], preemptor: str
+    ) -> list[tuple[tuple[object, ...], Domain, Callable[[], list[Unit]]]]:
+        """Domains that could hold the gang once emptied, with the victims touching each (cheapest first,
+        listed on demand), ranked by the estimated cost of the cheapest set whose release makes room
+        there: (priority of the dearest victim, pods evicted), then by path. A domain where even every
+        allowed victim's release would not make room is skipped without looking at its victims."""
+        cands = [d for d in doms if fits(d.alloc, need)]
+        if not cands:
             return []
-        everything = len(ids) == 1 and next(iter(ids.values())) is table.cluster
-        # per domain: (unit, what it releases inside the domain), in the units' (cost) order
-        buckets: dict[int, list[tuple[Unit, list[int]]]] = {k: [] for k in ids}
-        dims = len(table.dims)
-        for u in units:
-            gained: dict[int, list[int]] = {}
-            for p in u.pods:
-                node = table.by_name.get(p.node_name)
-                if node is None:
-                    continue
-                holders = [id(table.cluster)] if everything else _holders(table.memberships[node], ids)
-                for k in holders:
-                    vec = gained.setdefault(k, [0] * dims)
-                    for i, v in table.sparse_known(p.request):
-                        vec[i] += v
-            for k, vec in gained.items():
-                buckets[k].append((u, vec))
-        out: list[tuple[tuple[object, ...], Domain, list[Unit]]] = []
-        for k, dom in ids.items():
+        lists_of = self.pool.lists(allowed, doms)
+        out: list[tuple[tuple[object, ...], Domain, Callable[[], list[Unit]]]] = []
+        for dom in cands:
+            lists = lists_of(dom)
+            if not lists:
+                continue
+            free = list(dom.free)
+            for _, total in lists:
+                free = [a + b for a, b in zip(free, total, strict=True)]
+            if not fits(free, need):
+                continue
             free = list(dom.free)
             worst: tuple[object, ...] = ()
             pods = 0
-            for u, vec in buckets[k]:
+            seen = False
+            for u, vec in merged(lists, preemptor):
+                seen = True
                 if fits(free, need):
                     break
                 free = [a + b for a, b in zip(free, vec, strict=True)]
                 worst, pods = u.order, pods + len(u.pods)
-            if fits(free, need) and buckets[k]:
-                out.append(((worst[:1], pods, dom.path), dom, [u for u, _ in buckets[k]]))
+            if seen and fits(free, need):
+                out.append(((worst[:1], pods, dom.path), dom, _bucket(lists, preemptor)))
         out.sort(key=lambda t: _cost_key(t[0]))
         return out
 
@@ -373,17 +277,8 @@ def _cost_key(cost: tuple[object, ...]) -> tuple[int, int, str]:
     return (prio, pods, path)
 
 
-def _holders(memberships: Sequence[Domain], ids: dict[int, Domain]) -> list[int]:
-    """Ids (among `ids`) of the domains holding a node: its memberships and their ancestors."""
-    out: list[int] = []
-    for d in memberships:
-        cur: Domain | None = d
-        while cur is not None:
-            k = id(cur)
-            if k in ids and k not in out:
-                out.append(k)
-            cur = cur.parent
-    return out
+def _bucket(lists: list[Slot], preemptor: str) -> Callable[[], list[Unit]]:
+    return lambda: [u for u, _ in merged(lists, preemptor)]
 
 
 def _unbound(p: Pod) -> Pod:
@@ -434,8 +329,8 @@ def run_takeback(session: Session, rules: Rules, eligible: Callable[[Session, Jo
     driver = TakeBack(session, rules)
     memo: dict[tuple[object, ...], list[tuple[list[int], list[str]]]] = {}
     for job in queue_fair(session, waiting, memo):
-        units, refused = driver.candidates(job)
-        if not units and not refused:
+        allowed = driver.candidates(job)
+        if not allowed.any_unit(job) and not allowed.notes:
             continue  # nothing runs that any rule could consider: nothing to say
         why = eligible(session, job)
         if why is not None:
