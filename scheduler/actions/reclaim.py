@@ -75,4 +75,6 @@ def _after_place(session: Session, preemptor: Job) -> str | None:
 
 @action("reclaim")
 def reclaim(session: Session) -> None:
-    run_takeback(session, Rules("reclaim", _victim, _after_evict, _after_place), _eligible)
+    # the group key is what `_victim` reads of a victim
+    rules = Rules("reclaim", _victim, _after_evict, _after_place, group=lambda s, v: (v.queue, s.preemptible(v)))
+    run_takeback(session, rules, _eligible)
