@@ -17,14 +17,14 @@ checks that depend on the statement's state (queue fair shares).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from scheduler.actions.common.admit import admit
 from scheduler.actions.common.gang import Chosen, GangPlacer, GroupPlan, PlacementError
 from scheduler.actions.common.order import queue_fair
 from scheduler.actions.common.topology import fits, levels_of
-from scheduler.actions.common.victims import Allowed, Pool, Slot, Unit, merged
+from scheduler.actions.common.victims import Allowed, Merged, Pool, Unit, cheapest_prefix, walk
 from scheduler.api.pod import Pod
 from scheduler.api.reasons import Reason
 from scheduler.framework.jobs import Group, Job
@@ -33,6 +33,7 @@ from scheduler.framework.record import GangDecision
 from scheduler.framework.session import Session
 from scheduler.framework.statement import ALLOCATE, PIPELINE, Statement
 
+Bucket = Callable[[set[str]], Iterator[Unit]]  # a domain's victims cheapest first, skipping blocked queues
 DOMAINS_PER_LEVEL = 4  # domains simulated per topology level (ranked by estimated victim cost)
 MINIMIZE_TRIES = 16  # victims tried for removal one by one after a placement was found
 
@@ -86,12 +87,12 @@ class TakeBack:
         pinned = sorted({idx[p.node_name] for p in job.bound if p.node_name in idx})
         notes: list[str] = []
         for _level, doms in levels_of(table, gp.tier, None, pinned):
-            ranked = self._rank(doms, allowed, gp.need_vec, job.key)
+            ranked = self._rank(doms, allowed, gp.need_vec, job)
             for _cost, dom, bucket in ranked[:DOMAINS_PER_LEVEL]:
                 stmt = s.statement(job)
                 stmt.pipelining = True
                 chosen: Chosen = {}
-                taken = self._evict_until_fits(stmt, job, gp, dom, bucket(), chosen, notes)
+                taken = self._evict_until_fits(stmt, job, gp, dom, bucket, chosen, notes)
                 if taken is None:
                     stmt.discard()
                     continue
@@ -121,38 +122,27 @@ class TakeBack:
 
     # --- choosing -----------------------------------------------------------------------------
     def _rank(
-        self, doms: Sequence[Domain], allowed: Allowed, need: list[int], preemptor: str
-    ) -> list[tuple[tuple[object, ...], Domain, Callable[[], list[Unit]]]]:
+        self, doms: Sequence[Domain], allowed: Allowed, need: list[int], job: Job
+    ) -> list[tuple[tuple[object, ...], Domain, Bucket]]:
         """Domains that could hold the gang once emptied, with the victims touching each (cheapest first,
-        listed on demand), ranked by the estimated cost of the cheapest set whose release makes room
+        walked on demand), ranked by the estimated cost of the cheapest set whose release makes room
         there: (priority of the dearest victim, pods evicted), then by path. A domain where even every
         allowed victim's release would not make room is skipped without looking at its victims."""
         cands = [d for d in doms if fits(d.alloc, need)]
         if not cands:
             return []
-        lists_of = self.pool.lists(allowed, doms)
-        out: list[tuple[tuple[object, ...], Domain, Callable[[], list[Unit]]]] = []
+        merged_of = self.pool.merged_lists(allowed, doms, job)
+        out: list[tuple[tuple[object, ...], Domain, Bucket]] = []
         for dom in cands:
-            lists = lists_of(dom)
-            if not lists:
+            m = merged_of(dom)
+            if m is None:
                 continue
-            free = list(dom.free)
-            for _, total in lists:
-                free = [a + b for a, b in zip(free, total, strict=True)]
-            if not fits(free, need):
+            n = cheapest_prefix(m, dom.free, need)
+            if n is None:
                 continue
-            free = list(dom.free)
-            worst: tuple[object, ...] = ()
-            pods = 0
-            seen = False
-            for u, vec in merged(lists, preemptor):
-                seen = True
-                if fits(free, need):
-                    break
-                free = [a + b for a, b in zip(free, vec, strict=True)]
-                worst, pods = u.order, pods + len(u.pods)
-            if seen and fits(free, need):
-                out.append(((worst[:1], pods, dom.path), dom, _bucket(lists, preemptor)))
+            worst: tuple[object, ...] = m.entries[n - 1][0].order if n else ()
+            pods = m.pods[n - 1] if n else 0
+            out.append(((worst[:1], pods, dom.path), dom, _bucket(m, job.key)))
         out.sort(key=lambda t: _cost_key(t[0]))
         return out
 
@@ -162,15 +152,13 @@ class TakeBack:
         job: Job,
         gp: GroupPlan,
         dom: Domain,
-        bucket: list[Unit],
+        bucket: Bucket,
         chosen: Chosen,
         notes: list[str],
     ) -> list[Unit] | None:
         taken: list[Unit] = []
         blocked: set[str] = set()  # queues a rule refused a victim of: their state only gets worse here
-        for u in bucket:
-            if u.job.queue in blocked:
-                continue
+        for u in bucket(blocked):
             if not self._evict(stmt, job, u, notes):
                 blocked.add(u.job.queue)
                 continue
@@ -277,8 +265,8 @@ def _cost_key(cost: tuple[object, ...]) -> tuple[int, int, str]:
     return (prio, pods, path)
 
 
-def _bucket(lists: list[Slot], preemptor: str) -> Callable[[], list[Unit]]:
-    return lambda: [u for u, _ in merged(lists, preemptor)]
+def _bucket(m: Merged, preemptor: str) -> Bucket:
+    return lambda blocked: walk(m.queues, blocked, preemptor)
 
 
 def _unbound(p: Pod) -> Pod:

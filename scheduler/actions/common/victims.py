@@ -25,8 +25,9 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from scheduler.api.pod import Pod
+from scheduler.api.resources import Resources
 from scheduler.framework.jobs import Job, leaf_minimum
-from scheduler.framework.nodes import Domain
+from scheduler.framework.nodes import Domain, SparseReq
 from scheduler.framework.session import Session
 
 # why a victim gang is refused, by rule: None means it may be taken
@@ -65,7 +66,9 @@ def runtime_ok(session: Session, victim: Job, reclaim: bool) -> bool:
     return False
 
 
-def units_of(session: Session, victim: Job, whole_ok: bool) -> list[Unit]:
+def units_of(
+    session: Session, victim: Job, whole_ok: bool, sparse: Callable[[Resources], SparseReq] | None = None
+) -> list[Unit]:
     """The victim's elastic members above its leaves' minimums (youngest first, lowest task priority
     first), then the whole rest (only when `whole_ok`: its min runtime has passed)."""
     start = session.started(victim)
@@ -82,17 +85,26 @@ def units_of(session: Session, victim: Job, whole_ok: bool) -> list[Unit]:
         for p in live[:surplus]:
             extras.add(p.key)
             order = (victim.priority, 1, -(p.start_time or 0.0), victim.key, p.name)
-            out.append(_unit(session, victim, (p,), False, order))
+            out.append(_unit(session, victim, (p,), False, order, sparse))
     if whole_ok:
         rest = tuple(live_pods(session, victim))
         if rest:
             core = len(rest) - len(extras)
-            out.append(_unit(session, victim, rest, True, (victim.priority, core, -(start or 0.0), victim.key, "")))
+            order = (victim.priority, core, -(start or 0.0), victim.key, "")
+            out.append(_unit(session, victim, rest, True, order, sparse))
     return out
 
 
-def _unit(session: Session, victim: Job, pods: tuple[Pod, ...], whole: bool, order: tuple[object, ...]) -> Unit:
+def _unit(
+    session: Session,
+    victim: Job,
+    pods: tuple[Pod, ...],
+    whole: bool,
+    order: tuple[object, ...],
+    sparse: Callable[[Resources], SparseReq] | None,
+) -> Unit:
     table = session.table
+    known = sparse or table.sparse_known
     gains: dict[int, list[int]] = {}
     for p in pods:
         node = table.by_name.get(p.node_name)
@@ -101,7 +113,7 @@ def _unit(session: Session, victim: Job, pods: tuple[Pod, ...], whole: bool, ord
         vec = gains.get(node)
         if vec is None:
             vec = gains[node] = [0] * len(table.dims)
-        for i, v in table.sparse_known(p.request):
+        for i, v in known(p.request):
             vec[i] += v
     nodes = tuple(sorted(gains))
     return Unit(victim, pods, whole, order, nodes, tuple((n, tuple(gains[n])) for n in nodes))
@@ -122,6 +134,7 @@ class Group:
     slow: int = 0  # of those, the ones whose min runtime has not passed (no whole unit)
     units: list[Unit] | None = None  # cheapest first; built the first time a preemptor may take them
     index: dict[tuple[int, ...], Index] = field(default_factory=dict)  # per candidate domain list
+    version: int = 0  # bumps when its units are rebuilt (a commit evicted some of them)
 
 
 @dataclass(slots=True)
@@ -166,6 +179,8 @@ class Pool:
         self._allowed: dict[tuple[str, int], Allowed] = {}
         self._generation = session.table.generation
         self._levels: dict[tuple[int, ...], dict[int, int]] = {}  # candidate domain list -> node -> domain id
+        self._merged: dict[tuple[object, ...], dict[int, Merged | None]] = {}  # allowed set -> domain -> merged
+        self._sparse: dict[Resources, SparseReq] = {}
 
     def _count(self, g: Group) -> None:
         g.live = sum(1 for v in g.victims if live_pods(self.session, v))
@@ -184,11 +199,17 @@ class Pool:
                 if not ok:
                     g.slow += 1
                 if mine is None:
-                    mine = self._units[v.key] = units_of(s, v, ok)
+                    mine = self._units[v.key] = units_of(s, v, ok, self._known)
                 units.extend(mine)
             units.sort(key=lambda u: u.order)
             g.units = units
         return g.units
+
+    def _known(self, req: Resources) -> SparseReq:
+        hit = self._sparse.get(req)
+        if hit is None:
+            hit = self._sparse[req] = self.session.table.sparse_known(req)
+        return hit
 
     def allowed(self, preemptor: Job) -> Allowed:
         """The groups the preemptor may take from and why the other running gangs are not candidates.
@@ -221,12 +242,14 @@ class Pool:
 
     def evicted(self, victims: Iterable[str]) -> None:
         """A commit evicted pods of these gangs: rebuild their units and their groups' indexes."""
+        self._merged.clear()
         for key in sorted(set(victims)):
             self._units.pop(key, None)
             g = self._group_of.get(key)
             if g is not None:
                 g.units = None
                 g.index.clear()
+                g.version += 1
                 self._count(g)
 
     # --- domains ------------------------------------------------------------------------------
@@ -274,6 +297,107 @@ class Pool:
             return [hit for idx in indexes if (hit := idx.get(k)) is not None]
 
         return of
+
+    def contains(self, allowed: Allowed, job: Job) -> bool:
+        """Whether the job itself is among the allowed victims (its own units are never taken)."""
+        g = self._group_of.get(job.key)
+        return g is not None and any(g is a for a in allowed.groups)
+
+    def merged_lists(self, allowed: Allowed, doms: Sequence[Domain], job: Job) -> Callable[[Domain], Merged | None]:
+        """Per domain of `doms`: every allowed unit touching it but the job's own, merged (`Merged`);
+        built once per domain for one set of allowed groups until a commit (`evicted`) drops them all."""
+        key = self._node_domains(doms)[0]
+        skip = job.key if self.contains(allowed, job) else ""
+        cache: dict[int, Merged | None] = {}
+        if not skip:  # the usual case: the job is no victim, so the lists serve every job of this set
+            ck: tuple[object, ...] = (key, *(id(g) for g in allowed.groups))
+            cache = self._merged.setdefault(ck, cache)
+        of = self.lists(allowed, doms)
+
+        def get(dom: Domain) -> Merged | None:
+            k = id(dom)
+            if k in cache:
+                return cache[k]
+            lists = of(dom)
+            hit = cache[k] = _merge_all(lists, skip) if lists else None
+            return hit
+
+        return get
+
+
+@dataclass(slots=True, eq=False)
+class Merged:
+    """Every allowed victim touching one domain, cheapest first, with running sums of what they release
+    there (`cum[i]`: entries 0..i) and of the pods they evict, so the cheapest prefix that makes room is a
+    binary search; `queues`: the same units split by victim queue, for a walk that drops refused queues."""
+
+    entries: list[Entry]
+    cum: list[list[int]]
+    pods: list[int]
+    queues: list[tuple[str, list[Unit]]]
+
+
+def _merge_all(lists: Sequence[Slot], skip: str) -> Merged | None:
+    entries = list(merged(lists, skip))
+    if not entries:
+        return None
+    cum: list[list[int]] = []
+    pods: list[int] = []
+    acc = [0] * len(entries[0][1]) if entries else []
+    n = 0
+    by_queue: dict[str, list[Unit]] = {}
+    for u, vec in entries:
+        acc = [a + b for a, b in zip(acc, vec, strict=True)]
+        n += len(u.pods)
+        cum.append(acc)
+        pods.append(n)
+        by_queue.setdefault(u.job.queue, []).append(u)
+    return Merged(entries, cum, pods, sorted(by_queue.items()))
+
+
+def cheapest_prefix(m: Merged, free: Sequence[int], need: Sequence[int]) -> int | None:
+    """The length of the shortest prefix of `m` whose release lets `free` hold `need` (None: none does).
+    Releases only add, so whether a prefix is enough is monotone in its length: a binary search."""
+    if fits_vec(free, need):
+        return 0
+    lo, hi = 0, len(m.cum)
+    if not hi or not fits_sum(free, m.cum[-1], need):
+        return None
+    while lo < hi:  # the first index whose running sum is enough
+        mid = (lo + hi) // 2
+        if fits_sum(free, m.cum[mid], need):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo + 1
+
+
+def fits_vec(free: Sequence[int], need: Sequence[int]) -> bool:
+    return all(f >= x for f, x in zip(free, need, strict=True))
+
+
+def fits_sum(free: Sequence[int], extra: Sequence[int], need: Sequence[int]) -> bool:
+    return all(f + e >= x for f, e, x in zip(free, extra, need, strict=True))
+
+
+def walk(queues: Sequence[tuple[str, list[Unit]]], blocked: set[str], skip: str) -> Iterator[Unit]:
+    """Units cheapest first across the per-queue lists; a queue added to `blocked` while walking is
+    dropped at once (its later units are never visited)."""
+    heap = [(units[0].order, i, 0) for i, (_q, units) in enumerate(queues) if units]
+    heapq.heapify(heap)
+    while heap:
+        _, i, pos = heap[0]
+        queue, units = queues[i]
+        if queue in blocked:
+            heapq.heappop(heap)
+            continue
+        if pos + 1 < len(units):
+            heapq.heapreplace(heap, (units[pos + 1].order, i, pos + 1))
+        else:
+            heapq.heappop(heap)
+        u = units[pos]
+        if u.job.key != skip:
+            yield u
 
 
 def merged(lists: Sequence[Slot], skip: str) -> Iterator[Entry]:
