@@ -56,6 +56,9 @@ class Session:
                 job.priority = self.priority_of(job.priority_class, job.bound[0] if job.bound else None)
         self.gone: set[str] = set()  # pods evicted by a committed statement of this session
         self._np_used: dict[str, dict[str, float]] | None = None  # queue -> non-preemptible usage
+        self._preemptible: dict[str, bool] = {}  # job key -> answer (fixed for the session)
+        # per-cycle memos of actions, by name; each owner states its validity where it defines it
+        self.memos: dict[str, object] = {}
         self.queues = QueueTree(implicit_queues(snapshot.queues, config))
         self._job_queue = {job.key: job.queue for job in self.jobs}
         self._by_key = {job.key: job for job in self.jobs}
@@ -99,13 +102,20 @@ class Session:
         return max(defaults) if defaults else self.config.default_priority
 
     def preemptible(self, job: Job) -> bool:
-        """spec.preemptibility, else the kai.scheduler/preemptibility label of a pod, else priority < 100."""
+        """spec.preemptibility, else the kai.scheduler/preemptibility label of a pod, else priority < 100.
+        Memoised per job key: a job's PodGroup, pods' labels and priority do not change in a session."""
+        hit = self._preemptible.get(job.key)
+        if hit is not None:
+            return hit
         value = job.pod_group.preemptibility if job.pod_group is not None else ""
         if not value:
             value = next((v for p in job.pending + job.bound if (v := p.label(PREEMPTIBILITY_LABEL))), "")
         if value in ("preemptible", "non-preemptible"):
-            return value == "preemptible"
-        return job.priority < NON_PREEMPTIBLE_PRIORITY
+            hit = value == "preemptible"
+        else:
+            hit = job.priority < NON_PREEMPTIBLE_PRIORITY
+        self._preemptible[job.key] = hit
+        return hit
 
     def min_runtime(self, queue: str, reclaim: bool) -> float:
         """reclaimMinRuntime / preemptMinRuntime of the queue, else of its nearest ancestor that sets it,

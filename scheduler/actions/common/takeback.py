@@ -105,7 +105,6 @@ class TakeBack:
                     stmt.discard()
                     continue
                 result = stmt.commit()
-                self.pool.evicted(u.job.key for u in taken)
                 s.record.decisions[job.key] = GangDecision(
                     job=job.key,
                     queue=job.queue,

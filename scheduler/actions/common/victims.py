@@ -13,9 +13,10 @@ topology domain could be emptied for it. Asked naively that is every running gan
   merged lazily (cheapest first) only until the gang fits, to rank the domain.
 
 Validity: a unit depends on which of its gang's pods are still running, and nothing else changes it
-within a session; so after a commit the evicted gangs' units are rebuilt, with the indexes of the groups
-holding them (`evicted`). Rules answers depend on queue usage, which every commit changes: they are asked
-again after each commit (`Pool.allowed` keys its memo by the table's generation).
+within a session; so after a commit (by any action: `Shared.sync` reads the record's commits) the evicted
+gangs' units are rebuilt, with the indexes and merged lists of the groups holding them. Rules answers
+depend on queue usage, which every commit changes: they are asked again after each commit
+(`Pool.allowed` keys its memo by the table's generation).
 """
 
 from __future__ import annotations
@@ -134,7 +135,6 @@ class Group:
     slow: int = 0  # of those, the ones whose min runtime has not passed (no whole unit)
     units: list[Unit] | None = None  # cheapest first; built the first time a preemptor may take them
     index: dict[tuple[int, ...], Index] = field(default_factory=dict)  # per candidate domain list
-    version: int = 0  # bumps when its units are rebuilt (a commit evicted some of them)
 
 
 @dataclass(slots=True)
@@ -146,6 +146,63 @@ class Allowed:
 
     def any_unit(self, preemptor: Job) -> bool:
         return any(u.job.key != preemptor.key for g in self.groups for u in g.units or ())
+
+
+class Shared:
+    """What every take-back action of a session reads about a running gang: whether a pod of it still
+    runs, and its units (per `whole_ok`). Valid until a commit evicts a pod of the gang: `sync` reads the
+    session's commits since the last call (every eviction is in one) and forgets those gangs."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.seen = 0  # commits of the record already read
+        self.units: dict[tuple[str, bool], list[Unit]] = {}
+        self.live: dict[str, bool] = {}
+        self.sparse: dict[Resources, SparseReq] = {}
+        self._pod_job: dict[str, str] | None = None
+
+    @staticmethod
+    def of(session: Session) -> Shared:
+        memo = session.memos.get("takeback.victims")
+        if not isinstance(memo, Shared):
+            memo = session.memos["takeback.victims"] = Shared(session)
+        return memo
+
+    def sync(self) -> set[str]:
+        """The gangs a commit evicted from since the last call (their facts are forgotten)."""
+        commits = self.session.record.commits
+        if len(commits) == self.seen:
+            return set()
+        if self._pod_job is None:
+            self._pod_job = {p.key: job.key for job in self.session.running.values() for p in job.bound}
+        touched = {
+            key for c in commits[self.seen :] for pod, _ in c.evictions if (key := self._pod_job.get(pod)) is not None
+        }
+        self.seen = len(commits)
+        for key in touched:
+            self.units.pop((key, True), None)
+            self.units.pop((key, False), None)
+            self.live.pop(key, None)
+        return touched
+
+    def is_live(self, victim: Job) -> bool:
+        hit = self.live.get(victim.key)
+        if hit is None:
+            gone = self.session.gone
+            hit = self.live[victim.key] = any(not p.deleting and p.key not in gone for p in victim.bound)
+        return hit
+
+    def units_of(self, victim: Job, whole_ok: bool) -> list[Unit]:
+        hit = self.units.get((victim.key, whole_ok))
+        if hit is None:
+            hit = self.units[(victim.key, whole_ok)] = units_of(self.session, victim, whole_ok, self.known)
+        return hit
+
+    def known(self, req: Resources) -> SparseReq:
+        hit = self.sparse.get(req)
+        if hit is None:
+            hit = self.sparse[req] = self.session.table.sparse_known(req)
+        return hit
 
 
 class Pool:
@@ -173,17 +230,17 @@ class Pool:
             g.victims.append(victim)
             self._group_of[key] = g
         self.groups = list(groups.values())
-        self._units: dict[str, list[Unit]] = {}
+        self.shared = Shared.of(session)
+        self.shared.sync()
         for g in self.groups:
             self._count(g)
         self._allowed: dict[tuple[str, int], Allowed] = {}
         self._generation = session.table.generation
         self._levels: dict[tuple[int, ...], dict[int, int]] = {}  # candidate domain list -> node -> domain id
         self._merged: dict[tuple[object, ...], dict[int, Merged | None]] = {}  # allowed set -> domain -> merged
-        self._sparse: dict[Resources, SparseReq] = {}
 
     def _count(self, g: Group) -> None:
-        g.live = sum(1 for v in g.victims if live_pods(self.session, v))
+        g.live = sum(1 for v in g.victims if self.shared.is_live(v))
 
     def _build(self, g: Group) -> list[Unit]:
         """The group's units, cheapest first (asks min runtimes: a victim not yet past it counts as slow)."""
@@ -192,29 +249,21 @@ class Pool:
             units: list[Unit] = []
             g.slow = 0
             for v in g.victims:
-                if not live_pods(s, v):
+                if not self.shared.is_live(v):
                     continue
-                mine = self._units.get(v.key)
                 ok = runtime_ok(s, v, self.reclaim)
                 if not ok:
                     g.slow += 1
-                if mine is None:
-                    mine = self._units[v.key] = units_of(s, v, ok, self._known)
-                units.extend(mine)
+                units.extend(self.shared.units_of(v, ok))
             units.sort(key=lambda u: u.order)
             g.units = units
         return g.units
-
-    def _known(self, req: Resources) -> SparseReq:
-        hit = self._sparse.get(req)
-        if hit is None:
-            hit = self._sparse[req] = self.session.table.sparse_known(req)
-        return hit
 
     def allowed(self, preemptor: Job) -> Allowed:
         """The groups the preemptor may take from and why the other running gangs are not candidates.
         Rules depend on the preemptor's queue and priority only: memoised per pair until a commit."""
         s = self.session
+        self._forget(self.shared.sync())
         if s.table.generation != self._generation:
             self._allowed.clear()
             self._generation = s.table.generation
@@ -240,16 +289,16 @@ class Pool:
             hit = self._allowed[key] = Allowed(groups, notes)
         return hit
 
-    def evicted(self, victims: Iterable[str]) -> None:
-        """A commit evicted pods of these gangs: rebuild their units and their groups' indexes."""
+    def _forget(self, victims: set[str]) -> None:
+        """A commit evicted pods of these gangs: rebuild their groups' units and indexes."""
+        if not victims:
+            return
         self._merged.clear()
-        for key in sorted(set(victims)):
-            self._units.pop(key, None)
+        for key in sorted(victims):
             g = self._group_of.get(key)
             if g is not None:
                 g.units = None
                 g.index.clear()
-                g.version += 1
                 self._count(g)
 
     # --- domains ------------------------------------------------------------------------------
