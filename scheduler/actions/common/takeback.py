@@ -130,18 +130,18 @@ class TakeBack:
         cands = [d for d in doms if fits(d.alloc, need)]
         if not cands:
             return []
-        merged_of = self.pool.merged_lists(allowed, doms, job)
+        merged = self.pool.merged_lists(allowed, doms, job)
         out: list[tuple[tuple[object, ...], Domain, Bucket]] = []
         for dom in cands:
-            m = merged_of(dom)
+            m = merged.get(id(dom))
             if m is None:
                 continue
             n = cheapest_prefix(m, dom.free, need)
             if n is None:
                 continue
-            worst: tuple[object, ...] = m.entries[n - 1][0].order if n else ()
+            worst: tuple[object, ...] = m.units[n - 1].order if n else ()
             pods = m.pods[n - 1] if n else 0
-            out.append(((worst[:1], pods, dom.path), dom, _bucket(m, job.key)))
+            out.append(((worst[:1], pods, dom.path), dom, _bucket(m)))
         out.sort(key=lambda t: _cost_key(t[0]))
         return out
 
@@ -264,8 +264,8 @@ def _cost_key(cost: tuple[object, ...]) -> tuple[int, int, str]:
     return (prio, pods, path)
 
 
-def _bucket(m: Merged, preemptor: str) -> Bucket:
-    return lambda blocked: walk(m.queues, blocked, preemptor)
+def _bucket(m: Merged) -> Bucket:
+    return lambda blocked: walk(m.queues, blocked)
 
 
 def _unbound(p: Pod) -> Pod:

@@ -72,13 +72,18 @@ def units_of(
 ) -> list[Unit]:
     """The victim's elastic members above its leaves' minimums (youngest first, lowest task priority
     first), then the whole rest (only when `whole_ok`: its min runtime has passed)."""
-    start = session.started(victim)
+    gone = session.gone
+    groups = [victim.root] if not victim.root.children else victim.root.walk()
     out: list[Unit] = []
     extras: set[str] = set()
-    for g in victim.root.walk():
+    rest: list[Pod] = []  # every live pod, in `Job.bound` order
+    times: list[float] = []
+    for g in groups:
+        live = [p for p in g.bound if not p.deleting and p.key not in gone]
+        rest.extend(live)
+        times.extend(p.start_time for p in g.bound if p.start_time is not None)
         if not g.is_leaf():
             continue
-        live = [p for p in g.bound if not p.deleting and p.key not in session.gone]
         surplus = len(live) - leaf_minimum(g)
         if surplus <= 0:
             continue
@@ -87,12 +92,11 @@ def units_of(
             extras.add(p.key)
             order = (victim.priority, 1, -(p.start_time or 0.0), victim.key, p.name)
             out.append(_unit(session, victim, (p,), False, order, sparse))
-    if whole_ok:
-        rest = tuple(live_pods(session, victim))
-        if rest:
-            core = len(rest) - len(extras)
-            order = (victim.priority, core, -(start or 0.0), victim.key, "")
-            out.append(_unit(session, victim, rest, True, order, sparse))
+    if whole_ok and rest:
+        start = min(times) if times else None  # as `Session.started`
+        core = len(rest) - len(extras)
+        order = (victim.priority, core, -(start or 0.0), victim.key, "")
+        out.append(_unit(session, victim, tuple(rest), True, order, sparse))
     return out
 
 
@@ -106,9 +110,10 @@ def _unit(
 ) -> Unit:
     table = session.table
     known = sparse or table.sparse_known
+    by_name = table.by_name
     gains: dict[int, list[int]] = {}
     for p in pods:
-        node = table.by_name.get(p.node_name)
+        node = by_name.get(p.node_name)
         if node is None:
             continue
         vec = gains.get(node)
@@ -120,11 +125,6 @@ def _unit(
     return Unit(victim, pods, whole, order, nodes, tuple((n, tuple(gains[n])) for n in nodes))
 
 
-Entry = tuple[Unit, list[int]]  # a unit and what it releases inside one domain
-Slot = tuple[list[Entry], list[int]]  # one group's entries in one domain, cheapest first, and their sum
-Index = dict[int, Slot]  # domain id -> slot
-
-
 @dataclass(slots=True, eq=False)
 class Group:
     """Running gangs an action's rules answer alike; `rep` is the one they are asked about."""
@@ -134,7 +134,6 @@ class Group:
     live: int = 0  # victims with a pod still running
     slow: int = 0  # of those, the ones whose min runtime has not passed (no whole unit)
     units: list[Unit] | None = None  # cheapest first; built the first time a preemptor may take them
-    index: dict[tuple[int, ...], Index] = field(default_factory=dict)  # per candidate domain list
 
 
 @dataclass(slots=True)
@@ -237,7 +236,7 @@ class Pool:
         self._allowed: dict[tuple[str, int], Allowed] = {}
         self._generation = session.table.generation
         self._levels: dict[tuple[int, ...], dict[int, int]] = {}  # candidate domain list -> node -> domain id
-        self._merged: dict[tuple[object, ...], dict[int, Merged | None]] = {}  # allowed set -> domain -> merged
+        self._merged: dict[tuple[object, ...], dict[int, Merged]] = {}  # allowed set -> domain -> merged
 
     def _count(self, g: Group) -> None:
         g.live = sum(1 for v in g.victims if self.shared.is_live(v))
@@ -298,7 +297,6 @@ class Pool:
             g = self._group_of.get(key)
             if g is not None:
                 g.units = None
-                g.index.clear()
                 self._count(g)
 
     # --- domains ------------------------------------------------------------------------------
@@ -309,99 +307,81 @@ class Pool:
             hit = self._levels[key] = {n: id(d) for d in doms for n in d.all_nodes()}
         return key, hit
 
-    def _index(self, g: Group, key: tuple[int, ...], where: dict[int, int]) -> Index:
-        idx = g.index.get(key)
-        if idx is None:
-            idx = g.index[key] = {}
-            dims = len(self.session.table.dims)
-            for u in self._build(g):
-                mine: dict[int, list[int]] = {}
-                for node, vec in u.gains:
-                    d = where.get(node)
-                    if d is None:
-                        continue
-                    acc = mine.get(d)
-                    if acc is None:
-                        acc = mine[d] = [0] * dims
-                    for i, v in enumerate(vec):
-                        if v:
-                            acc[i] += v
-                for d, acc in mine.items():
-                    slot = idx.get(d)
-                    if slot is None:
-                        slot = idx[d] = ([], [0] * dims)
-                    slot[0].append((u, acc))
-                    total = slot[1]
-                    for i, v in enumerate(acc):
-                        total[i] += v
-        return idx
-
-    def lists(self, allowed: Allowed, doms: Sequence[Domain]) -> Callable[[Domain], list[Slot]]:
-        """Per domain of `doms`: the allowed groups' entries there with their sums."""
-        key, where = self._node_domains(doms)
-        indexes = [self._index(g, key, where) for g in allowed.groups]
-
-        def of(dom: Domain) -> list[Slot]:
-            k = id(dom)
-            return [hit for idx in indexes if (hit := idx.get(k)) is not None]
-
-        return of
-
     def contains(self, allowed: Allowed, job: Job) -> bool:
         """Whether the job itself is among the allowed victims (its own units are never taken)."""
         g = self._group_of.get(job.key)
         return g is not None and any(g is a for a in allowed.groups)
 
-    def merged_lists(self, allowed: Allowed, doms: Sequence[Domain], job: Job) -> Callable[[Domain], Merged | None]:
-        """Per domain of `doms`: every allowed unit touching it but the job's own, merged (`Merged`);
-        built once per domain for one set of allowed groups until a commit (`evicted`) drops them all."""
-        key = self._node_domains(doms)[0]
+    def merged_lists(self, allowed: Allowed, doms: Sequence[Domain], job: Job) -> dict[int, Merged]:
+        """Per domain of `doms` (by id): every allowed unit touching it but the job's own, merged
+        (`Merged`); built in one pass over the allowed units, once per set of allowed groups until a
+        commit evicts from one of them (`_forget`)."""
+        key, where = self._node_domains(doms)
         skip = job.key if self.contains(allowed, job) else ""
-        cache: dict[int, Merged | None] = {}
-        if not skip:  # the usual case: the job is no victim, so the lists serve every job of this set
-            ck: tuple[object, ...] = (key, *(id(g) for g in allowed.groups))
-            cache = self._merged.setdefault(ck, cache)
-        of = self.lists(allowed, doms)
-
-        def get(dom: Domain) -> Merged | None:
-            k = id(dom)
-            if k in cache:
-                return cache[k]
-            lists = of(dom)
-            hit = cache[k] = _merge_all(lists, skip) if lists else None
-            return hit
-
-        return get
+        ck: tuple[object, ...] = (key, *(id(g) for g in allowed.groups))
+        hit = None if skip else self._merged.get(ck)
+        if hit is None:
+            hit = _merge_level([self._build(g) for g in allowed.groups], where, skip, len(self.session.table.dims))
+            if not skip:  # the usual case: the job is no victim, so the lists serve every job of this set
+                self._merged[ck] = hit
+        return hit
 
 
 @dataclass(slots=True, eq=False)
 class Merged:
     """Every allowed victim touching one domain, cheapest first, with running sums of what they release
     there (`cum[i]`: entries 0..i) and of the pods they evict, so the cheapest prefix that makes room is a
-    binary search; `queues`: the same units split by victim queue, for a walk that drops refused queues."""
+    binary search; `queues`: the same units by victim queue, for a walk that drops refused queues."""
 
-    entries: list[Entry]
-    cum: list[list[int]]
-    pods: list[int]
-    queues: list[tuple[str, list[Unit]]]
+    units: list[Unit] = field(default_factory=list)
+    cum: list[list[int]] = field(default_factory=list)
+    pods: list[int] = field(default_factory=list)
+    queues: dict[str, list[Unit]] = field(default_factory=dict)
 
 
-def _merge_all(lists: Sequence[Slot], skip: str) -> Merged | None:
-    entries = list(merged(lists, skip))
-    if not entries:
-        return None
-    cum: list[list[int]] = []
-    pods: list[int] = []
-    acc = [0] * len(entries[0][1]) if entries else []
-    n = 0
-    by_queue: dict[str, list[Unit]] = {}
-    for u, vec in entries:
-        acc = [a + b for a, b in zip(acc, vec, strict=True)]
-        n += len(u.pods)
-        cum.append(acc)
-        pods.append(n)
-        by_queue.setdefault(u.job.queue, []).append(u)
-    return Merged(entries, cum, pods, sorted(by_queue.items()))
+def _merge_level(lists: list[list[Unit]], where: dict[int, int], skip: str, dims: int) -> dict[int, Merged]:
+    """One pass over the units (each list cheapest first) in their common order: per domain, the units
+    with a pod in it and the running sums of what they release there."""
+    out: dict[int, Merged] = {}
+    units: Iterable[Unit] = lists[0] if len(lists) == 1 else heapq.merge(*lists, key=_order)
+    for u in units:
+        if u.job.key == skip:
+            continue
+        if len(u.gains) == 1:
+            node, vec = u.gains[0]
+            d = where.get(node)
+            if d is None:
+                continue
+            mine: Iterable[tuple[int, Sequence[int]]] = ((d, vec),)
+        else:
+            acc: dict[int, list[int]] = {}
+            for node, vec in u.gains:
+                d = where.get(node)
+                if d is None:
+                    continue
+                sums = acc.get(d)
+                if sums is None:
+                    acc[d] = list(vec)
+                else:
+                    acc[d] = [a + b for a, b in zip(sums, vec, strict=True)]
+            mine = acc.items()
+        for d, rel in mine:
+            m = out.get(d)
+            if m is None:
+                m = out[d] = Merged()
+                last: Sequence[int] = [0] * dims
+                n = 0
+            else:
+                last, n = m.cum[-1], m.pods[-1]
+            m.units.append(u)
+            m.cum.append([a + b for a, b in zip(last, rel, strict=True)])
+            m.pods.append(n + len(u.pods))
+            q = m.queues.get(u.job.queue)
+            if q is None:
+                m.queues[u.job.queue] = [u]
+            else:
+                q.append(u)
+    return out
 
 
 def cheapest_prefix(m: Merged, free: Sequence[int], need: Sequence[int]) -> int | None:
@@ -429,9 +409,10 @@ def fits_sum(free: Sequence[int], extra: Sequence[int], need: Sequence[int]) -> 
     return all(f + e >= x for f, e, x in zip(free, extra, need, strict=True))
 
 
-def walk(queues: Sequence[tuple[str, list[Unit]]], blocked: set[str], skip: str) -> Iterator[Unit]:
+def walk(by_queue: dict[str, list[Unit]], blocked: set[str]) -> Iterator[Unit]:
     """Units cheapest first across the per-queue lists; a queue added to `blocked` while walking is
     dropped at once (its later units are never visited)."""
+    queues = sorted(by_queue.items())
     heap = [(units[0].order, i, 0) for i, (_q, units) in enumerate(queues) if units]
     heapq.heapify(heap)
     while heap:
@@ -444,18 +425,8 @@ def walk(queues: Sequence[tuple[str, list[Unit]]], blocked: set[str], skip: str)
             heapq.heapreplace(heap, (units[pos + 1].order, i, pos + 1))
         else:
             heapq.heappop(heap)
-        u = units[pos]
-        if u.job.key != skip:
-            yield u
+        yield units[pos]
 
 
-def merged(lists: Sequence[Slot], skip: str) -> Iterator[Entry]:
-    """The entries of several groups in one domain, cheapest first, without the preemptor's own."""
-    it: Iterable[Entry] = lists[0][0] if len(lists) == 1 else heapq.merge(*(e for e, _ in lists), key=_order)
-    for e in it:
-        if e[0].job.key != skip:
-            yield e
-
-
-def _order(e: Entry) -> tuple[object, ...]:
-    return e[0].order
+def _order(u: Unit) -> tuple[object, ...]:
+    return u.order
