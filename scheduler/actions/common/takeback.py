@@ -265,7 +265,7 @@ def _cost_key(cost: tuple[object, ...]) -> tuple[int, int, str]:
 
 
 def _bucket(m: Merged) -> Bucket:
-    return lambda blocked: walk(m.queues, blocked)
+    return lambda blocked: walk(m.by_queue(), blocked)
 
 
 def _unbound(p: Pod) -> Pod:

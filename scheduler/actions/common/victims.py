@@ -24,6 +24,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import add
 
 from scheduler.api.pod import Pod
 from scheduler.api.resources import Resources
@@ -236,7 +237,9 @@ class Pool:
         self._allowed: dict[tuple[str, int], Allowed] = {}
         self._generation = session.table.generation
         self._levels: dict[tuple[int, ...], dict[int, int]] = {}  # candidate domain list -> node -> domain id
-        self._merged: dict[tuple[object, ...], dict[int, Merged]] = {}  # allowed set -> domain -> merged
+        # (domain list, allowed groups) -> domain id -> merged; allowed groups -> their units, cheapest first
+        self._merged: dict[tuple[object, ...], dict[int, Merged]] = {}
+        self._ordered: dict[tuple[object, ...], list[Unit]] = {}
 
     def _count(self, g: Group) -> None:
         g.live = sum(1 for v in g.victims if self.shared.is_live(v))
@@ -293,6 +296,7 @@ class Pool:
         if not victims:
             return
         self._merged.clear()
+        self._ordered.clear()
         for key in sorted(victims):
             g = self._group_of.get(key)
             if g is not None:
@@ -321,7 +325,11 @@ class Pool:
         ck: tuple[object, ...] = (key, *(id(g) for g in allowed.groups))
         hit = None if skip else self._merged.get(ck)
         if hit is None:
-            hit = _merge_level([self._build(g) for g in allowed.groups], where, skip, len(self.session.table.dims))
+            order = self._ordered.get(ck[1:])
+            if order is None:
+                lists = [self._build(g) for g in allowed.groups]
+                order = self._ordered[ck[1:]] = lists[0] if len(lists) == 1 else list(heapq.merge(*lists, key=_order))
+            hit = _merge_level(order, where, skip, len(self.session.table.dims))
             if not skip:  # the usual case: the job is no victim, so the lists serve every job of this set
                 self._merged[ck] = hit
         return hit
@@ -336,14 +344,21 @@ class Merged:
     units: list[Unit] = field(default_factory=list)
     cum: list[list[int]] = field(default_factory=list)
     pods: list[int] = field(default_factory=list)
-    queues: dict[str, list[Unit]] = field(default_factory=dict)
+    queues: list[tuple[str, list[Unit]]] | None = None  # by queue name, made on the first walk
+
+    def by_queue(self) -> list[tuple[str, list[Unit]]]:
+        if self.queues is None:
+            out: dict[str, list[Unit]] = {}
+            for u in self.units:
+                out.setdefault(u.job.queue, []).append(u)
+            self.queues = sorted(out.items())
+        return self.queues
 
 
-def _merge_level(lists: list[list[Unit]], where: dict[int, int], skip: str, dims: int) -> dict[int, Merged]:
-    """One pass over the units (each list cheapest first) in their common order: per domain, the units
-    with a pod in it and the running sums of what they release there."""
+def _merge_level(units: list[Unit], where: dict[int, int], skip: str, dims: int) -> dict[int, Merged]:
+    """One pass over the units (cheapest first): per domain, the units with a pod in it and the running
+    sums of what they release there."""
     out: dict[int, Merged] = {}
-    units: Iterable[Unit] = lists[0] if len(lists) == 1 else heapq.merge(*lists, key=_order)
     for u in units:
         if u.job.key == skip:
             continue
@@ -374,13 +389,8 @@ def _merge_level(lists: list[list[Unit]], where: dict[int, int], skip: str, dims
             else:
                 last, n = m.cum[-1], m.pods[-1]
             m.units.append(u)
-            m.cum.append([a + b for a, b in zip(last, rel, strict=True)])
+            m.cum.append(list(map(add, last, rel)))
             m.pods.append(n + len(u.pods))
-            q = m.queues.get(u.job.queue)
-            if q is None:
-                m.queues[u.job.queue] = [u]
-            else:
-                q.append(u)
     return out
 
 
@@ -409,10 +419,9 @@ def fits_sum(free: Sequence[int], extra: Sequence[int], need: Sequence[int]) -> 
     return all(f + e >= x for f, e, x in zip(free, extra, need, strict=True))
 
 
-def walk(by_queue: dict[str, list[Unit]], blocked: set[str]) -> Iterator[Unit]:
+def walk(queues: list[tuple[str, list[Unit]]], blocked: set[str]) -> Iterator[Unit]:
     """Units cheapest first across the per-queue lists; a queue added to `blocked` while walking is
     dropped at once (its later units are never visited)."""
-    queues = sorted(by_queue.items())
     heap = [(units[0].order, i, 0) for i, (_q, units) in enumerate(queues) if units]
     heapq.heapify(heap)
     while heap:
