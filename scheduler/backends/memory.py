@@ -16,7 +16,7 @@ from scheduler.backends.base import CommitOutcome
 from scheduler.cache.cluster_state import ClusterState, Snapshot
 from scheduler.framework.record import GangCommit
 
-NAMESPACED = ("Pod", "PodGroup", "PersistentVolumeClaim")
+NAMESPACED = ("Pod", "PodGroup", "PersistentVolumeClaim", "PodDisruptionBudget")
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str, str]:

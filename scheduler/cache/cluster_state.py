@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from scheduler.api.disruption import DisruptionBudget
 from scheduler.api.labels import QUEUE_LABEL
 from scheduler.api.node import Node
 from scheduler.api.pod import Pod
@@ -19,7 +20,7 @@ from scheduler.api.queue import Queue
 from scheduler.api.resources import Resources
 from scheduler.api.storage import Claim, CSINodeLimits, StorageClass, Volume
 from scheduler.api.topology import PriorityClass, Topology
-from scheduler.kube import convert, storage
+from scheduler.kube import convert, disruption, storage
 
 
 def pod_group_key(pod: Pod) -> str | None:
@@ -58,6 +59,7 @@ class Snapshot:
     volumes: Mapping[str, Volume] = field(default_factory=dict)
     storage_classes: Mapping[str, StorageClass] = field(default_factory=dict)
     csi_limits: Mapping[str, CSINodeLimits] = field(default_factory=dict)  # node name -> limits
+    budgets: Mapping[str, DisruptionBudget] = field(default_factory=dict)  # "<ns>/<name>": victim order reads
 
 
 class ClusterState:
@@ -88,6 +90,7 @@ class ClusterState:
         self._volumes: dict[str, Volume] = {}
         self._storage_classes: dict[str, StorageClass] = {}
         self._csi_limits: dict[str, CSINodeLimits] = {}
+        self._budgets: dict[str, DisruptionBudget] = {}
         self.generation = 0  # bumps on every applied change
 
     # --- raw Kubernetes objects -------------------------------------------------------------
@@ -119,6 +122,8 @@ class ClusterState:
             self._set(self._storage_classes, name, None if deleted else storage.storage_class_from_k8s(obj))
         elif kind == "CSINode":
             self._set(self._csi_limits, name, None if deleted else storage.csinode_from_k8s(obj))
+        elif kind == "PodDisruptionBudget":
+            self._set(self._budgets, f"{ns}/{name}", None if deleted else disruption.budget_from_k8s(obj))
 
     def _set(self, table: dict[str, Any], key: str, value: Any) -> None:
         if value is None:
@@ -247,4 +252,5 @@ class ClusterState:
             volumes=dict(self._volumes),
             storage_classes=dict(self._storage_classes),
             csi_limits=dict(self._csi_limits),
+            budgets=dict(self._budgets),
         )

@@ -53,6 +53,7 @@ DAEMON_CLUSTER_RULES = [
     ("", "persistentvolumes", {"list", "watch"}, "volumes' node affinity, volumes to bind"),
     ("storage.k8s.io", "storageclasses", {"list", "watch"}, "binding mode, allowed topologies"),
     ("storage.k8s.io", "csinodes", {"list", "watch"}, "CSI attach limits"),
+    ("policy", "poddisruptionbudgets", {"list", "watch"}, "take-back prefers victims that break no budget"),
     ("events.k8s.io", "events", {"create"}, "Scheduled / Unschedulable / FailedBinding / Preempted ... events"),
 ]
 

@@ -122,16 +122,17 @@ class TakeBack:
     # --- choosing -----------------------------------------------------------------------------
     def _rank(
         self, doms: Sequence[Domain], allowed: Allowed, need: list[int], job: Job
-    ) -> list[tuple[tuple[object, ...], Domain, Bucket]]:
+    ) -> list[tuple[tuple[int, int, int, str], Domain, Bucket]]:
         """Domains that could hold the gang once emptied, with the victims touching each (cheapest first,
         walked on demand), ranked by the estimated cost of the cheapest set whose release makes room
-        there: (priority of the dearest victim, pods evicted), then by path. A domain where even every
+        there: (priority of the dearest victim, pods whose eviction breaks a PodDisruptionBudget, pods
+        evicted), then by path. A domain where even every
         allowed victim's release would not make room is skipped without looking at its victims."""
         cands = [d for d in doms if fits(d.alloc, need)]
         if not cands:
             return []
         merged = self.pool.merged_lists(allowed, doms, job)
-        out: list[tuple[tuple[object, ...], Domain, Bucket]] = []
+        out: list[tuple[tuple[int, int, int, str], Domain, Bucket]] = []
         for dom in cands:
             m = merged.get(id(dom))
             if m is None:
@@ -139,10 +140,11 @@ class TakeBack:
             n = cheapest_prefix(m, dom.free, need)
             if n is None:
                 continue
-            worst: tuple[object, ...] = m.units[n - 1].order if n else ()
-            pods = m.pods[n - 1] if n else 0
-            out.append(((worst[:1], pods, dom.path), dom, _bucket(m)))
-        out.sort(key=lambda t: _cost_key(t[0]))
+            worst = m.units[n - 1].order[0] if n else 0
+            assert isinstance(worst, int)
+            breaks, pods = (m.breaks[n - 1], m.pods[n - 1]) if n else (0, 0)
+            out.append(((worst, breaks, pods, dom.path), dom, _bucket(m)))
+        out.sort(key=lambda t: t[0])
         return out
 
     def _evict_until_fits(
@@ -255,13 +257,6 @@ class TakeBack:
             return None
         finally:
             stmt.reserving = False
-
-
-def _cost_key(cost: tuple[object, ...]) -> tuple[int, int, str]:
-    worst, pods, path = cost
-    assert isinstance(worst, tuple) and isinstance(pods, int) and isinstance(path, str)
-    prio = worst[0] if worst and isinstance(worst[0], int) else 0
-    return (prio, pods, path)
 
 
 def _bucket(m: Merged) -> Bucket:

@@ -22,10 +22,11 @@ depend on queue usage, which every commit changes: they are asked again after ea
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import add
 
+from scheduler.api.disruption import DisruptionBudget
 from scheduler.api.pod import Pod
 from scheduler.api.resources import Resources
 from scheduler.framework.jobs import Job, leaf_minimum
@@ -49,6 +50,13 @@ class Unit:
     nodes: tuple[int, ...] = ()
     gains: tuple[tuple[int, tuple[int, ...]], ...] = ()
 
+    @property
+    def breaks(self) -> int:
+        """Pods whose eviction breaks a PodDisruptionBudget (second in `order`)."""
+        v = self.order[1]
+        assert isinstance(v, int)
+        return v
+
 
 def live_pods(session: Session, job: Job) -> list[Pod]:
     return [p for p in job.bound if not p.deleting and p.key not in session.gone]
@@ -68,11 +76,46 @@ def runtime_ok(session: Session, victim: Job, reclaim: bool) -> bool:
     return False
 
 
+def budgets_by_namespace(session: Session) -> dict[str, list[DisruptionBudget]]:
+    out: dict[str, list[DisruptionBudget]] = {}
+    for key in sorted(session.snapshot.budgets):
+        b = session.snapshot.budgets[key]
+        out.setdefault(b.namespace, []).append(b)
+    return out
+
+
+def violations(pods: Sequence[Pod], budgets: Mapping[str, Sequence[DisruptionBudget]]) -> int:
+    """How many of these pods' evictions a PodDisruptionBudget does not allow: each budget's
+    `disruptionsAllowed` is spent by the pods before (kube-scheduler counts a node's victims this way)."""
+    left: dict[tuple[str, str], int] = {}
+    n = 0
+    for p in pods:
+        mine = budgets.get(p.namespace)
+        if not mine:
+            continue
+        labels = dict(p.labels)
+        breaks = False
+        for b in mine:
+            if b.selects(p.namespace, p.name, labels):
+                k = (b.namespace, b.name)
+                left[k] = left.get(k, b.allowed) - 1
+                breaks = breaks or left[k] < 0
+        n += breaks
+    return n
+
+
 def units_of(
-    session: Session, victim: Job, whole_ok: bool, sparse: Callable[[Resources], SparseReq] | None = None
+    session: Session,
+    victim: Job,
+    whole_ok: bool,
+    sparse: Callable[[Resources], SparseReq] | None = None,
+    budgets: Mapping[str, Sequence[DisruptionBudget]] | None = None,
 ) -> list[Unit]:
     """The victim's elastic members above its leaves' minimums (youngest first, lowest task priority
-    first), then the whole rest (only when `whole_ok`: its min runtime has passed)."""
+    first), then the whole rest (only when `whole_ok`: its min runtime has passed). A unit's order:
+    (priority, pods whose eviction breaks a PodDisruptionBudget, pods, youngest first, gang, pod)."""
+    if budgets is None:
+        budgets = budgets_by_namespace(session)
     gone = session.gone
     groups = [victim.root] if not victim.root.children else victim.root.walk()
     out: list[Unit] = []
@@ -91,12 +134,12 @@ def units_of(
         live.sort(key=lambda p: (p.task_priority, -(p.start_time or 0.0), p.name), reverse=False)
         for p in live[:surplus]:
             extras.add(p.key)
-            order = (victim.priority, 1, -(p.start_time or 0.0), victim.key, p.name)
+            order = (victim.priority, violations((p,), budgets), 1, -(p.start_time or 0.0), victim.key, p.name)
             out.append(_unit(session, victim, (p,), False, order, sparse))
     if whole_ok and rest:
         start = min(times) if times else None  # as `Session.started`
         core = len(rest) - len(extras)
-        order = (victim.priority, core, -(start or 0.0), victim.key, "")
+        order = (victim.priority, violations(rest, budgets), core, -(start or 0.0), victim.key, "")
         out.append(_unit(session, victim, tuple(rest), True, order, sparse))
     return out
 
@@ -159,6 +202,7 @@ class Shared:
         self.units: dict[tuple[str, bool], list[Unit]] = {}
         self.live: dict[str, bool] = {}
         self.sparse: dict[Resources, SparseReq] = {}
+        self.budgets = budgets_by_namespace(session)
         self._pod_job: dict[str, str] | None = None
 
     @staticmethod
@@ -195,7 +239,9 @@ class Shared:
     def units_of(self, victim: Job, whole_ok: bool) -> list[Unit]:
         hit = self.units.get((victim.key, whole_ok))
         if hit is None:
-            hit = self.units[(victim.key, whole_ok)] = units_of(self.session, victim, whole_ok, self.known)
+            hit = self.units[(victim.key, whole_ok)] = units_of(
+                self.session, victim, whole_ok, self.known, self.budgets
+            )
         return hit
 
     def known(self, req: Resources) -> SparseReq:
@@ -344,6 +390,7 @@ class Merged:
     units: list[Unit] = field(default_factory=list)
     cum: list[list[int]] = field(default_factory=list)
     pods: list[int] = field(default_factory=list)
+    breaks: list[int] = field(default_factory=list)  # running sum of pods whose eviction breaks a budget
     queues: list[tuple[str, list[Unit]]] | None = None  # by queue name, made on the first walk
 
     def by_queue(self) -> list[tuple[str, list[Unit]]]:
@@ -385,12 +432,13 @@ def _merge_level(units: list[Unit], where: dict[int, int], skip: str, dims: int)
             if m is None:
                 m = out[d] = Merged()
                 last: Sequence[int] = [0] * dims
-                n = 0
+                n = b = 0
             else:
-                last, n = m.cum[-1], m.pods[-1]
+                last, n, b = m.cum[-1], m.pods[-1], m.breaks[-1]
             m.units.append(u)
             m.cum.append(list(map(add, last, rel)))
             m.pods.append(n + len(u.pods))
+            m.breaks.append(b + u.breaks)
     return out
 
 
