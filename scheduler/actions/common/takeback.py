@@ -56,6 +56,38 @@ class Rules:
 
 
 @dataclass(slots=True)
+class Trail:
+    """The units a statement has evicted, in order, each with the statement's mark just after it, and
+    the pods they evicted: a redo that keeps a prefix of them rolls back only past it."""
+
+    stmt: Statement
+    entries: list[tuple[Unit, int, list[str]]] = field(default_factory=list)
+    evicted: set[str] = field(default_factory=set)
+
+    def push(self, u: Unit, pods: list[str]) -> None:
+        self.entries.append((u, self.stmt.checkpoint(), pods))
+        self.evicted.update(pods)
+
+    def units(self) -> list[Unit]:
+        return [u for u, _, _ in self.entries]
+
+    def common_prefix(self, units: Sequence[Unit]) -> int:
+        n = 0
+        for (u, _, _), v in zip(self.entries, units, strict=False):
+            if u is not v:
+                break
+            n += 1
+        return n
+
+    def truncate(self, keep: int) -> None:
+        """Undo everything after the first `keep` evictions (placements included)."""
+        self.stmt.rollback(self.entries[keep - 1][1] if keep else 0)
+        for _, _, pods in self.entries[keep:]:
+            self.evicted.difference_update(pods)
+        del self.entries[keep:]
+
+
+@dataclass(slots=True)
 class Outcome:
     placed: bool
     why: list[str] = field(default_factory=list)  # why it could not, for the gang's message
@@ -91,12 +123,13 @@ class TakeBack:
             for _cost, dom, bucket in ranked[:DOMAINS_PER_LEVEL]:
                 stmt = s.statement(job)
                 stmt.pipelining = True
+                trail = Trail(stmt)
                 chosen: Chosen = {}
-                taken = self._evict_until_fits(stmt, job, gp, dom, bucket, chosen, notes)
+                taken = self._evict_until_fits(trail, job, gp, dom, bucket, chosen, notes)
                 if taken is None:
                     stmt.discard()
                     continue
-                taken = self._minimize(stmt, job, gp, dom, taken, chosen)
+                taken = self._minimize(trail, job, gp, dom, taken, chosen)
                 problem = self.rules.after_place(s, job)
                 if problem is None and self.rules.replace_victims:
                     problem = self._replace(stmt, taken)
@@ -149,7 +182,7 @@ class TakeBack:
 
     def _evict_until_fits(
         self,
-        stmt: Statement,
+        trail: Trail,
         job: Job,
         gp: GroupPlan,
         dom: Domain,
@@ -157,24 +190,22 @@ class TakeBack:
         chosen: Chosen,
         notes: list[str],
     ) -> list[Unit] | None:
-        taken: list[Unit] = []
         blocked: set[str] = set()  # queues a rule refused a victim of: their state only gets worse here
         for u in bucket(blocked):
-            if not self._evict(stmt, job, u, notes):
+            if not self._evict(trail, job, u, notes):
                 blocked.add(u.job.queue)
                 continue
-            taken.append(u)
             if not fits(dom.free, gp.need_vec):
                 continue
-            if self._place(stmt, gp, dom, chosen):
-                return taken
+            if self._place(trail.stmt, gp, dom, chosen):
+                return trail.units()
         return None
 
-    def _evict(self, stmt: Statement, job: Job, u: Unit, notes: list[str]) -> bool:
+    def _evict(self, trail: Trail, job: Job, u: Unit, notes: list[str]) -> bool:
         """Evict a unit's pods still running in the statement; False (nothing changed) when a rule says
         no or it has nothing left to take."""
-        evicted = self._evicted_in(stmt)
-        pods = [p for p in u.pods if p.key not in evicted and p.node_name in stmt.table.by_name]
+        stmt = trail.stmt
+        pods = [p for p in u.pods if p.key not in trail.evicted and p.node_name in stmt.table.by_name]
         if not pods:
             return False
         mark = stmt.checkpoint()
@@ -185,11 +216,8 @@ class TakeBack:
             notes.append(problem)
             stmt.rollback(mark)
             return False
+        trail.push(u, [p.key for p in pods])
         return True
-
-    @staticmethod
-    def _evicted_in(stmt: Statement) -> set[str]:
-        return {p.key for op in stmt.ops if op.kind == "evict" for p in op.pods}
 
     def _place(self, stmt: Statement, gp: GroupPlan, dom: Domain, chosen: Chosen) -> bool:
         mark = stmt.checkpoint()
@@ -199,33 +227,35 @@ class TakeBack:
         stmt.rollback(mark)
         return False
 
-    def _redo(self, stmt: Statement, job: Job, gp: GroupPlan, dom: Domain, units: list[Unit], chosen: Chosen) -> bool:
-        stmt.rollback(0)
-        for u in units:
-            if not self._evict(stmt, job, u, []):
-                stmt.rollback(0)
+    def _redo(self, trail: Trail, job: Job, gp: GroupPlan, dom: Domain, units: list[Unit], chosen: Chosen) -> bool:
+        """The statement with exactly these victims evicted (in this order) and the gang placed: True;
+        False when they do not place it (the statement then holds some prefix of them, evicted: the next
+        redo starts from there). The victims it already evicted in the same order are kept (rolling back
+        to the mark after them leaves the state evicting them afresh would)."""
+        trail.truncate(trail.common_prefix(units))
+        for u in units[len(trail.entries) :]:
+            if not self._evict(trail, job, u, []):
                 return False
         if not fits(dom.free, gp.need_vec):
-            stmt.rollback(0)
             return False
-        return self._place(stmt, gp, dom, chosen)
+        return self._place(trail.stmt, gp, dom, chosen)
 
     def _minimize(
-        self, stmt: Statement, job: Job, gp: GroupPlan, dom: Domain, taken: list[Unit], chosen: Chosen
+        self, trail: Trail, job: Job, gp: GroupPlan, dom: Domain, taken: list[Unit], chosen: Chosen
     ) -> list[Unit]:
         """Give back every victim the placement does not need; the statement ends placed with the rest."""
-        used = {op.node for op in stmt.ops if op.kind in (ALLOCATE, PIPELINE)}
+        used = {op.node for op in trail.stmt.ops if op.kind in (ALLOCATE, PIPELINE)}
         needed = [u for u in taken if any(n in used for n in u.nodes)]
         current = taken
-        if len(needed) < len(taken) and self._redo(stmt, job, gp, dom, needed, chosen):
+        if len(needed) < len(taken) and self._redo(trail, job, gp, dom, needed, chosen):
             current = needed
         for tries, u in enumerate(sorted(current, key=lambda x: x.order, reverse=True)):
             if tries >= MINIMIZE_TRIES or len(current) == 1:
                 break
             rest = [x for x in current if x is not u]
-            if self._redo(stmt, job, gp, dom, rest, chosen):
+            if self._redo(trail, job, gp, dom, rest, chosen):
                 current = rest
-        if not self._redo(stmt, job, gp, dom, current, chosen):  # the last trial may have been a failure
+        if not self._redo(trail, job, gp, dom, current, chosen):  # the last trial may have been a failure
             raise AssertionError(f"take-back for {job.key}: a victim set that placed the gang no longer does")
         return current
 

@@ -199,6 +199,7 @@ class Shared:
     def __init__(self, session: Session) -> None:
         self.session = session
         self.seen = 0  # commits of the record already read
+        self.log: list[str] = []  # the gangs those commits evicted from, in commit order (each reader keeps its place)
         self.units: dict[tuple[str, bool], list[Unit]] = {}
         self.live: dict[str, bool] = {}
         self.sparse: dict[Resources, SparseReq] = {}
@@ -212,22 +213,22 @@ class Shared:
             memo = session.memos["takeback.victims"] = Shared(session)
         return memo
 
-    def sync(self) -> set[str]:
-        """The gangs a commit evicted from since the last call (their facts are forgotten)."""
+    def sync(self, since: int) -> tuple[set[str], int]:
+        """The gangs commits evicted from since position `since` of the touched log (read the new
+        commits first, forgetting those gangs' facts), and the log's end to ask from next time."""
         commits = self.session.record.commits
-        if len(commits) == self.seen:
-            return set()
-        if self._pod_job is None:
-            self._pod_job = {p.key: job.key for job in self.session.running.values() for p in job.bound}
-        touched = {
-            key for c in commits[self.seen :] for pod, _ in c.evictions if (key := self._pod_job.get(pod)) is not None
-        }
-        self.seen = len(commits)
-        for key in touched:
-            self.units.pop((key, True), None)
-            self.units.pop((key, False), None)
-            self.live.pop(key, None)
-        return touched
+        if len(commits) > self.seen:
+            if self._pod_job is None:
+                self._pod_job = {p.key: job.key for job in self.session.running.values() for p in job.bound}
+            for c in commits[self.seen :]:
+                touched = sorted({k for pod, _ in c.evictions if (k := self._pod_job.get(pod)) is not None})
+                for key in touched:
+                    self.units.pop((key, True), None)
+                    self.units.pop((key, False), None)
+                    self.live.pop(key, None)
+                self.log.extend(touched)
+            self.seen = len(commits)
+        return set(self.log[since:]), len(self.log)
 
     def is_live(self, victim: Job) -> bool:
         hit = self.live.get(victim.key)
@@ -277,18 +278,18 @@ class Pool:
             self._group_of[key] = g
         self.groups = list(groups.values())
         self.shared = Shared.of(session)
-        self.shared.sync()
+        self._log = self.shared.sync(0)[1]
+        self._live: dict[str, bool] = {}  # victim -> counted as live in its group
         for g in self.groups:
-            self._count(g)
+            for v in g.victims:
+                live = self._live[v.key] = self.shared.is_live(v)
+                g.live += live
         self._allowed: dict[tuple[str, int], Allowed] = {}
         self._generation = session.table.generation
         self._levels: dict[tuple[int, ...], dict[int, int]] = {}  # candidate domain list -> node -> domain id
         # (domain list, allowed groups) -> domain id -> merged; allowed groups -> their units, cheapest first
         self._merged: dict[tuple[object, ...], dict[int, Merged]] = {}
         self._ordered: dict[tuple[object, ...], list[Unit]] = {}
-
-    def _count(self, g: Group) -> None:
-        g.live = sum(1 for v in g.victims if self.shared.is_live(v))
 
     def _build(self, g: Group) -> list[Unit]:
         """The group's units, cheapest first (asks min runtimes: a victim not yet past it counts as slow)."""
@@ -311,7 +312,8 @@ class Pool:
         """The groups the preemptor may take from and why the other running gangs are not candidates.
         Rules depend on the preemptor's queue and priority only: memoised per pair until a commit."""
         s = self.session
-        self._forget(self.shared.sync())
+        touched, self._log = self.shared.sync(self._log)
+        self._forget(touched)
         if s.table.generation != self._generation:
             self._allowed.clear()
             self._generation = s.table.generation
@@ -347,7 +349,9 @@ class Pool:
             g = self._group_of.get(key)
             if g is not None:
                 g.units = None
-                self._count(g)
+                live = self.shared.is_live(self.session.running[key])
+                g.live += live - self._live[key]
+                self._live[key] = live
 
     # --- domains ------------------------------------------------------------------------------
     def _node_domains(self, doms: Sequence[Domain]) -> tuple[tuple[int, ...], dict[int, int]]:
