@@ -112,7 +112,7 @@ class TakeBack:
         s = self.session
         allowed = self.candidates(job)
         why = allowed.notes
-        if not allowed.any_unit(job):
+        if not self.pool.any_unit(allowed, job):
             return Outcome(False, [f"{self.rules.action}: no running gang it may take ({'; '.join(why)})"])
         table = s.table
         idx = table.by_name
@@ -342,7 +342,7 @@ def run_takeback(session: Session, rules: Rules, eligible: Callable[[Session, Jo
     memo: dict[tuple[object, ...], list[tuple[list[int], list[str]]]] = {}
     for job in queue_fair(session, waiting, memo):
         allowed = driver.candidates(job)
-        if not allowed.any_unit(job) and not allowed.notes:
+        if not driver.pool.any_unit(allowed, job) and not allowed.notes:
             continue  # nothing runs that any rule could consider: nothing to say
         why = eligible(session, job)
         if why is not None:

@@ -177,6 +177,7 @@ class Group:
     victims: list[Job]
     live: int = 0  # victims with a pod still running
     slow: int = 0  # of those, the ones whose min runtime has not passed (no whole unit)
+    judged: bool = False  # min runtimes asked
     units: list[Unit] | None = None  # cheapest first; built the first time a preemptor may take them
 
 
@@ -186,9 +187,6 @@ class Allowed:
 
     groups: list[Group]
     notes: list[str]
-
-    def any_unit(self, preemptor: Job) -> bool:
-        return any(u.job.key != preemptor.key for g in self.groups for u in g.units or ())
 
 
 class Shared:
@@ -204,6 +202,7 @@ class Shared:
         self.live: dict[str, bool] = {}
         self.sparse: dict[Resources, SparseReq] = {}
         self.budgets = budgets_by_namespace(session)
+        self.running = [session.running[k] for k in sorted(session.running)]
         self._pod_job: dict[str, str] | None = None
 
     @staticmethod
@@ -268,22 +267,21 @@ class Pool:
         per_victim = group_of is None or session.has_hook("victim_filter")
         groups: dict[Hashable, Group] = {}
         self._group_of: dict[str, Group] = {}
-        for key in sorted(session.running):
-            victim = session.running[key]
+        self.shared = Shared.of(session)
+        self._log = self.shared.sync(0)[1]
+        self._live: dict[str, bool] = {}  # victim -> counted as live in its group
+        self._ok: dict[str, bool] = {}  # victim -> its min runtime has passed (asked once its group may be taken)
+        for victim in self.shared.running:
+            key = victim.key
             gk: Hashable = key if per_victim or group_of is None else group_of(session, victim)
             g = groups.get(gk)
             if g is None:
                 g = groups[gk] = Group(victim, [])
             g.victims.append(victim)
             self._group_of[key] = g
+            live = self._live[key] = self.shared.is_live(victim)
+            g.live += live
         self.groups = list(groups.values())
-        self.shared = Shared.of(session)
-        self._log = self.shared.sync(0)[1]
-        self._live: dict[str, bool] = {}  # victim -> counted as live in its group
-        for g in self.groups:
-            for v in g.victims:
-                live = self._live[v.key] = self.shared.is_live(v)
-                g.live += live
         self._allowed: dict[tuple[str, int], Allowed] = {}
         self._generation = session.table.generation
         self._levels: dict[tuple[int, ...], dict[int, int]] = {}  # candidate domain list -> node -> domain id
@@ -291,22 +289,34 @@ class Pool:
         self._merged: dict[tuple[object, ...], dict[int, Merged]] = {}
         self._ordered: dict[tuple[object, ...], list[Unit]] = {}
 
-    def _build(self, g: Group) -> list[Unit]:
-        """The group's units, cheapest first (asks min runtimes: a victim not yet past it counts as slow)."""
-        if g.units is None:
-            s = self.session
-            units: list[Unit] = []
-            g.slow = 0
+    def _judge(self, g: Group) -> None:
+        """Ask the min runtime of the group's live victims (once: a victim not past it counts as slow)."""
+        if not g.judged:
+            g.judged = True
             for v in g.victims:
-                if not self.shared.is_live(v):
-                    continue
-                ok = runtime_ok(s, v, self.reclaim)
-                if not ok:
-                    g.slow += 1
-                units.extend(self.shared.units_of(v, ok))
+                if self._live[v.key]:
+                    ok = self._ok[v.key] = runtime_ok(self.session, v, self.reclaim)
+                    g.slow += not ok
+
+    def _build(self, g: Group) -> list[Unit]:
+        """The group's units, cheapest first."""
+        if g.units is None:
+            self._judge(g)
+            units: list[Unit] = []
+            for v in g.victims:
+                if self._live[v.key]:
+                    units.extend(self.shared.units_of(v, self._ok[v.key]))
             units.sort(key=lambda u: u.order)
             g.units = units
         return g.units
+
+    def any_unit(self, allowed: Allowed, preemptor: Job) -> bool:
+        """Whether an allowed victim other than the preemptor itself has something to take."""
+        for g in allowed.groups:
+            for v in g.victims:
+                if v.key != preemptor.key and self._live[v.key] and self.shared.units_of(v, self._ok[v.key]):
+                    return True
+        return False
 
     def allowed(self, preemptor: Job) -> Allowed:
         """The groups the preemptor may take from and why the other running gangs are not candidates.
@@ -331,7 +341,7 @@ class Pool:
                 if why is not None:
                     refused[why] = refused.get(why, 0) + g.live
                     continue
-                self._build(g)
+                self._judge(g)
                 if g.slow:
                     refused[SLOW] = refused.get(SLOW, 0) + g.slow
                 groups.append(g)
@@ -350,7 +360,9 @@ class Pool:
             if g is not None:
                 g.units = None
                 live = self.shared.is_live(self.session.running[key])
-                g.live += live - self._live[key]
+                if self._live[key] and not live:
+                    g.live -= 1
+                    g.slow -= g.judged and not self._ok[key]
                 self._live[key] = live
 
     # --- domains ------------------------------------------------------------------------------
