@@ -22,6 +22,7 @@ depend on queue usage, which every commit changes: they are asked again after ea
 from __future__ import annotations
 
 import heapq
+from bisect import insort
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import add
@@ -286,8 +287,9 @@ class Pool:
         self._generation = session.table.generation
         self._levels: dict[tuple[int, ...], dict[int, int]] = {}  # candidate domain list -> node -> domain id
         # (domain list, allowed groups) -> domain id -> merged; allowed groups -> their units, cheapest first
-        self._merged: dict[tuple[object, ...], dict[int, Merged]] = {}
+        self._merged: dict[tuple[object, ...], tuple[dict[int, int], dict[int, Merged]]] = {}
         self._ordered: dict[tuple[object, ...], list[Unit]] = {}
+        self._units_of: dict[str, list[Unit]] = {}  # victim -> the units the lists above hold of it
 
     def _judge(self, g: Group) -> None:
         """Ask the min runtime of the group's live victims (once: a victim not past it counts as slow)."""
@@ -305,7 +307,8 @@ class Pool:
             units: list[Unit] = []
             for v in g.victims:
                 if self._live[v.key]:
-                    units.extend(self.shared.units_of(v, self._ok[v.key]))
+                    mine = self._units_of[v.key] = self.shared.units_of(v, self._ok[v.key])
+                    units.extend(mine)
             units.sort(key=lambda u: u.order)
             g.units = units
         return g.units
@@ -350,20 +353,57 @@ class Pool:
         return hit
 
     def _forget(self, victims: set[str]) -> None:
-        """A commit evicted pods of these gangs: rebuild their groups' units and indexes."""
-        if not victims:
-            return
-        self._merged.clear()
-        self._ordered.clear()
+        """A commit evicted pods of these gangs: their units change (fewer, or none once the gang is gone).
+        Patch every list that holds them: the group's, each allowed set's, and each merged domain that
+        one of their nodes lies in (only those domains' running sums are recomputed)."""
+        changed: dict[str, tuple[list[Unit], list[Unit]]] = {}  # victim -> (units before, units now)
         for key in sorted(victims):
             g = self._group_of.get(key)
-            if g is not None:
-                g.units = None
-                live = self.shared.is_live(self.session.running[key])
-                if self._live[key] and not live:
-                    g.live -= 1
-                    g.slow -= g.judged and not self._ok[key]
-                self._live[key] = live
+            if g is None:
+                continue
+            live = self.shared.is_live(self.session.running[key])
+            if self._live[key] and not live:
+                g.live -= 1
+                g.slow -= g.judged and not self._ok[key]
+            self._live[key] = live
+            before = self._units_of.pop(key, None)
+            if before is None:
+                continue  # its units were never built here: no list holds them
+            now = self.shared.units_of(self.session.running[key], self._ok[key]) if live else []
+            if now:
+                self._units_of[key] = now
+            changed[key] = (before, now)
+        if not changed:
+            return
+        groups_of = {k: id(self._group_of[k]) for k in changed}
+        for g in self.groups:
+            keys = {k for k, gid in groups_of.items() if gid == id(g)}
+            if keys and g.units is not None:
+                g.units = _replaced(g.units, keys, [u for k in sorted(keys) for u in changed[k][1]])
+        for ck, order in list(self._ordered.items()):
+            keys = {k for k, gid in groups_of.items() if gid in ck}
+            if keys:
+                self._ordered[ck] = _replaced(order, keys, [u for k in sorted(keys) for u in changed[k][1]])
+        dims = len(self.session.table.dims)
+        for ck, (where, merged) in self._merged.items():
+            by_dom: dict[int, set[str]] = {}  # domain -> the changed gangs with a unit in it
+            for k, gid in groups_of.items():
+                if gid in ck[1:]:
+                    for u in changed[k][0]:
+                        for n in u.nodes:
+                            d = where.get(n)
+                            if d is not None:
+                                by_dom.setdefault(d, set()).add(k)
+            for d in sorted(by_dom):
+                m = merged.get(d)
+                if m is None:
+                    continue
+                keys = by_dom[d]
+                patched = _patched(m, keys, _entries([u for k in sorted(keys) for u in changed[k][1]], where, d, dims))
+                if patched is None:
+                    del merged[d]
+                else:
+                    merged[d] = patched
 
     # --- domains ------------------------------------------------------------------------------
     def _node_domains(self, doms: Sequence[Domain]) -> tuple[tuple[int, ...], dict[int, int]]:
@@ -385,15 +425,16 @@ class Pool:
         key, where = self._node_domains(doms)
         skip = job.key if self.contains(allowed, job) else ""
         ck: tuple[object, ...] = (key, *(id(g) for g in allowed.groups))
-        hit = None if skip else self._merged.get(ck)
-        if hit is None:
-            order = self._ordered.get(ck[1:])
-            if order is None:
-                lists = [self._build(g) for g in allowed.groups]
-                order = self._ordered[ck[1:]] = lists[0] if len(lists) == 1 else list(heapq.merge(*lists, key=_order))
-            hit = _merge_level(order, where, skip, len(self.session.table.dims))
-            if not skip:  # the usual case: the job is no victim, so the lists serve every job of this set
-                self._merged[ck] = hit
+        cached = None if skip else self._merged.get(ck)
+        if cached is not None:
+            return cached[1]
+        order = self._ordered.get(ck[1:])
+        if order is None:
+            lists = [self._build(g) for g in allowed.groups]
+            order = self._ordered[ck[1:]] = lists[0] if len(lists) == 1 else list(heapq.merge(*lists, key=_order))
+        hit = _merge_level(order, where, skip, len(self.session.table.dims))
+        if not skip:  # the usual case: the job is no victim, so the lists serve every job of this set
+            self._merged[ck] = (where, hit)
         return hit
 
 
@@ -404,6 +445,7 @@ class Merged:
     binary search; `queues`: the same units by victim queue, for a walk that drops refused queues."""
 
     units: list[Unit] = field(default_factory=list)
+    gains: list[Sequence[int]] = field(default_factory=list)  # what each releases in the domain
     cum: list[list[int]] = field(default_factory=list)
     pods: list[int] = field(default_factory=list)
     breaks: list[int] = field(default_factory=list)  # running sum of pods whose eviction breaks a budget
@@ -452,9 +494,61 @@ def _merge_level(units: list[Unit], where: dict[int, int], skip: str, dims: int)
             else:
                 last, n, b = m.cum[-1], m.pods[-1], m.breaks[-1]
             m.units.append(u)
+            m.gains.append(rel)
             m.cum.append(list(map(add, last, rel)))
             m.pods.append(n + len(u.pods))
             m.breaks.append(b + u.breaks)
+    return out
+
+
+def _replaced(units: list[Unit], keys: set[str], now: list[Unit]) -> list[Unit]:
+    """`units` (cheapest first) with those of the gangs `keys` replaced by `now`, still in order."""
+    out = [u for u in units if u.job.key not in keys]
+    for u in now:
+        insort(out, u, key=_order)
+    return out
+
+
+def _entries(units: Sequence[Unit], where: dict[int, int], dom: int, dims: int) -> list[tuple[Unit, Sequence[int]]]:
+    """What each unit releases inside one domain (units with no pod there left out)."""
+    out: list[tuple[Unit, Sequence[int]]] = []
+    for u in units:
+        acc = [0] * dims
+        hit = False
+        for node, vec in u.gains:
+            if where.get(node) == dom:
+                acc = list(map(add, acc, vec))
+                hit = True
+        if hit:
+            out.append((u, acc))
+    return out
+
+
+def _patched(m: Merged, keys: set[str], now: list[tuple[Unit, Sequence[int]]]) -> Merged | None:
+    """The domain's merged list with the units of gangs `keys` replaced by `now`; None when it is left
+    empty. The running sums before the first change are kept."""
+    pairs = [(u, g) for u, g in zip(m.units, m.gains, strict=True) if u.job.key not in keys]
+    for e in now:
+        insort(pairs, e, key=lambda e: e[0].order)
+    if not pairs:
+        return None
+    same = 0  # the unchanged prefix
+    for (u, _), v in zip(pairs, m.units, strict=False):
+        if u is not v:
+            break
+        same += 1
+    out = Merged(m.units[:same], m.gains[:same], m.cum[:same], m.pods[:same], m.breaks[:same])
+    last: Sequence[int] = m.cum[same - 1] if same else [0] * len(pairs[0][1])
+    n, b = (m.pods[same - 1], m.breaks[same - 1]) if same else (0, 0)
+    for u, g in pairs[same:]:
+        last = list(map(add, last, g))
+        n += len(u.pods)
+        b += u.breaks
+        out.units.append(u)
+        out.gains.append(g)
+        out.cum.append(last)
+        out.pods.append(n)
+        out.breaks.append(b)
     return out
 
 
