@@ -384,7 +384,6 @@ class Pool:
             keys = {k for k, gid in groups_of.items() if gid in ck}
             if keys:
                 self._ordered[ck] = _replaced(order, keys, [u for k in sorted(keys) for u in changed[k][1]])
-        dims = len(self.session.table.dims)
         for ck, (where, merged) in self._merged.items():
             by_dom: dict[int, set[str]] = {}  # domain -> the changed gangs with a unit in it
             for k, gid in groups_of.items():
@@ -399,7 +398,7 @@ class Pool:
                 if m is None:
                     continue
                 keys = by_dom[d]
-                patched = _patched(m, keys, _entries([u for k in sorted(keys) for u in changed[k][1]], where, d, dims))
+                patched = _patched(m, keys, _entries([u for k in sorted(keys) for u in changed[k][1]], where, d))
                 if patched is None:
                     del merged[d]
                 else:
@@ -432,7 +431,7 @@ class Pool:
         if order is None:
             lists = [self._build(g) for g in allowed.groups]
             order = self._ordered[ck[1:]] = lists[0] if len(lists) == 1 else list(heapq.merge(*lists, key=_order))
-        hit = _merge_level(order, where, skip, len(self.session.table.dims))
+        hit = _merge_level(order, where, skip)
         if not skip:  # the usual case: the job is no victim, so the lists serve every job of this set
             self._merged[ck] = (where, hit)
         return hit
@@ -451,6 +450,19 @@ class Merged:
     breaks: list[int] = field(default_factory=list)  # running sum of pods whose eviction breaks a budget
     queues: list[tuple[str, list[Unit]]] | None = None  # by queue name, made on the first walk
 
+    def push(self, u: Unit, gain: Sequence[int]) -> None:
+        """Append the next unit (dearer than every one before) and what it releases in the domain."""
+        if self.units:
+            last, n, b = self.cum[-1], self.pods[-1], self.breaks[-1]
+            self.cum.append(list(map(add, last, gain)))
+        else:
+            n = b = 0
+            self.cum.append(list(gain))
+        self.units.append(u)
+        self.gains.append(gain)
+        self.pods.append(n + len(u.pods))
+        self.breaks.append(b + u.breaks)
+
     def by_queue(self) -> list[tuple[str, list[Unit]]]:
         if self.queues is None:
             out: dict[str, list[Unit]] = {}
@@ -460,45 +472,34 @@ class Merged:
         return self.queues
 
 
-def _merge_level(units: list[Unit], where: dict[int, int], skip: str, dims: int) -> dict[int, Merged]:
+def _merge_level(units: list[Unit], where: dict[int, int], skip: str) -> dict[int, Merged]:
     """One pass over the units (cheapest first): per domain, the units with a pod in it and the running
     sums of what they release there."""
     out: dict[int, Merged] = {}
     for u in units:
         if u.job.key == skip:
             continue
-        if len(u.gains) == 1:
-            node, vec = u.gains[0]
-            d = where.get(node)
-            if d is None:
-                continue
-            mine: Iterable[tuple[int, Sequence[int]]] = ((d, vec),)
-        else:
-            acc: dict[int, list[int]] = {}
-            for node, vec in u.gains:
-                d = where.get(node)
-                if d is None:
-                    continue
-                sums = acc.get(d)
-                if sums is None:
-                    acc[d] = list(vec)
-                else:
-                    acc[d] = [a + b for a, b in zip(sums, vec, strict=True)]
-            mine = acc.items()
-        for d, rel in mine:
+        for d, gain in _in_domains(u, where):
             m = out.get(d)
             if m is None:
                 m = out[d] = Merged()
-                last: Sequence[int] = [0] * dims
-                n = b = 0
-            else:
-                last, n, b = m.cum[-1], m.pods[-1], m.breaks[-1]
-            m.units.append(u)
-            m.gains.append(rel)
-            m.cum.append(list(map(add, last, rel)))
-            m.pods.append(n + len(u.pods))
-            m.breaks.append(b + u.breaks)
+            m.push(u, gain)
     return out
+
+
+def _in_domains(u: Unit, where: dict[int, int]) -> Iterable[tuple[int, Sequence[int]]]:
+    """(domain id, what the unit releases in it) for each domain of `where` holding one of its nodes."""
+    if len(u.gains) == 1:  # the common case: a gang on one node
+        node, vec = u.gains[0]
+        d = where.get(node)
+        return ((d, vec),) if d is not None else ()
+    acc: dict[int, Sequence[int]] = {}
+    for node, vec in u.gains:
+        d = where.get(node)
+        if d is not None:
+            sums = acc.get(d)
+            acc[d] = vec if sums is None else list(map(add, sums, vec))
+    return acc.items()
 
 
 def _replaced(units: list[Unit], keys: set[str], now: list[Unit]) -> list[Unit]:
@@ -509,19 +510,9 @@ def _replaced(units: list[Unit], keys: set[str], now: list[Unit]) -> list[Unit]:
     return out
 
 
-def _entries(units: Sequence[Unit], where: dict[int, int], dom: int, dims: int) -> list[tuple[Unit, Sequence[int]]]:
+def _entries(units: Sequence[Unit], where: dict[int, int], dom: int) -> list[tuple[Unit, Sequence[int]]]:
     """What each unit releases inside one domain (units with no pod there left out)."""
-    out: list[tuple[Unit, Sequence[int]]] = []
-    for u in units:
-        acc = [0] * dims
-        hit = False
-        for node, vec in u.gains:
-            if where.get(node) == dom:
-                acc = list(map(add, acc, vec))
-                hit = True
-        if hit:
-            out.append((u, acc))
-    return out
+    return [(u, gain) for u in units for d, gain in _in_domains(u, where) if d == dom]
 
 
 def _patched(m: Merged, keys: set[str], now: list[tuple[Unit, Sequence[int]]]) -> Merged | None:
@@ -538,17 +529,8 @@ def _patched(m: Merged, keys: set[str], now: list[tuple[Unit, Sequence[int]]]) -
             break
         same += 1
     out = Merged(m.units[:same], m.gains[:same], m.cum[:same], m.pods[:same], m.breaks[:same])
-    last: Sequence[int] = m.cum[same - 1] if same else [0] * len(pairs[0][1])
-    n, b = (m.pods[same - 1], m.breaks[same - 1]) if same else (0, 0)
     for u, g in pairs[same:]:
-        last = list(map(add, last, g))
-        n += len(u.pods)
-        b += u.breaks
-        out.units.append(u)
-        out.gains.append(g)
-        out.cum.append(last)
-        out.pods.append(n)
-        out.breaks.append(b)
+        out.push(u, g)
     return out
 
 
