@@ -5,18 +5,18 @@ topology domain could be emptied for it. Asked naively that is every running gan
 
 - running gangs are split into *groups* that an action's rules answer alike (`Rules.group`, e.g. reclaim:
   the victim's queue and preemptibility), so a preemptor's rules are asked once per group, not per gang;
-- each group's units (what one eviction takes, `Unit`) are built once, cheapest first, the first time a
-  preemptor may take from the group, and per topology level indexed by domain (the units touching each
-  domain, with what they release there, and the sum of it all);
-- a domain is skipped outright when its free capacity plus everything the allowed groups could release
-  there cannot hold the gang (no victim set can make it fit); otherwise its allowed groups' lists are
-  merged lazily (cheapest first) only until the gang fits, to rank the domain.
+- each running gang's units (what one eviction takes, `Unit`) are built once per session and shared by
+  the take-back actions (`Shared`); a group's list of them, cheapest first, is made the first time a
+  preemptor ranks domains with it;
+- per set of allowed groups and topology level, one pass makes every domain's `Merged` list: its units
+  cheapest first with running sums of what they release there, so the cheapest prefix that makes room is
+  a binary search, and a domain where even all of them would not make room is skipped at once.
 
 Validity: a unit depends on which of its gang's pods are still running, and nothing else changes it
-within a session; so after a commit (by any action: `Shared.sync` reads the record's commits) the evicted
-gangs' units are rebuilt, with the indexes and merged lists of the groups holding them. Rules answers
-depend on queue usage, which every commit changes: they are asked again after each commit
-(`Pool.allowed` keys its memo by the table's generation).
+within a session. A commit (by any action: `Shared.sync` reads the record's commits) changes the evicted
+gangs' units; each list that holds them is patched (the group's, the allowed sets', and the merged lists
+of the domains their nodes lie in). Rules answers depend on queue usage, which every commit changes:
+they are asked again after each commit (`Pool.allowed` keys its memo by the table's generation).
 """
 
 from __future__ import annotations
