@@ -7,9 +7,10 @@ statement, so nothing is evicted unless the gang then really fits:
 - candidate domains are those of the gang's topology levels (required level, or preferred then wider, or
   the cluster); at each level the domains are ranked by an estimate of the victim set that frees enough
   room inside them (cheapest first) and simulated in that order, at most `DOMAINS_PER_LEVEL`;
-- in one domain, victims are taken cheapest first (lowest priority, fewest pods, youngest, then by name)
-  until the gang's minimum fits; then every victim the placement does not need is given back (those on
-  nodes it did not use at once, then one by one, most expensive first).
+- in one domain, victims are taken cheapest first (lowest priority, fewest pods whose eviction breaks a
+  PodDisruptionBudget, fewest pods, youngest, then by name) until the gang's minimum fits; then every
+  victim the placement does not need is given back (those on nodes it did not use at once, then one by
+  one, most expensive first; a retrial keeps the victims it shares with the one before, see `Trail`).
 
 An action supplies its rules (`Rules`): which gangs may take back, which victims they may take, and the
 checks that depend on the statement's state (queue fair shares).
@@ -159,8 +160,8 @@ class TakeBack:
         """Domains that could hold the gang once emptied, with the victims touching each (cheapest first,
         walked on demand), ranked by the estimated cost of the cheapest set whose release makes room
         there: (priority of the dearest victim, pods whose eviction breaks a PodDisruptionBudget, pods
-        evicted), then by path. A domain where even every
-        allowed victim's release would not make room is skipped without looking at its victims."""
+        evicted), then by path. A domain where even every allowed victim's release would not make room is
+        skipped without looking at its victims."""
         cands = [d for d in doms if fits(d.alloc, need)]
         if not cands:
             return []
