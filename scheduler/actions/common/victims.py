@@ -88,6 +88,8 @@ def budgets_by_namespace(session: Session) -> dict[str, list[DisruptionBudget]]:
 def violations(pods: Sequence[Pod], budgets: Mapping[str, Sequence[DisruptionBudget]]) -> int:
     """How many of these pods' evictions a PodDisruptionBudget does not allow: each budget's
     `disruptionsAllowed` is spent by the pods before (kube-scheduler counts a node's victims this way)."""
+    if not budgets:
+        return 0
     left: dict[tuple[str, str], int] = {}
     n = 0
     for p in pods:
@@ -124,7 +126,7 @@ def units_of(
     rest: list[Pod] = []  # every live pod, in `Job.bound` order
     times: list[float] = []
     for g in groups:
-        live = [p for p in g.bound if not p.deleting and p.key not in gone]
+        live = [p for p in g.bound if not p.deleting and (not gone or p.key not in gone)]
         rest.extend(live)
         times.extend(p.start_time for p in g.bound if p.start_time is not None)
         if not g.is_leaf():
@@ -156,16 +158,19 @@ def _unit(
     table = session.table
     known = sparse or table.sparse_known
     by_name = table.by_name
-    gains: dict[int, list[int]] = {}
+    count: dict[tuple[int, Resources], int] = {}  # (node, request) -> pods: a gang's pods share requests
     for p in pods:
         node = by_name.get(p.node_name)
-        if node is None:
-            continue
+        if node is not None:
+            k = (node, p.request)
+            count[k] = count.get(k, 0) + 1
+    gains: dict[int, list[int]] = {}
+    for (node, req), n in count.items():
         vec = gains.get(node)
         if vec is None:
             vec = gains[node] = [0] * len(table.dims)
-        for i, v in known(p.request):
-            vec[i] += v
+        for i, v in known(req):
+            vec[i] += v * n
     nodes = tuple(sorted(gains))
     return Unit(victim, pods, whole, order, nodes, tuple((n, tuple(gains[n])) for n in nodes))
 
@@ -234,7 +239,8 @@ class Shared:
         hit = self.live.get(victim.key)
         if hit is None:
             gone = self.session.gone
-            hit = self.live[victim.key] = any(not p.deleting and p.key not in gone for p in victim.bound)
+            pods = victim.root.bound if not victim.root.children else victim.bound
+            hit = self.live[victim.key] = any(not p.deleting and (not gone or p.key not in gone) for p in pods)
         return hit
 
     def units_of(self, victim: Job, whole_ok: bool) -> list[Unit]:
@@ -439,29 +445,37 @@ class Pool:
 
 @dataclass(slots=True, eq=False)
 class Merged:
-    """Every allowed victim touching one domain, cheapest first, with running sums of what they release
-    there (`cum[i]`: entries 0..i) and of the pods they evict, so the cheapest prefix that makes room is a
-    binary search; `queues`: the same units by victim queue, for a walk that drops refused queues."""
+    """Every allowed victim touching one domain, cheapest first, with what each releases there. The
+    running sums (`cum[i]`: entries 0..i; pods; pods breaking a budget) are made on demand, as far as a
+    query needs them: most gangs fit after a short prefix, so long lists are never summed whole (their
+    total, for the quick rejection, is one column sum). `queues`: the same units by victim queue, for a
+    walk that drops refused queues."""
 
     units: list[Unit] = field(default_factory=list)
     gains: list[Sequence[int]] = field(default_factory=list)  # what each releases in the domain
     cum: list[list[int]] = field(default_factory=list)
     pods: list[int] = field(default_factory=list)
     breaks: list[int] = field(default_factory=list)  # running sum of pods whose eviction breaks a budget
+    total: list[int] | None = None
     queues: list[tuple[str, list[Unit]]] | None = None  # by queue name, made on the first walk
 
-    def push(self, u: Unit, gain: Sequence[int]) -> None:
-        """Append the next unit (dearer than every one before) and what it releases in the domain."""
-        if self.units:
-            last, n, b = self.cum[-1], self.pods[-1], self.breaks[-1]
-            self.cum.append(list(map(add, last, gain)))
+    def sum_all(self) -> list[int]:
+        if self.total is None:
+            self.total = [sum(col) for col in zip(*self.gains, strict=True)]
+        return self.total
+
+    def extend(self) -> None:
+        """Sum one more entry."""
+        i = len(self.cum)
+        u, gain = self.units[i], self.gains[i]
+        if i:
+            self.cum.append(list(map(add, self.cum[-1], gain)))
+            self.pods.append(self.pods[-1] + len(u.pods))
+            self.breaks.append(self.breaks[-1] + u.breaks)
         else:
-            n = b = 0
             self.cum.append(list(gain))
-        self.units.append(u)
-        self.gains.append(gain)
-        self.pods.append(n + len(u.pods))
-        self.breaks.append(b + u.breaks)
+            self.pods.append(len(u.pods))
+            self.breaks.append(u.breaks)
 
     def by_queue(self) -> list[tuple[str, list[Unit]]]:
         if self.queues is None:
@@ -473,8 +487,8 @@ class Merged:
 
 
 def _merge_level(units: list[Unit], where: dict[int, int], skip: str) -> dict[int, Merged]:
-    """One pass over the units (cheapest first): per domain, the units with a pod in it and the running
-    sums of what they release there."""
+    """One pass over the units (cheapest first): per domain, the units with a pod in it and what each
+    releases there."""
     out: dict[int, Merged] = {}
     for u in units:
         if u.job.key == skip:
@@ -482,8 +496,10 @@ def _merge_level(units: list[Unit], where: dict[int, int], skip: str) -> dict[in
         for d, gain in _in_domains(u, where):
             m = out.get(d)
             if m is None:
-                m = out[d] = Merged()
-            m.push(u, gain)
+                out[d] = Merged([u], [gain])
+            else:
+                m.units.append(u)
+                m.gains.append(gain)
     return out
 
 
@@ -524,39 +540,49 @@ def _patched(m: Merged, keys: set[str], now: list[tuple[Unit, Sequence[int]]]) -
     if not pairs:
         return None
     same = 0  # the unchanged prefix
-    for (u, _), v in zip(pairs, m.units, strict=False):
+    for (u, _), v in zip(pairs, m.units[: len(m.cum)], strict=False):
         if u is not v:
             break
         same += 1
-    out = Merged(m.units[:same], m.gains[:same], m.cum[:same], m.pods[:same], m.breaks[:same])
-    for u, g in pairs[same:]:
-        out.push(u, g)
-    return out
+    return Merged([u for u, _ in pairs], [g for _, g in pairs], m.cum[:same], m.pods[:same], m.breaks[:same])
 
 
 def cheapest_prefix(m: Merged, free: Sequence[int], need: Sequence[int]) -> int | None:
     """The length of the shortest prefix of `m` whose release lets `free` hold `need` (None: none does).
-    Releases only add, so whether a prefix is enough is monotone in its length: a binary search."""
+    Releases only add, so whether a prefix is enough is monotone in its length: a binary search over
+    the sums made so far, else they are extended until one is enough (the total says one will be)."""
     if fits_vec(free, need):
         return 0
-    lo, hi = 0, len(m.cum)
-    if not hi or not fits_sum(free, m.cum[-1], need):
+    if not fits_sum(free, m.sum_all(), need):
         return None
-    while lo < hi:  # the first index whose running sum is enough
-        mid = (lo + hi) // 2
-        if fits_sum(free, m.cum[mid], need):
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo + 1
+    if m.cum and fits_sum(free, m.cum[-1], need):
+        lo, hi = 0, len(m.cum) - 1
+        while lo < hi:  # the first index whose running sum is enough
+            mid = (lo + hi) // 2
+            if fits_sum(free, m.cum[mid], need):
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo + 1
+    while True:
+        m.extend()
+        if fits_sum(free, m.cum[-1], need):
+            return len(m.cum)
 
 
 def fits_vec(free: Sequence[int], need: Sequence[int]) -> bool:
-    return all(f >= x for f, x in zip(free, need, strict=True))
+    for f, x in zip(free, need, strict=True):  # noqa: SIM110 - a loop is twice as fast as all() here
+        if f < x:
+            return False
+    return True
 
 
 def fits_sum(free: Sequence[int], extra: Sequence[int], need: Sequence[int]) -> bool:
-    return all(f + e >= x for f, e, x in zip(free, extra, need, strict=True))
+    """`fits_vec(free + extra, need)` without making the sum (the ranking's innermost test)."""
+    for f, e, x in zip(free, extra, need, strict=True):  # noqa: SIM110 - as above
+        if f + e < x:
+            return False
+    return True
 
 
 def walk(queues: list[tuple[str, list[Unit]]], blocked: set[str]) -> Iterator[Unit]:
