@@ -22,7 +22,7 @@ they are asked again after each commit (`Pool.allowed` keys its memo by the tabl
 from __future__ import annotations
 
 import heapq
-from bisect import insort
+from bisect import bisect_left, insort
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import add
@@ -382,14 +382,21 @@ class Pool:
         if not changed:
             return
         groups_of = {k: id(self._group_of[k]) for k in changed}
+
+        def olds(keys: Iterable[str]) -> list[Unit]:
+            return [u for k in sorted(keys) for u in changed[k][0]]
+
+        def news(keys: Iterable[str]) -> list[Unit]:
+            return [u for k in sorted(keys) for u in changed[k][1]]
+
         for g in self.groups:
             keys = {k for k, gid in groups_of.items() if gid == id(g)}
             if keys and g.units is not None:
-                g.units = _replaced(g.units, keys, [u for k in sorted(keys) for u in changed[k][1]])
+                g.units = _replaced(g.units, olds(keys), news(keys))
         for ck, order in list(self._ordered.items()):
             keys = {k for k, gid in groups_of.items() if gid in ck}
             if keys:
-                self._ordered[ck] = _replaced(order, keys, [u for k in sorted(keys) for u in changed[k][1]])
+                self._ordered[ck] = _replaced(order, olds(keys), news(keys))
         for ck, (where, merged) in self._merged.items():
             by_dom: dict[int, set[str]] = {}  # domain -> the changed gangs with a unit in it
             for k, gid in groups_of.items():
@@ -404,7 +411,7 @@ class Pool:
                 if m is None:
                     continue
                 keys = by_dom[d]
-                patched = _patched(m, keys, _entries([u for k in sorted(keys) for u in changed[k][1]], where, d))
+                patched = _patched(m, olds(keys), _entries(news(keys), where, d))
                 if patched is None:
                     del merged[d]
                 else:
@@ -518,9 +525,14 @@ def _in_domains(u: Unit, where: dict[int, int]) -> Iterable[tuple[int, Sequence[
     return acc.items()
 
 
-def _replaced(units: list[Unit], keys: set[str], now: list[Unit]) -> list[Unit]:
-    """`units` (cheapest first) with those of the gangs `keys` replaced by `now`, still in order."""
-    out = [u for u in units if u.job.key not in keys]
+def _replaced(units: list[Unit], before: list[Unit], now: list[Unit]) -> list[Unit]:
+    """A copy of `units` (cheapest first) with `before` taken out and `now` put in, still in order
+    (orders are unique: each unit is found by binary search)."""
+    out = list(units)
+    for u in before:
+        i = bisect_left(out, u.order, key=_order)
+        if i < len(out) and out[i] is u:
+            del out[i]
     for u in now:
         insort(out, u, key=_order)
     return out
@@ -531,20 +543,25 @@ def _entries(units: Sequence[Unit], where: dict[int, int], dom: int) -> list[tup
     return [(u, gain) for u in units for d, gain in _in_domains(u, where) if d == dom]
 
 
-def _patched(m: Merged, keys: set[str], now: list[tuple[Unit, Sequence[int]]]) -> Merged | None:
-    """The domain's merged list with the units of gangs `keys` replaced by `now`; None when it is left
-    empty. The running sums before the first change are kept."""
-    pairs = [(u, g) for u, g in zip(m.units, m.gains, strict=True) if u.job.key not in keys]
-    for e in now:
-        insort(pairs, e, key=lambda e: e[0].order)
-    if not pairs:
+def _patched(m: Merged, before: list[Unit], now: list[tuple[Unit, Sequence[int]]]) -> Merged | None:
+    """The domain's merged list with `before` taken out and `now` put in; None when it is left empty.
+    The running sums before the first change are kept."""
+    units, gains = list(m.units), list(m.gains)
+    first = len(units)  # the first position that changed
+    for u in before:
+        i = bisect_left(units, u.order, key=_order)
+        if i < len(units) and units[i] is u:
+            del units[i], gains[i]
+            first = min(first, i)
+    for u, g in now:
+        i = bisect_left(units, u.order, key=_order)
+        units.insert(i, u)
+        gains.insert(i, g)
+        first = min(first, i)
+    if not units:
         return None
-    same = 0  # the unchanged prefix
-    for (u, _), v in zip(pairs, m.units[: len(m.cum)], strict=False):
-        if u is not v:
-            break
-        same += 1
-    return Merged([u for u, _ in pairs], [g for _, g in pairs], m.cum[:same], m.pods[:same], m.breaks[:same])
+    keep = min(first, len(m.cum))
+    return Merged(units, gains, m.cum[:keep], m.pods[:keep], m.breaks[:keep])
 
 
 def cheapest_prefix(m: Merged, free: Sequence[int], need: Sequence[int]) -> int | None:
