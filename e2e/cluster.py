@@ -201,19 +201,7 @@ class LocalProvider(Provider):
         self.cluster.start()
         self.kubeconfig = self.cluster.kubeconfig
         self.cluster.start_kwok()
-        self.cluster.spawn(
-            "kube-controller-manager",
-            [
-                str(bin_dir / "kube-controller-manager"),
-                f"--kubeconfig={self.cluster.kubeconfig}",
-                "--controllers=deployment-controller,replicaset-controller,garbage-collector-controller",
-                "--leader-elect=false",
-                "--secure-port=0",
-                "--concurrent-deployment-syncs=10",
-                "--concurrent-replicaset-syncs=10",
-                "--v=1",
-            ],
-        )
+        self.cluster.start_controller_manager()
         self.api = Api(self.kubeconfig)
         self.docs = chart.render(NAMESPACE, values_files=[VALUES])
         chart.install(self.api.client, self.docs, NAMESPACE, skip_kinds=("Deployment",))

@@ -36,6 +36,7 @@ from e2e.cluster import (  # noqa: E402
     wait_for,
 )
 from scheduler.kube.client import ApiError  # noqa: E402
+from tests.kubecluster import deployment_manifest  # noqa: E402
 
 SCHED = "kai-scheduler"
 PAUSE = "registry.k8s.io/pause:3.10"
@@ -149,23 +150,9 @@ class E2E:
         queue: str = "",
         priority_class: str = "",
     ) -> None:
-        labels = {"app": name}
-        if queue:
-            labels["kai.scheduler/queue"] = queue
+        labels = {"kai.scheduler/queue": queue} if queue else {}
         annotations = {"pod-group-name": pod_group} if pod_group else {}
-        body = {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": labels, "annotations": annotations},
-                    "spec": self.pod_spec(gpu, priority_class),
-                },
-            },
-        }
+        body = deployment_manifest(name, replicas, self.pod_spec(gpu, priority_class), labels, annotations)
         self.api.req("POST", f"/apis/apps/v1/namespaces/{self.ns}/deployments", body=body)
 
     def pinned_pod(self, name: str, node: str, gpu: int) -> None:

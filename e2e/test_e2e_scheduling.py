@@ -187,3 +187,25 @@ def test_leader_failover_binds_nothing_twice(provider: Provider, e2e: E2E) -> No
     assert not e2e.events("FailedBinding"), [x.get("note") for x in e2e.events("FailedBinding")]
     print(f"failover: {leader} killed, {new_leader} took the lease after {took:.1f}s (standby was {standby})")
     _no_forbidden(provider)
+
+
+def test_inference_preempts_training_under_the_charts_role(provider: Provider, e2e: E2E) -> None:
+    """The installed scheduler takes room back with nothing but the chart's role: 4 training gangs (the
+    chart's `train`, 50) fill 8 GPUs; an inference gang (`inference`, 125; the default queue's quota is
+    unlimited) preempts 2 of them whole and starts together; the others keep running whole."""
+    e2e.nodes(("za", "r1", 4), ("za", "r2", 4))
+    training = [f"train-{i}" for i in range(4)]
+    for g in training:
+        e2e.podgroup(g, 2, priorityClassName="train")
+        e2e.deployment(g, 2, 1, pod_group=g, priority_class="train")
+    e2e.wait(lambda: _running(e2e.pods(), 8), "the 4 training gangs Running")
+    e2e.podgroup("serve", 4, priorityClassName="inference")
+    e2e.deployment("serve", 4, 1, pod_group="serve", priority_class="inference")
+    pods = e2e.wait(lambda: _running(_gang_pods(e2e, "serve"), 4), "the inference gang Running")
+    _assert_started_together(pods)
+    preempted = e2e.wait(lambda: len(e2e.events("Preempted")) >= 4 and e2e.events("Preempted"), "Preempted events")
+    assert len(preempted) == 4 and all("/serve" in x.get("note", "") for x in preempted), preempted
+    time.sleep(2)  # several cycles: nothing else moves
+    running = [sum(1 for p in _gang_pods(e2e, g) if p["spec"].get("nodeName")) for g in training]
+    assert sorted(running) == [0, 0, 2, 2], f"2 training gangs evicted whole, 2 left whole: {running}"
+    _no_forbidden(provider)

@@ -60,7 +60,7 @@ class MemoryBackend:
             if since is None:
                 notes.pop(STALE_SINCE_ANNOTATION, None)
             else:
-                notes[STALE_SINCE_ANNOTATION] = format_timestamp(since)
+                notes[STALE_SINCE_ANNOTATION] = format_timestamp(since, precise=True)
             self.upsert(updated)
 
     def upsert(self, obj: Mapping[str, Any]) -> None:
