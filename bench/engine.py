@@ -204,18 +204,12 @@ def _fill(state: ClusterState, nodes: int, rng: random.Random) -> None:
 
 
 def run_size(
-    nodes: int,
-    gangs: int,
-    seed: int,
-    hetero: bool = False,
-    constrained: bool = False,
-    full: bool = False,
-    actions: tuple[str, ...] | None = None,
-    urgent: bool = False,
+    nodes: int, gangs: int, seed: int, actions: tuple[str, ...] | None = None, **kinds: bool
 ) -> dict[str, float]:
+    """One cycle on `build(nodes, gangs, seed, **kinds)` (hetero, constrained, full, urgent)."""
     REGISTRY.load()  # import the built-in actions and plugins now, as a daemon has before its first cycle
     t0 = time.perf_counter()
-    state = build(nodes, gangs, seed, hetero, constrained, full, urgent)
+    state = build(nodes, gangs, seed, **kinds)
     setup = time.perf_counter() - t0
     state.snapshot()  # the daemon's steady state: the cache has been snapshotted before
     # one watch event's worth of change, as between two daemon cycles
@@ -332,7 +326,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.one:
         acts = tuple(args.actions.split(",")) if args.actions else None
-        r = run_size(args.one, args.gangs, args.seed, args.hetero, args.constrained, args.full, acts, args.urgent)
+        kinds = {k: getattr(args, k) for k in ("hetero", "constrained", "full", "urgent")}
+        r = run_size(args.one, args.gangs, args.seed, acts, **kinds)
         print(json.dumps(r))
         return
     if args.full:
