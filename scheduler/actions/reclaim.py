@@ -3,7 +3,8 @@ theirs, never taking a victim queue below its fair share nor its own queue above
 
 from __future__ import annotations
 
-from scheduler.actions.common.takeback import Rules, Unit, run_takeback
+from scheduler.actions.common.takeback import Rules, run_takeback
+from scheduler.actions.common.victims import Unit
 from scheduler.api.resources import format_quantity
 from scheduler.framework.jobs import Job
 from scheduler.framework.queues import QUEUE_DIMS, QueueNode, is_under_fair_share, share_ratio
@@ -74,4 +75,6 @@ def _after_place(session: Session, preemptor: Job) -> str | None:
 
 @action("reclaim")
 def reclaim(session: Session) -> None:
-    run_takeback(session, Rules("reclaim", _victim, _after_evict, _after_place), _eligible)
+    # the group key is what `_victim` reads of a victim
+    rules = Rules("reclaim", _victim, _after_evict, _after_place, group=lambda s, v: (v.queue, s.preemptible(v)))
+    run_takeback(session, rules, _eligible)
