@@ -2,7 +2,8 @@
 # Everything the kind e2e provider needs, on a machine that reaches package registries but no
 # container registry. Built once into a cache folder outside the work tree, keyed by version:
 #   ${KAISCHED_KIND_CACHE:-$HOME/.cache/kaisched/kind}/<key>/
-# where <key> hashes e2e/kind/go.mod, go.sum and this script's pinned versions.
+# where <key> hashes e2e/kind/go.mod and go.sum (kind) and e2e/kind/k8s/go.mod and go.sum (Kubernetes,
+# the version e2e/testbin pins: e2e/kind/k8s/gen-gomod.sh derives it from there).
 #
 # Steps (each skipped when its output is already in the cache):
 #   docker   a reachable Docker engine: when none answers, Debian's docker.io is installed and
@@ -17,7 +18,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 root="${KAISCHED_KIND_CACHE:-${HOME:-/root}/.cache/kaisched/kind}"
-key="$(cat "$here/go.mod" "$here/go.sum" "$repo/e2e/testbin/go.mod" | sha256sum | cut -c1-16)"
+key="$(cat "$here/go.mod" "$here/go.sum" "$here/k8s/go.mod" "$here/k8s/go.sum" | sha256sum | cut -c1-16)"
 dir="$root/$key"
 bindir="$dir/bin"
 mkdir -p "$bindir"
@@ -67,6 +68,33 @@ stop_docker() {
   rm -f "$pidf"
 }
 
+# ------------------------------------------------------------------------------------- tools
+k8s="$(awk '$1=="k8s.io/kubernetes"{print $2; exit}' "$here/k8s/go.mod")"
+kindv="$(cd "$here" && go list -m -f '{{.Version}}' sigs.k8s.io/kind)"
+minor="${k8s#v1.}"; minor="${minor%%.*}"
+cv=k8s.io/component-base/version
+k8sld="-s -w -X $cv.gitVersion=$k8s -X $cv.gitMajor=1 -X $cv.gitMinor=$minor -X $cv.gitTreeState=clean -X $cv.buildDate=1970-01-01T00:00:00Z"
+export GOFLAGS="-mod=readonly -buildvcs=false"
+jobs="${KAISCHED_KIND_JOBS:-2}"
+
+build_tools() {
+  command -v go >/dev/null || { log "go is not installed (need Go >= 1.26)"; return 1; }
+  local tmp; tmp="$(mktemp -d "$bindir/.build.XXXXXX")"
+  if [ ! -x "$bindir/kind" ]; then
+    log "building kind $kindv"
+    (cd "$here" && CGO_ENABLED=0 go build -trimpath -p "$jobs" -ldflags "-s -w" -o "$tmp/kind" sigs.k8s.io/kind)
+    mv -f "$tmp/kind" "$bindir/kind"
+  fi
+  if [ ! -x "$bindir/kubectl" ]; then
+    log "building kubectl $k8s"
+    (cd "$here/k8s" && CGO_ENABLED=0 go build -trimpath -p "$jobs" -ldflags "$k8sld" -o "$tmp/kubectl" k8s.io/kubernetes/cmd/kubectl)
+    mv -f "$tmp/kubectl" "$bindir/kubectl"
+  fi
+  rm -rf "$tmp"
+  "$bindir/kind" version >&2
+  "$bindir/kubectl" version --client >&2
+}
+
 # ------------------------------------------------------------------------------------- probe
 # A tiny image made here: one static Go binary in an otherwise empty root filesystem, imported
 # with `docker import` (never pulled). Proves the engine runs containers on this machine.
@@ -102,9 +130,11 @@ case "${1:-all}" in
   docker) timed docker start_docker ;;
   stop-docker) stop_docker ;;
   probe) timed probe probe ;;
+  tools) timed tools build_tools ;;
   all)
     timed docker start_docker
     timed probe probe
+    timed tools build_tools
     ;;
   *) log "unknown step: $1"; exit 2 ;;
 esac
