@@ -11,8 +11,9 @@
 #            stops it again, and only when this script started it.
 #   tools    kind (sigs.k8s.io/kind) and kubectl (k8s.io/kubernetes, the version e2e/testbin pins).
 #   probe    a container runs from a locally imported image (no registry is ever asked).
+#   base     the kind base image (kaisched/kind-base:<key>), then a boot check of it.
 #
-# Usage: build.sh [all|docker|tools|probe|stop-docker|dir]   (default: all)
+# Usage: build.sh [all|docker|probe|tools|base|stop-docker|dir]   (default: all)
 # The last line on stdout is the cache folder. Progress goes to stderr.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -45,7 +46,16 @@ start_docker() {
   # talks to it too (API version negotiation).
   log "starting dockerd (log: $root/dockerd.log)"
   mkdir -p "$root"
-  setsid nohup dockerd --log-level=warn >"$root/dockerd.log" 2>&1 < /dev/null &
+  local extra=()
+  if [ "$(awk '/^CapBnd:/{print $2}' /proc/self/status)" != "$(printf '%016x' $(( (1 << ($(cat /proc/sys/kernel/cap_last_cap) + 1)) - 1 )))" ]; then
+    # This host's capability bounding set is short of the kernel's: privileged containers need
+    # the runc front that asks only for what may be held (see e2e/kind/runc-bounded).
+    command -v capsh >/dev/null || apt-get install -y -qq libcap2-bin >/dev/null
+    log "capability bounding set $(awk '/^CapBnd:/{print $2}' /proc/self/status) is short: runc-bounded is the default runtime"
+    install -m 0755 "$here/runc-bounded" "$root/runc-bounded"
+    extra=(--add-runtime "runc-bounded=$root/runc-bounded" --default-runtime runc-bounded)
+  fi
+  setsid nohup dockerd --log-level=warn "${extra[@]}" >"$root/dockerd.log" 2>&1 < /dev/null &
   echo $! > "$root/dockerd.pid"
   local i
   for i in $(seq 1 60); do
@@ -95,6 +105,101 @@ build_tools() {
   "$bindir/kubectl" version --client >&2
 }
 
+# ------------------------------------------------------------------------------------- base
+# The kind base image, made the way kind's images/base/Dockerfile makes it, from what this machine
+# can reach: a Debian root filesystem from debootstrap, kind's own files for it (images/base/files
+# in the pinned kind module, read from the module cache), containerd built from its Go module at
+# the version that Dockerfile pins (e2e/kind/containerd/go.mod), Debian's runc and CNI plugins.
+debian_suite="${KAISCHED_KIND_DEBIAN_SUITE:-bookworm}"
+debian_mirror="${KAISCHED_KIND_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+base_packages=systemd,systemd-sysv,dbus,conntrack,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,fuse-overlayfs,e2fsprogs,bash,ca-certificates,curl,jq,procps,runc,containernetworking-plugins,socat
+base_image="kaisched/kind-base:$key"
+kind_dir() { (cd "$here" && go mod download sigs.k8s.io/kind && go list -m -f '{{.Dir}}' sigs.k8s.io/kind); }
+
+build_containerd() {
+  local want=(containerd containerd-shim-runc-v2 ctr) b miss=0
+  for b in "${want[@]}"; do [ -x "$bindir/$b" ] || miss=1; done
+  [ "$miss" = 0 ] && return 0
+  local v tmp; v="$(cd "$here/containerd" && go list -m -f '{{.Version}}' github.com/containerd/containerd/v2)"
+  tmp="$(mktemp -d "$bindir/.build.XXXXXX")"
+  log "building containerd $v"
+  (cd "$here/containerd" && CGO_ENABLED=0 go build -trimpath -p "$jobs" -tags "no_aufs no_zfs no_btrfs no_devmapper" \
+     -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$v" -o "$tmp/" \
+     github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
+     github.com/containerd/containerd/v2/cmd/ctr)
+  for b in "${want[@]}"; do mv -f "$tmp/$b" "$bindir/$b"; done
+  rm -rf "$tmp"
+}
+
+build_base() {
+  if docker image inspect "$base_image" >/dev/null 2>&1; then log "$base_image present"; return 0; fi
+  command -v debootstrap >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq debootstrap >/dev/null; }
+  timed containerd build_containerd
+  local kd f tmp r t0; kd="$(kind_dir)/images/base/files"
+  tmp="$(mktemp -d "$dir/.base.XXXXXX")"; r="$tmp/root"
+  t0=$(date +%s)
+  log "debootstrap $debian_suite into $r"
+  debootstrap --variant=minbase --include="$base_packages" "$debian_suite" "$r" "$debian_mirror" > "$tmp/debootstrap.log" 2>&1 \
+    || { tail -20 "$tmp/debootstrap.log" >&2; return 1; }
+  echo "debootstrap $(( $(date +%s) - t0 ))s $(date -u +%FT%TZ)" >> "$dir/TIMINGS"
+  # kind's files, with the modes its Dockerfile gives them
+  install -d -m 0755 "$r/kind" "$r/kind/bin" "$r/LICENSES" "$r/etc/containerd" "$r/etc/default" "$r/etc/sysctl.d" \
+    "$r/etc/systemd/system/kubelet.service.d" "$r/usr/local/bin" "$r/opt/cni/bin" "$r/etc/kubernetes/manifests"
+  install -m 0755 "$kd"/usr/local/bin/* "$r/usr/local/bin/"
+  for f in "$kd"/kind/*; do [ -f "$f" ] && install -m 0644 "$f" "$r/kind/"; done
+  install -m 0755 "$kd"/kind/bin/* "$r/kind/bin/"
+  install -m 0644 "$kd"/LICENSES/* "$r/LICENSES/"
+  for f in "$kd"/etc/*; do [ -f "$f" ] && install -m 0644 "$f" "$r/etc/"; done
+  install -m 0644 "$kd"/etc/containerd/* "$r/etc/containerd/"
+  install -m 0644 "$kd"/etc/default/* "$r/etc/default/"
+  install -m 0644 "$kd"/etc/sysctl.d/* "$r/etc/sysctl.d/"
+  for f in "$kd"/etc/systemd/system/*; do [ -f "$f" ] && install -m 0644 "$f" "$r/etc/systemd/system/"; done
+  install -m 0644 "$kd"/etc/systemd/system/kubelet.service.d/* "$r/etc/systemd/system/kubelet.service.d/"
+  install -m 0755 "$bindir/containerd" "$bindir/containerd-shim-runc-v2" "$bindir/ctr" "$r/usr/local/bin/"
+  for f in host-local loopback ptp portmap; do ln -sf "/usr/lib/cni/$f" "$r/opt/cni/bin/$f"; done
+  # the clean-up and service set-up of kind's Dockerfile
+  find "$r/lib/systemd/system/sysinit.target.wants/" -name systemd-tmpfiles-setup.service -delete
+  rm -f "$r"/lib/systemd/system/multi-user.target.wants/* "$r"/etc/systemd/system/*.wants/* \
+        "$r"/lib/systemd/system/local-fs.target.wants/* "$r"/lib/systemd/system/sockets.target.wants/*udev* \
+        "$r"/lib/systemd/system/sockets.target.wants/*initctl* "$r"/lib/systemd/system/basic.target.wants/*
+  echo "ReadKMsg=no" >> "$r/etc/systemd/journald.conf"
+  ln -sf /usr/lib/systemd/systemd "$r/sbin/init"
+  chroot "$r" systemctl enable kubelet.service containerd.service undo-mount-hacks.service >/dev/null 2>&1
+  chroot "$r" systemctl mask systemd-binfmt.service >/dev/null 2>&1
+  chroot "$r" /usr/local/bin/ctr oci spec \
+    | jq '.hooks.createContainer[.hooks.createContainer| length] |= . + {"path": "/kind/bin/mount-product-files.sh"}' \
+    | jq 'del(.process.rlimits)' > "$r/etc/containerd/cri-base.json"
+  rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/*.bin "$r"/var/cache/apt/archives/*.deb "$r"/var/log/* "$r"/tmp/* "$r"/var/tmp/* \
+         "$r"/usr/share/doc/* "$r"/usr/share/man/*
+  tar --numeric-owner -C "$r" -c . | docker import - "$base_image-rootfs" >/dev/null
+  rm -rf "$tmp"
+  # `docker import` cannot set STOPSIGNAL: a one-step build on the local image adds the metadata
+  # (no registry: the FROM image is local).
+  printf 'FROM %s\nENV container=docker\nSTOPSIGNAL SIGRTMIN+3\nENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]\n' \
+    "$base_image-rootfs" | docker build -q -t "$base_image" - >/dev/null
+  docker rmi "$base_image-rootfs" >/dev/null
+  log "made $base_image"
+}
+
+# Boots the base image the way kind runs a node (privileged, systemd as pid 1) and waits for
+# containerd to answer inside it.
+check_base() {
+  local c="kaisched-basecheck-$$" ok=0 i
+  docker run -d --name "$c" --privileged --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+    --tmpfs /tmp --tmpfs /run -v /var --cgroupns=private "$base_image" >/dev/null
+  for i in $(seq 1 60); do
+    if docker exec "$c" ctr version >/dev/null 2>&1; then ok=1; break; fi
+    sleep 1
+  done
+  if [ "$ok" = 1 ]; then
+    log "base boots: $(docker exec "$c" systemctl is-system-running 2>&1 || true); $(docker exec "$c" ctr version | grep -m1 Version | xargs)"
+  else
+    log "base did not bring containerd up; its journal:"; docker exec "$c" journalctl -b --no-pager 2>&1 | tail -30 >&2 || docker logs "$c" 2>&1 | tail -30 >&2
+  fi
+  docker rm -f "$c" >/dev/null
+  [ "$ok" = 1 ]
+}
+
 # ------------------------------------------------------------------------------------- probe
 # A tiny image made here: one static Go binary in an otherwise empty root filesystem, imported
 # with `docker import` (never pulled). Proves the engine runs containers on this machine.
@@ -131,10 +236,13 @@ case "${1:-all}" in
   stop-docker) stop_docker ;;
   probe) timed probe probe ;;
   tools) timed tools build_tools ;;
+  base) timed base build_base; timed base-check check_base ;;
   all)
     timed docker start_docker
     timed probe probe
     timed tools build_tools
+    timed base build_base
+    timed base-check check_base
     ;;
   *) log "unknown step: $1"; exit 2 ;;
 esac
