@@ -11,9 +11,12 @@
 #            stops it again, and only when this script started it.
 #   tools    kind (sigs.k8s.io/kind) and kubectl (k8s.io/kubernetes, the version e2e/testbin pins).
 #   probe    a container runs from a locally imported image (no registry is ever asked).
+#   k8s      kubelet, kubeadm, kube-proxy, the control-plane binaries and etcd.
+#   images   the images a node preloads (control plane, kube-proxy, etcd, coredns, pause), saved to images.tar.
+#   node     the kind node image kaisched/kind-node:<k8s version>-<key>, as `kind build node-image` makes one.
 #   base     the kind base image (kaisched/kind-base:<key>), then a boot check of it.
 #
-# Usage: build.sh [all|docker|probe|tools|base|stop-docker|dir]   (default: all)
+# Usage: build.sh [all|docker|probe|tools|base|k8s|images|node|stop-docker|dir]   (default: all)
 # The last line on stdout is the cache folder. Progress goes to stderr.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -103,6 +106,28 @@ build_tools() {
   rm -rf "$tmp"
   "$bindir/kind" version >&2
   "$bindir/kubectl" version --client >&2
+}
+
+# ------------------------------------------------------------------------------------- k8s
+# The node's Kubernetes binaries, from e2e/kind/k8s (the version e2e/testbin pins), like e2e/testbin
+# builds its own: static, trimmed, the version stamped the way upstream's release build stamps it.
+k8s_bins=(kubelet kubeadm kube-apiserver kube-controller-manager kube-scheduler kube-proxy)
+build_k8s() {
+  local miss=() b tmp
+  for b in "${k8s_bins[@]}"; do [ -x "$bindir/$b" ] || miss+=("k8s.io/kubernetes/cmd/$b"); done
+  tmp="$(mktemp -d "$bindir/.build.XXXXXX")"
+  if [ ${#miss[@]} -gt 0 ]; then
+    log "building ${miss[*]##*/} $k8s"
+    (cd "$here/k8s" && CGO_ENABLED=0 go build -trimpath -p "$jobs" -ldflags "$k8sld" -o "$tmp/" "${miss[@]}")
+    for b in "${miss[@]}"; do mv -f "$tmp/${b##*/}" "$bindir/"; done
+  fi
+  if [ ! -x "$bindir/etcd" ]; then
+    log "building etcd $(awk '$1=="go.etcd.io/etcd/server/v3"{print $2; exit}' "$here/k8s/go.mod")"
+    (cd "$here/k8s" && CGO_ENABLED=0 go build -trimpath -p "$jobs" -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3)
+    mv -f "$tmp/etcd" "$bindir/etcd"
+  fi
+  rm -rf "$tmp"
+  "$bindir/kubelet" --version >&2
 }
 
 # ------------------------------------------------------------------------------------- base
@@ -200,6 +225,108 @@ check_base() {
   [ "$ok" = 1 ]
 }
 
+# ------------------------------------------------------------------------------------- images
+# The images a kind node preloads, made here: `kubeadm config images list` names them, each is
+# built from its Go module (C source for pause) and made with `docker build` FROM scratch or FROM
+# the base image (no registry). kind's kindnetd and local-path-provisioner images are left out:
+# kindnetd's module is not served by the Go module proxy (the e2e kind config disables the
+# default CNI, and e2e/kind/cni.sh sets up the pod network with the node's CNI plugins), and
+# without the storage manifest kind falls back to its host-path StorageClass.
+images_tar="$dir/images.tar"
+build_coredns() {
+  [ -x "$bindir/coredns" ] && return 0
+  local v tmp; v="$(cd "$here/coredns" && go list -m -f '{{.Version}}' github.com/coredns/coredns)"
+  tmp="$(mktemp -d "$bindir/.build.XXXXXX")"
+  log "building coredns $v"
+  (cd "$here/coredns" && CGO_ENABLED=0 go build -trimpath -p "$jobs" -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$v" \
+     -o "$tmp/coredns" github.com/coredns/coredns)
+  mv -f "$tmp/coredns" "$bindir/coredns"; rm -rf "$tmp"
+}
+build_pause() {
+  [ -x "$bindir/pause" ] && return 0
+  local src; src="$(cd "$here/k8s" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c"
+  log "building pause from $src"
+  cc -Os -Wall -Werror -static -DVERSION="v${pause_v}" -o "$bindir/pause.tmp" "$src"
+  strip "$bindir/pause.tmp"; mv -f "$bindir/pause.tmp" "$bindir/pause"
+}
+# A root with what a static binary may look for: /tmp, users, CA certificates.
+static_root() { # static_root DIR
+  install -d -m 0755 "$1/etc/ssl/certs" "$1/usr/local/bin"; install -d -m 1777 "$1/tmp"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n' > "$1/etc/passwd"
+  printf 'root:x:0:\nnobody:x:65534:\n' > "$1/etc/group"
+  printf 'hosts: files dns\n' > "$1/etc/nsswitch.conf"
+  cp /etc/ssl/certs/ca-certificates.crt "$1/etc/ssl/certs/"
+}
+image_from() { # image_from TAG FROM BINARY DEST [ENTRYPOINT-JSON]
+  local tag="$1" from="$2" bin="$3" dest="$4" ep="${5:-}" ctx
+  ctx="$(mktemp -d "$dir/.img.XXXXXX")"
+  mkdir -p "$ctx/root"
+  [ "$from" = scratch ] && static_root "$ctx/root"
+  install -D -m 0755 "$bin" "$ctx/root$dest"
+  { echo "FROM $from"; echo "COPY root/ /"; echo "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    [ -n "$ep" ] && echo "ENTRYPOINT $ep"; } > "$ctx/Dockerfile"
+  docker build -q -t "$tag" "$ctx" >/dev/null 2>&1 || docker build -t "$tag" "$ctx" >&2
+  rm -rf "$ctx"
+}
+build_images() {
+  [ -s "$images_tar" ] && { log "images present ($images_tar)"; return 0; }
+  local list reg=registry.k8s.io
+  list="$("$bindir/kubeadm" config images list --kubernetes-version "$k8s" 2>/dev/null)"
+  log "kubeadm needs: $(echo $list)"
+  pause_v="$(echo "$list" | sed -n 's|.*/pause:||p')"
+  timed coredns build_coredns
+  timed pause build_pause
+  local b want=() img
+  for b in kube-apiserver kube-controller-manager kube-scheduler; do
+    image_from "$reg/$b:$k8s" scratch "$bindir/$b" "/usr/local/bin/$b"; want+=("$reg/$b:$k8s")
+  done
+  # kube-proxy programs the node's packet filter: it needs iptables/nft, which the base image has
+  image_from "$reg/kube-proxy:$k8s" "$base_image" "$bindir/kube-proxy" /usr/local/bin/kube-proxy '[]'; want+=("$reg/kube-proxy:$k8s")
+  img="$(echo "$list" | grep '/etcd:')"; image_from "$img" scratch "$bindir/etcd" /usr/local/bin/etcd; want+=("$img")
+  img="$(echo "$list" | grep '/coredns')"; image_from "$img" scratch "$bindir/coredns" /coredns '["/coredns"]'; want+=("$img")
+  img="$(echo "$list" | grep '/pause:')"; image_from "$img" scratch "$bindir/pause" /pause '["/pause"]'; want+=("$img")
+  # kind's containerd config names its own sandbox image: the same pause under that tag
+  local sandbox; sandbox="$(sed -n 's/^ *sandbox_image *= *"\(.*\)"/\1/p' "$(kind_dir)/images/base/files/etc/containerd/config.toml")"
+  if [ -n "$sandbox" ] && [ "$sandbox" != "$img" ]; then docker tag "$img" "$sandbox"; want+=("$sandbox"); fi
+  for img in $list; do
+    printf '%s\n' "${want[@]}" | grep -qx "$img" || { log "kubeadm needs $img, which this script does not make"; return 1; }
+  done
+  docker save -o "$images_tar.tmp" "${want[@]}"
+  mv -f "$images_tar.tmp" "$images_tar"
+  printf '%s\n' "${want[@]}" > "$dir/IMAGES"
+  log "saved ${#want[@]} images to $images_tar ($(du -h "$images_tar" | cut -f1))"
+}
+
+# ------------------------------------------------------------------------------------- node
+# The node image, assembled as `kind build node-image` assembles one (pkg/build/nodeimage in the
+# kind module): in a container of the base image, the binaries go to /usr/bin, the version to
+# /kind/version, containerd starts and imports the preloaded images (pinned, not unpacked, the
+# flags kind uses), then the container is committed with the node entrypoint. kind's own command
+# cannot be used here: it fetches from a registry every image its bits do not carry.
+node_image="kaisched/kind-node:$k8s-$key"
+build_node() {
+  if docker image inspect "$node_image" >/dev/null 2>&1; then log "$node_image present"; return 0; fi
+  local c="kaisched-nodebuild-$$" b
+  docker run -d --name "$c" --entrypoint=sleep --security-opt seccomp=unconfined "$base_image" infinity >/dev/null
+  # shellcheck disable=SC2064
+  trap "docker rm -f -v $c >/dev/null 2>&1 || true" RETURN
+  for b in kubeadm kubelet kubectl; do
+    docker cp "$bindir/$b" "$c:/usr/bin/$b"
+    docker exec "$c" chmod +x "/usr/bin/$b"; docker exec "$c" chown root:root "/usr/bin/$b"
+  done
+  printf '%s' "$k8s" | docker exec -i "$c" tee /kind/version >/dev/null
+  docker exec "$c" bash -c 'nohup containerd > /dev/null 2>&1 &'
+  docker exec "$c" bash -c 'set -e; for i in 0 1 2 3 4 5; do [ -S /run/containerd/containerd.sock ] && break; sleep 1; done; ctr info >/dev/null'
+  docker exec -i "$c" ctr --namespace=k8s.io images import --label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests - < "$images_tar" >&2
+  docker exec "$c" ctr --namespace=k8s.io images list -q >&2
+  docker exec "$c" pkill containerd || true
+  sleep 1
+  docker commit --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' \
+    --change 'ENV HTTP_PROXY="" HTTPS_PROXY="" NO_PROXY=""' "$c" "$node_image" >/dev/null
+  echo "$node_image" > "$dir/NODE_IMAGE"
+  log "made $node_image"
+}
+
 # ------------------------------------------------------------------------------------- probe
 # A tiny image made here: one static Go binary in an otherwise empty root filesystem, imported
 # with `docker import` (never pulled). Proves the engine runs containers on this machine.
@@ -237,12 +364,18 @@ case "${1:-all}" in
   probe) timed probe probe ;;
   tools) timed tools build_tools ;;
   base) timed base build_base; timed base-check check_base ;;
+  k8s) timed k8s build_k8s ;;
+  images) timed images build_images ;;
+  node) timed node build_node ;;
   all)
     timed docker start_docker
     timed probe probe
     timed tools build_tools
     timed base build_base
     timed base-check check_base
+    timed k8s build_k8s
+    timed images build_images
+    timed node build_node
     ;;
   *) log "unknown step: $1"; exit 2 ;;
 esac
