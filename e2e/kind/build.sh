@@ -14,9 +14,11 @@
 #   k8s      kubelet, kubeadm, kube-proxy, the control-plane binaries and etcd.
 #   images   the images a node preloads (control plane, kube-proxy, etcd, coredns, pause), saved to images.tar.
 #   node     the kind node image kaisched/kind-node:<k8s version>-<key>, as `kind build node-image` makes one.
+#   python   a Python base image from Debian packages (kaisched/python-base:<suite>-<key>).
+#   image    our image (KAISCHED_E2E_IMAGE, default kaisched:e2e) from deploy/image/Dockerfile on it.
 #   base     the kind base image (kaisched/kind-base:<key>), then a boot check of it.
 #
-# Usage: build.sh [all|docker|probe|tools|base|k8s|images|node|stop-docker|dir]   (default: all)
+# Usage: build.sh [all|docker|probe|tools|base|k8s|images|node|python|image|stop-docker|dir]   (default: all)
 # The last line on stdout is the cache folder. Progress goes to stderr.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -327,6 +329,32 @@ build_node() {
   log "made $node_image"
 }
 
+# ------------------------------------------------------------------------------------- python
+# A Python base for deploy/image/Dockerfile (PYTHON_IMAGE), made from Debian packages: Debian's
+# python3 with venv, `python` on PATH, the user tools the Dockerfile calls. Then our image, built
+# on it; its `pip install` reaches PyPI, as it does on any machine that builds the image.
+python_image="kaisched/python-base:$debian_suite-$key"
+build_python_base() {
+  if docker image inspect "$python_image" >/dev/null 2>&1; then log "$python_image present"; return 0; fi
+  command -v debootstrap >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq debootstrap >/dev/null; }
+  local tmp r; tmp="$(mktemp -d "$dir/.py.XXXXXX")"; r="$tmp/root"
+  debootstrap --variant=minbase --include=python3,python3-venv,python-is-python3,ca-certificates,passwd \
+    "$debian_suite" "$r" "$debian_mirror" > "$tmp/debootstrap.log" 2>&1 || { tail -20 "$tmp/debootstrap.log" >&2; return 1; }
+  rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/*.bin "$r"/var/cache/apt/archives/*.deb "$r"/var/log/* \
+         "$r"/usr/share/doc/* "$r"/usr/share/man/*
+  # trust what the building machine trusts: where its network inspects TLS (a local CA in its bundle),
+  # the image's pip reaches PyPI only with that CA
+  cp /etc/ssl/certs/ca-certificates.crt "$r/etc/ssl/certs/ca-certificates.crt"
+  tar --numeric-owner -C "$r" -c . | docker import --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' - "$python_image" >/dev/null
+  rm -rf "$tmp"
+  docker run --rm "$python_image" python -c 'import sys, venv, ssl; print("python", sys.version.split()[0])' >&2
+}
+scheduler_image="${KAISCHED_E2E_IMAGE:-kaisched:e2e}"
+build_scheduler_image() {
+  docker build -q --build-arg "PYTHON_IMAGE=$python_image" -f "$repo/deploy/image/Dockerfile" -t "$scheduler_image" "$repo" >/dev/null
+  docker run --rm "$scheduler_image" --help | head -3 >&2
+}
+
 # ------------------------------------------------------------------------------------- probe
 # A tiny image made here: one static Go binary in an otherwise empty root filesystem, imported
 # with `docker import` (never pulled). Proves the engine runs containers on this machine.
@@ -367,6 +395,8 @@ case "${1:-all}" in
   k8s) timed k8s build_k8s ;;
   images) timed images build_images ;;
   node) timed node build_node ;;
+  python) timed python-base build_python_base ;;
+  image) timed image build_scheduler_image ;;
   all)
     timed docker start_docker
     timed probe probe
@@ -376,6 +406,8 @@ case "${1:-all}" in
     timed k8s build_k8s
     timed images build_images
     timed node build_node
+    timed python-base build_python_base
+    timed image build_scheduler_image
     ;;
   *) log "unknown step: $1"; exit 2 ;;
 esac
