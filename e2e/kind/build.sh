@@ -16,9 +16,10 @@
 #   node     the kind node image kaisched/kind-node:<k8s version>-<key>, as `kind build node-image` makes one.
 #   python   a Python base image from Debian packages (kaisched/python-base:<suite>-<key>).
 #   image    our image (KAISCHED_E2E_IMAGE, default kaisched:e2e) from deploy/image/Dockerfile on it.
+#   env      (not in all) prints the e2e provider's environment for these, as `export` lines.
 #   base     the kind base image (kaisched/kind-base:<key>), then a boot check of it.
 #
-# Usage: build.sh [all|docker|probe|tools|base|k8s|images|node|python|image|stop-docker|dir]   (default: all)
+# Usage: build.sh [all|docker|probe|tools|base|k8s|images|node|python|image|env|stop-docker|dir]   (default: all)
 # The last line on stdout is the cache folder. Progress goes to stderr.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -355,6 +356,16 @@ build_scheduler_image() {
   docker run --rm "$scheduler_image" --help | head -3 >&2
 }
 
+# ------------------------------------------------------------------------------------- env
+# What the e2e kind provider needs to use all this (e2e/cluster.py KindProvider), as shell lines.
+print_env() {
+  echo "export PATH=\"$bindir:\$PATH\""
+  echo "export KAISCHED_E2E_KIND_NODE_IMAGE=\"$node_image\""
+  echo "export KAISCHED_E2E_KIND_CONFIG=\"$here/cluster-local.yaml\""
+  echo "export KAISCHED_E2E_KIND_CNI=\"$here/cni.sh\""
+  echo "export KAISCHED_E2E_PYTHON_IMAGE=\"$python_image\""
+}
+
 # ------------------------------------------------------------------------------------- probe
 # A tiny image made here: one static Go binary in an otherwise empty root filesystem, imported
 # with `docker import` (never pulled). Proves the engine runs containers on this machine.
@@ -397,6 +408,7 @@ case "${1:-all}" in
   node) timed node build_node ;;
   python) timed python-base build_python_base ;;
   image) timed image build_scheduler_image ;;
+  env) print_env; exit 0 ;;
   all)
     timed docker start_docker
     timed probe probe
