@@ -111,6 +111,8 @@ class Provider:
     lease_name: str
     lease_seconds: int
     topology: str
+    # the e2e tests' own container image, where pods really run (kind); "" where no kubelet runs them
+    workload_image: str = ""
 
     def start(self) -> None:
         raise NotImplementedError
@@ -375,7 +377,8 @@ class KindProvider(Provider):
     KAISCHED_E2E_KIND_NODE_IMAGE (kind's --image), KAISCHED_E2E_KIND_CONFIG (instead of
     e2e/kind-config.yaml), KAISCHED_E2E_KIND_CNI (a script run as ``CNI CLUSTER KUBECONFIG`` after the
     cluster is created, for a config that disables kind's default CNI), KAISCHED_E2E_PYTHON_IMAGE (the
-    Dockerfile's PYTHON_IMAGE). With a node image given, nothing is pulled."""
+    Dockerfile's PYTHON_IMAGE). With a node image given, nothing is pulled. KAISCHED_E2E_WORKLOAD_IMAGE
+    (e2e/kind/workload, `build.sh workload`) is loaded for the tests that need a container of their own."""
 
     name = "kind"
     PAUSE = "registry.k8s.io/pause:3.10"
@@ -430,22 +433,17 @@ class KindProvider(Provider):
         self.kubeconfig.write_text(_run(["kind", "get", "kubeconfig", "--name", self.cluster_name]).stdout)
         if cni:
             _run(["bash", cni, self.cluster_name, str(self.kubeconfig)], timeout=300)
-            _run(
-                ["kubectl", "--kubeconfig", str(self.kubeconfig), "wait", "--for=condition=Ready", "nodes", "--all"]
-                + ["--timeout=180s"],
-                timeout=300,
-            )
+            kubectl = ["kubectl", "--kubeconfig", str(self.kubeconfig)]
+            _run([*kubectl, "wait", "--for=condition=Ready", "nodes", "--all", "--timeout=180s"], timeout=300)
         if os.environ.get("KAISCHED_E2E_SKIP_BUILD") != "1":
             python_image = os.environ.get("KAISCHED_E2E_PYTHON_IMAGE", "")
             build_args = ["--build-arg", f"PYTHON_IMAGE={python_image}"] if python_image else []
-            _run(
-                ["docker", "build", *build_args, "-f", str(REPO / "deploy/image/Dockerfile"), "-t", self.image]
-                + [str(REPO)],
-                timeout=1800,
-            )
+            dockerfile = str(REPO / "deploy/image/Dockerfile")
+            _run(["docker", "build", *build_args, "-f", dockerfile, "-t", self.image, str(REPO)], timeout=1800)
         if not node_image:
             _run(["docker", "pull", self.PAUSE], check=False)
-        for img in (self.image, self.PAUSE):
+        self.workload_image = os.environ.get("KAISCHED_E2E_WORKLOAD_IMAGE", "")
+        for img in (self.image, self.PAUSE, *([self.workload_image] if self.workload_image else [])):
             _run(["kind", "load", "docker-image", img, "--name", self.cluster_name])
         repo, _, tag = self.image.rpartition(":")
         _run(

@@ -16,10 +16,11 @@
 #   node     the kind node image kaisched/kind-node:<k8s version>-<key>, as `kind build node-image` makes one.
 #   python   a Python base image from Debian packages (kaisched/python-base:<suite>-<key>).
 #   image    our image (KAISCHED_E2E_IMAGE, default kaisched:e2e) from deploy/image/Dockerfile on it.
+#   workload the e2e tests' container image (e2e/kind/workload), kaisched/e2e-workload:<hash>.
 #   env      (not in all) prints the e2e provider's environment for these, as `export` lines.
 #   base     the kind base image (kaisched/kind-base:<key>), then a boot check of it.
 #
-# Usage: build.sh [all|docker|probe|tools|base|k8s|images|node|python|image|env|stop-docker|dir]   (default: all)
+# Usage: build.sh [all|docker|probe|tools|base|k8s|images|node|python|image|workload|env|stop-docker|dir]   (default: all)
 # The last line on stdout is the cache folder. Progress goes to stderr.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -356,6 +357,18 @@ build_scheduler_image() {
   docker run --rm "$scheduler_image" --help | head -3 >&2
 }
 
+# ------------------------------------------------------------------------------------- workload
+# The e2e tests' own container (e2e/kind/workload): one static binary in an empty root, imported.
+workload_image="kaisched/e2e-workload:$(cat "$here/workload/go.mod" "$here/workload/main.go" | sha256sum | cut -c1-12)"
+build_workload() {
+  docker image inspect "$workload_image" >/dev/null 2>&1 && return 0
+  local t; t="$(mktemp -d "$dir/.wl.XXXXXX")"
+  (cd "$here/workload" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$t/workload" .)
+  tar -C "$t" -c workload | docker import --change 'ENTRYPOINT ["/workload"]' --change 'CMD ["sleep"]' - "$workload_image" >/dev/null
+  rm -rf "$t"
+  docker run --rm "$workload_image" fail 0 0 >&2
+}
+
 # ------------------------------------------------------------------------------------- env
 # What the e2e kind provider needs to use all this (e2e/cluster.py KindProvider), as shell lines.
 print_env() {
@@ -364,6 +377,7 @@ print_env() {
   echo "export KAISCHED_E2E_KIND_CONFIG=\"$here/cluster-local.yaml\""
   echo "export KAISCHED_E2E_KIND_CNI=\"$here/cni.sh\""
   echo "export KAISCHED_E2E_PYTHON_IMAGE=\"$python_image\""
+  echo "export KAISCHED_E2E_WORKLOAD_IMAGE=\"$workload_image\""
 }
 
 # ------------------------------------------------------------------------------------- probe
@@ -409,6 +423,7 @@ case "${1:-all}" in
   python) timed python-base build_python_base ;;
   image) timed image build_scheduler_image ;;
   env) print_env; exit 0 ;;
+  workload) timed workload build_workload ;;
   all)
     timed docker start_docker
     timed probe probe
@@ -420,6 +435,7 @@ case "${1:-all}" in
     timed node build_node
     timed python-base build_python_base
     timed image build_scheduler_image
+    timed workload build_workload
     ;;
   *) log "unknown step: $1"; exit 2 ;;
 esac
