@@ -57,7 +57,7 @@ start_docker() {
   if [ "$(awk '/^CapBnd:/{print $2}' /proc/self/status)" != "$(printf '%016x' $(( (1 << ($(cat /proc/sys/kernel/cap_last_cap) + 1)) - 1 )))" ]; then
     # This host's capability bounding set is short of the kernel's: privileged containers need
     # the runc front that asks only for what may be held (see e2e/kind/runc-bounded).
-    command -v capsh >/dev/null || apt-get install -y -qq libcap2-bin >/dev/null
+    { command -v capsh && command -v jq; } >/dev/null || apt-get install -y -qq libcap2-bin jq >/dev/null
     log "capability bounding set $(awk '/^CapBnd:/{print $2}' /proc/self/status) is short: runc-bounded is the default runtime"
     install -m 0755 "$here/runc-bounded" "$root/runc-bounded"
     extra=(--add-runtime "runc-bounded=$root/runc-bounded" --default-runtime runc-bounded)
