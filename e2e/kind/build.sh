@@ -214,8 +214,11 @@ build_base() {
 # containerd to answer inside it.
 check_base() {
   local c="kaisched-basecheck-$$" ok=0 i
-  docker run -d --name "$c" --privileged --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
-    --tmpfs /tmp --tmpfs /run -v /var --cgroupns=private "$base_image" >/dev/null
+  if ! docker run -d --name "$c" --privileged --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+    --tmpfs /tmp --tmpfs /run -v /var --cgroupns=private "$base_image" >/dev/null; then
+    docker rm -f "$c" >/dev/null 2>&1 || true
+    return 1
+  fi
   for i in $(seq 1 60); do
     if docker exec "$c" ctr version >/dev/null 2>&1; then ok=1; break; fi
     sleep 1
