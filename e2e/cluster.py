@@ -111,6 +111,8 @@ class Provider:
     lease_name: str
     lease_seconds: int
     topology: str
+    # the e2e tests' own container image, where pods really run (kind); "" where no kubelet runs them
+    workload_image: str = ""
 
     def start(self) -> None:
         raise NotImplementedError
@@ -371,7 +373,14 @@ def _run(argv: list[str], timeout: float = 600, check: bool = True, **kw: Any) -
 class KindProvider(Provider):
     """Env: KAISCHED_E2E_KIND_CLUSTER (name, default kaisched-e2e; an existing cluster of that name is
     reused and kept), KAISCHED_E2E_KEEP=1 keeps a cluster this run created, KAISCHED_E2E_IMAGE (default
-    kaisched:e2e; built from deploy/image/Dockerfile unless KAISCHED_E2E_SKIP_BUILD=1)."""
+    kaisched:e2e; built from deploy/image/Dockerfile unless KAISCHED_E2E_SKIP_BUILD=1).
+
+    With no registry (e2e/kind/build.sh made everything; `build.sh env` prints these):
+    KAISCHED_E2E_KIND_NODE_IMAGE (kind's --image), KAISCHED_E2E_KIND_CONFIG (instead of
+    e2e/kind-config.yaml), KAISCHED_E2E_KIND_CNI (a script run as ``CNI CLUSTER KUBECONFIG`` after the
+    cluster is created, for a config that disables kind's default CNI), KAISCHED_E2E_PYTHON_IMAGE (the
+    Dockerfile's PYTHON_IMAGE). With a node image given, nothing is pulled. KAISCHED_E2E_WORKLOAD_IMAGE
+    (e2e/kind/workload, `build.sh workload`) is loaded for the tests that need a container of their own."""
 
     name = "kind"
     PAUSE = "registry.k8s.io/pause:3.10"
@@ -411,32 +420,32 @@ class KindProvider(Provider):
         self.lease_name = values["leaderElection"]["leaseName"]
         self.lease_seconds = int(values["leaderElection"]["leaseDurationSeconds"])
         self.topology = values.get("topology", {}).get("name", "default-topology")
+        node_image = os.environ.get("KAISCHED_E2E_KIND_NODE_IMAGE", "")
+        config = os.environ.get("KAISCHED_E2E_KIND_CONFIG") or str(E2E / "kind-config.yaml")
+        cni = os.environ.get("KAISCHED_E2E_KIND_CNI", "")
+        self.kubeconfig = self.workdir / "kubeconfig"
         existing = _run(["kind", "get", "clusters"]).stdout.split()
         if self.cluster_name not in existing:
-            _run(
-                [
-                    "kind",
-                    "create",
-                    "cluster",
-                    "--name",
-                    self.cluster_name,
-                    "--config",
-                    str(E2E / "kind-config.yaml"),
-                    "--wait",
-                    "120s",
-                ],
-                timeout=900,
-            )
+            argv = ["kind", "create", "cluster", "--name", self.cluster_name, "--config", config]
+            if node_image:
+                argv += ["--image", node_image]
+            # with no CNI the nodes are NotReady until the CNI script runs: wait for them after it
+            _run(argv if cni else [*argv, "--wait", "120s"], timeout=900)
             self.created = True
-        self.kubeconfig = self.workdir / "kubeconfig"
         self.kubeconfig.write_text(_run(["kind", "get", "kubeconfig", "--name", self.cluster_name]).stdout)
+        if cni:
+            _run(["bash", cni, self.cluster_name, str(self.kubeconfig)], timeout=300)
+            kubectl = ["kubectl", "--kubeconfig", str(self.kubeconfig)]
+            _run([*kubectl, "wait", "--for=condition=Ready", "nodes", "--all", "--timeout=180s"], timeout=300)
         if os.environ.get("KAISCHED_E2E_SKIP_BUILD") != "1":
-            _run(
-                ["docker", "build", "-f", str(REPO / "deploy/image/Dockerfile"), "-t", self.image, str(REPO)],
-                timeout=1800,
-            )
-        _run(["docker", "pull", self.PAUSE], check=False)
-        for img in (self.image, self.PAUSE):
+            python_image = os.environ.get("KAISCHED_E2E_PYTHON_IMAGE", "")
+            build_args = ["--build-arg", f"PYTHON_IMAGE={python_image}"] if python_image else []
+            dockerfile = str(REPO / "deploy/image/Dockerfile")
+            _run(["docker", "build", *build_args, "-f", dockerfile, "-t", self.image, str(REPO)], timeout=1800)
+        if not node_image:
+            _run(["docker", "pull", self.PAUSE], check=False)
+        self.workload_image = os.environ.get("KAISCHED_E2E_WORKLOAD_IMAGE", "")
+        for img in (self.image, self.PAUSE, *([self.workload_image] if self.workload_image else [])):
             _run(["kind", "load", "docker-image", img, "--name", self.cluster_name])
         repo, _, tag = self.image.rpartition(":")
         _run(
