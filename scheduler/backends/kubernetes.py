@@ -15,12 +15,14 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from scheduler.api.pod import Pod
 from scheduler.backends.base import CommitOutcome
 from scheduler.binder.commit import GangCommitter
 from scheduler.cache.cluster_state import ClusterState, Snapshot
 from scheduler.framework.record import GangCommit
-from scheduler.kube.client import ApiError, KubeClient
-from scheduler.kube.paths import WATCHED, ApiResource
+from scheduler.kube import podwire
+from scheduler.kube.client import ApiError, KubeClient, decode_dict
+from scheduler.kube.paths import PODS, WATCHED, ApiResource
 
 log = logging.getLogger("kaisched.kube")
 
@@ -29,7 +31,9 @@ WATCH_TIMEOUT_S = 240
 MAX_BACKOFF_S = 10.0
 
 
-def _obj_key(obj: Mapping[str, Any]) -> str:
+def _obj_key(obj: Mapping[str, Any] | podwire.PodWire) -> str:
+    if isinstance(obj, podwire.PodWire):
+        return obj.key
     meta = obj.get("metadata") or {}
     ns = meta.get("namespace")
     return f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
@@ -57,6 +61,10 @@ class Reflector(threading.Thread):
         self.synced = threading.Event()
         self.relists = 0
         self.reconnects = 0
+        # pods are decoded typed (kube/podwire.py): what the scheduler does not read is never built
+        typed = res == PODS
+        self.decode_event = podwire.decode_event if typed else decode_dict
+        self.decode_list = podwire.decode_list if typed else decode_dict
 
     def run(self) -> None:
         backoff = 0.2
@@ -70,10 +78,16 @@ class Reflector(threading.Thread):
                     self.res.collection(),
                     {"resourceVersion": rv, "allowWatchBookmarks": "true", "timeoutSeconds": WATCH_TIMEOUT_S},
                     timeout=WATCH_TIMEOUT_S + 30,
+                    decode=self.decode_event,
                 ):
                     if self.stop_event.is_set():
                         return
                     kind, obj = event.get("type"), event.get("object") or {}
+                    if isinstance(obj, podwire.PodWire):
+                        rv = obj.resource_version or rv
+                        if kind != "BOOKMARK":
+                            self.out.put((str(kind), self.res.kind, obj))
+                        continue
                     if kind == "ERROR":
                         if obj.get("code") == 410:
                             rv = ""  # compacted: relist
@@ -109,12 +123,18 @@ class Reflector(threading.Thread):
         self.stop_event.wait(delay)
 
     def _list(self) -> str:
-        items: list[dict[str, Any]] = []
+        items: list[dict[str, Any] | podwire.PodWire] = []
         cont = None
         while True:
-            page = self.client.request("GET", self.res.collection(), params={"limit": 5000, "continue": cont})
+            page = self.client.request(
+                "GET",
+                self.res.collection(),
+                params={"limit": 5000, "continue": cont},
+                decode=self.decode_list,
+            )
             for item in page.get("items") or []:
-                item.setdefault("kind", self.res.kind)
+                if isinstance(item, dict):
+                    item.setdefault("kind", self.res.kind)
                 items.append(item)
             cont = (page.get("metadata") or {}).get("continue")
             if not cont:
@@ -146,6 +166,9 @@ class KubeBackend:
         self.assumed = self.committer.assumed  # pod key -> (node, when) until the watch confirms
         # (kind, ns/name) -> the object as received, kept only when the debug API wants snapshots (None: off)
         self.raw: dict[tuple[str, str], dict[str, Any]] | None = None
+        # pod key -> (podwire signature, the Pod the cache got from it): an event with the same signature,
+        # while the cache still holds that very Pod, changes nothing and is not converted again
+        self.pods_seen: dict[str, tuple[bytes, Pod]] = {}
 
     def start(self) -> None:
         for r in self.reflectors:
@@ -196,6 +219,8 @@ class KubeBackend:
                 fresh = {_obj_key(o): o for o in payload}
                 for gone in self.known[res] - fresh.keys():
                     ns, _, name = gone.rpartition("/")
+                    if res == "Pod":
+                        self.pods_seen.pop(gone, None)
                     if self.raw is not None:
                         self.raw.pop((res, gone), None)
                     self.state.apply_object(
@@ -207,7 +232,30 @@ class KubeBackend:
             else:
                 self._apply(res, payload, kind == "DELETED")
 
-    def _apply(self, res: str, obj: dict[str, Any], deleted: bool) -> None:
+    def _apply(self, res: str, obj: dict[str, Any] | podwire.PodWire, deleted: bool) -> None:
+        if isinstance(obj, podwire.PodWire):
+            self._apply_pod(obj, deleted)
+        else:
+            self._apply_dict(res, obj, deleted)
+
+    def _apply_pod(self, wire: podwire.PodWire, deleted: bool) -> None:
+        """A typed pod: skipped when it carries nothing new for the scheduler (status heartbeats, probes,
+        container restarts...) and nothing else changed the cached pod since its last event."""
+        key = wire.key
+        if deleted:
+            self.pods_seen.pop(key, None)
+            self._apply_dict("Pod", wire.to_dict(), True)
+            return
+        sig = wire.signature()
+        seen = self.pods_seen.get(key)
+        if seen is not None and seen[0] == sig and self.state.pod(key) is seen[1]:
+            return
+        self._apply_dict("Pod", wire.to_dict(), False)
+        pod = self.state.pod(key)
+        if pod is not None:
+            self.pods_seen[key] = (sig, pod)
+
+    def _apply_dict(self, res: str, obj: dict[str, Any], deleted: bool) -> None:
         key = _obj_key(obj)
         if deleted:
             self.known[res].discard(key)
