@@ -310,19 +310,18 @@ def pod_lifecycle(i: int, job: int, t: int, heartbeats: int) -> Iterator[tuple[s
     yield "DELETED", pod
 
 
-def watch_lines(pods: int, heartbeats: int = 4, seed: int = 1, rv0: int = 1000) -> list[bytes]:
-    """Watch event lines (one JSON object per line, as the API server streams them) for `pods` pods whose
-    lifecycles interleave (many pods in flight at once, as in a busy cluster)."""
+def watch_lines(pods: int, heartbeats: int = 4, seed: int = 1, rv0: int = 1000, first: int = 0) -> Iterator[bytes]:
+    """Watch event lines (one JSON object each, as the API server streams them) for pods first..first+pods,
+    whose lifecycles interleave (up to 2,000 pods in flight at once, as on a busy cluster)."""
     rng = random.Random(seed)
-    lives = [pod_lifecycle(i, i // 8, i // 40, heartbeats) for i in range(pods)]
-    out: list[bytes] = []
+    lives = (pod_lifecycle(i, i // 8, i // 40, heartbeats) for i in range(first, first + pods))
     rv = rv0
     active: list[Iterator[tuple[str, dict[str, Any]]]] = []
-    nxt = 0
-    while nxt < len(lives) or active:
-        while nxt < len(lives) and (len(active) < 2000 or not active):
-            active.append(lives[nxt])
-            nxt += 1
+    left = pods
+    while left or active:
+        while left and len(active) < 2000:
+            active.append(next(lives))
+            left -= 1
         k = rng.randrange(len(active))
         ev = next(active[k], None)
         if ev is None:
@@ -332,15 +331,14 @@ def watch_lines(pods: int, heartbeats: int = 4, seed: int = 1, rv0: int = 1000) 
         typ, obj = ev
         rv += 1
         obj["metadata"]["resourceVersion"] = str(rv)
-        out.append(json.dumps({"type": typ, "object": obj}, separators=(",", ":")).encode())
-    return out
+        yield json.dumps({"type": typ, "object": obj}, separators=(",", ":")).encode()
 
 
-def running_pods(n: int, seed: int = 2) -> list[dict[str, Any]]:
-    """n bound, Running pods (what a relist of a busy cluster returns), 1 in 10 still pending."""
-    del seed
+def running_pods(first: int, count: int) -> list[dict[str, Any]]:
+    """Pods first..first+count as a relist of a busy cluster returns them: bound and Running, 1 in 10
+    still pending."""
     out = []
-    for i in range(n):
+    for i in range(first, first + count):
         pod = new_pod(i, i // 8, i // 40)
         pod["metadata"]["resourceVersion"] = str(10 + i)
         if i % 10:

@@ -166,9 +166,10 @@ class KubeBackend:
         self.assumed = self.committer.assumed  # pod key -> (node, when) until the watch confirms
         # (kind, ns/name) -> the object as received, kept only when the debug API wants snapshots (None: off)
         self.raw: dict[tuple[str, str], dict[str, Any]] | None = None
-        # pod key -> (podwire signature, the Pod the cache got from it): an event with the same signature,
-        # while the cache still holds that very Pod, changes nothing and is not converted again
-        self.pods_seen: dict[str, tuple[bytes, Pod]] = {}
+        # pod key -> (podwire signatures whole and shape, the Pod the cache got from it): while the cache
+        # still holds that very Pod, an event with the same whole changes nothing, and one with the same
+        # shape keeps the Pod's requests, constraints and extras
+        self.pods_seen: dict[str, tuple[bytes, bytes, Pod]] = {}
 
     def start(self) -> None:
         for r in self.reflectors:
@@ -240,22 +241,27 @@ class KubeBackend:
 
     def _apply_pod(self, wire: podwire.PodWire, deleted: bool) -> None:
         """A typed pod: skipped when it carries nothing new for the scheduler (status heartbeats, probes,
-        container restarts...) and nothing else changed the cached pod since its last event."""
+        container restarts...) and nothing else changed the cached pod since its last event; converted
+        reusing the cached pod's requests, constraints and extras when its labels and spec are unchanged."""
         key = wire.key
         if deleted:
             self.pods_seen.pop(key, None)
             self._apply_dict("Pod", wire.to_dict(), True)
             return
-        sig = wire.signature()
+        shape, whole = wire.signatures()
         seen = self.pods_seen.get(key)
-        if seen is not None and seen[0] == sig and self.state.pod(key) is seen[1]:
-            return
-        self._apply_dict("Pod", wire.to_dict(), False)
+        same_spec = None
+        if seen is not None and self.state.pod(key) is seen[2]:
+            if seen[0] == whole:
+                return
+            if seen[1] == shape:
+                same_spec = seen[2]
+        self._apply_dict("Pod", wire.to_dict(), False, same_spec)
         pod = self.state.pod(key)
         if pod is not None:
-            self.pods_seen[key] = (sig, pod)
+            self.pods_seen[key] = (whole, shape, pod)
 
-    def _apply_dict(self, res: str, obj: dict[str, Any], deleted: bool) -> None:
+    def _apply_dict(self, res: str, obj: dict[str, Any], deleted: bool, same_spec: Pod | None = None) -> None:
         key = _obj_key(obj)
         if deleted:
             self.known[res].discard(key)
@@ -275,4 +281,4 @@ class KubeBackend:
                 self.raw.pop((res, key), None)
             else:
                 self.raw[(res, key)] = _debug_copy(res, obj)
-        self.state.apply_object(obj, deleted=deleted)
+        self.state.apply_object(obj, deleted=deleted, same_spec=same_spec)

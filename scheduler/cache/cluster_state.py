@@ -91,15 +91,16 @@ class ClusterState:
         self.generation = 0  # bumps on every applied change
 
     # --- raw Kubernetes objects -------------------------------------------------------------
-    def apply_object(self, obj: Mapping[str, Any], deleted: bool = False) -> None:
-        """Apply one Kubernetes object (an ADDED/MODIFIED watch event, or DELETED when `deleted`)."""
+    def apply_object(self, obj: Mapping[str, Any], deleted: bool = False, *, same_spec: Pod | None = None) -> None:
+        """Apply one Kubernetes object (an ADDED/MODIFIED watch event, or DELETED when `deleted`).
+        `same_spec`: a pod converted from this pod's labels and spec (the watch compared them), reused."""
         kind = obj.get("kind")
         meta = obj.get("metadata") or {}
         name, ns = str(meta.get("name", "")), str(meta.get("namespace") or "default")
         if kind == "Node":
             self.delete_node(name) if deleted else self.upsert_node(convert.node_from_k8s(obj))
         elif kind == "Pod":
-            self.delete_pod(f"{ns}/{name}") if deleted else self.upsert_pod(convert.pod_from_k8s(obj))
+            self.delete_pod(f"{ns}/{name}") if deleted else self.upsert_pod(convert.pod_from_k8s(obj, same_spec))
         elif kind == "PodGroup":
             key = f"{ns}/{name}"
             self._set(self._pod_groups, key, None if deleted else convert.podgroup_from_k8s(obj))

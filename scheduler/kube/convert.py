@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -137,8 +138,25 @@ def _unsupported(spec: Obj) -> list[tuple[str, str]]:
     return []
 
 
-def pod_from_k8s(obj: Obj) -> Pod:
+def pod_from_k8s(obj: Obj, same_spec: Pod | None = None) -> Pod:
+    """`same_spec`: a pod converted from an object with this one's name, labels and spec (the caller
+    compared them): what those decide is taken from it, the rest read again (a pod's status and metadata
+    change many times in its life, its spec and labels seldom)."""
     meta, spec, status = _meta(obj), obj.get("spec") or {}, obj.get("status") or {}
+    owners = meta.get("ownerReferences") or []
+    if same_spec is not None:
+        return dataclasses.replace(
+            same_spec,
+            uid=str(meta.get("uid", "")),
+            node_name=str(spec.get("nodeName") or ""),
+            phase=str(status.get("phase") or "Pending"),
+            annotations=_pairs(meta.get("annotations")),
+            creation=str(meta.get("creationTimestamp", "")),
+            owner_kind=_owner_kind(owners),
+            deleting=bool(meta.get("deletionTimestamp")),
+            pod_group=_pod_group(meta),
+            start_time=parse_timestamp(status.get("startTime")),
+        )
     problems: list[tuple[str, str]] = []
     request = pod_request(spec, problems)
     problems.extend(_unsupported(spec))
@@ -161,8 +179,6 @@ def pod_from_k8s(obj: Obj) -> Pod:
             key=lambda t: (t.key, t.operator, t.value, t.effect),
         )
     )
-    owners = meta.get("ownerReferences") or []
-    owner_kind = next((str(o.get("kind", "")) for o in owners if o.get("controller")), "")
     priority = spec.get("priority")
     labels = _pairs(meta.get("labels"))
     return Pod(
@@ -179,14 +195,22 @@ def pod_from_k8s(obj: Obj) -> Pod:
         priority_class=str(spec.get("priorityClassName") or dict(labels).get("priorityClassName", "")),
         priority=int(priority) if isinstance(priority, int) else None,
         creation=str(meta.get("creationTimestamp", "")),
-        owner_kind=owner_kind,
+        owner_kind=_owner_kind(owners),
         deleting=bool(meta.get("deletionTimestamp")),
         problems=tuple(problems),
         task_priority=_int_label(dict(labels).get(TASK_PRIORITY_LABEL)),
-        pod_group=str((meta.get("annotations") or {}).get(POD_GROUP_ANNOTATION) or ""),
+        pod_group=_pod_group(meta),
         start_time=parse_timestamp(status.get("startTime")),
         extras=pod_extras(str(meta.get("name", "")), spec, dict(labels)),
     )
+
+
+def _owner_kind(owners: Any) -> str:
+    return next((str(o.get("kind", "")) for o in owners if o.get("controller")), "")
+
+
+def _pod_group(meta: Obj) -> str:
+    return str((meta.get("annotations") or {}).get(POD_GROUP_ANNOTATION) or "")
 
 
 def _int_label(raw: str | None) -> int:

@@ -4,7 +4,9 @@ A pod watch event is mostly what the scheduler never reads (managedFields, conta
 and most events of a running cluster change only that. msgspec decodes a line into `PodWire`, which keeps
 the parts the scheduler does read (labels, annotations, owners, the spec) as raw JSON slices: comparing a
 digest of them with the last event's tells whether anything the scheduler reads changed, before a single
-dict is built. `to_dict()` builds the slim object `convert.pod_from_k8s` reads (and the debug API keeps).
+dict is built. `to_dict()` builds the slim object `convert.pod_from_k8s` reads (and the debug API keeps);
+when only the status or metadata changed, the pod's requests, constraints and extras are reused, not
+converted again (the shape digest).
 
 Every field `convert.pod_from_k8s` (and the backend's pod handling) reads must be decoded here:
 tests/unit/test_podwire.py checks that converting the slim object equals converting the full one.
@@ -61,24 +63,28 @@ class PodWire(msgspec.Struct):
     def resource_version(self) -> str:
         return str(self.metadata.resourceVersion or "")
 
-    def signature(self) -> bytes:
-        """A digest of everything `to_dict()` carries but the resourceVersion: equal signatures, equal
-        pods as far as the scheduler can tell. Each part is one whole JSON value, so their concatenation
-        is unambiguous."""
+    def signatures(self) -> tuple[bytes, bytes]:
+        """(shape, whole): a digest of the labels and spec, which decide all `convert.pod_from_k8s` derives
+        from them (requests, constraints, extras...); and one of everything `to_dict()` carries but the
+        resourceVersion. Equal wholes: equal pods as far as the scheduler can tell. Each part is one whole
+        JSON value, so their concatenation is unambiguous; sha256 runs in hardware here."""
         m, s = self.metadata, self.status
-        scalars = (m.uid, m.creationTimestamp, m.deletionTimestamp, s.phase, s.startTime)
-        h = hashlib.blake2b(_encode(scalars), digest_size=16)
-        h.update(m.labels)
+        h = hashlib.sha256(m.labels)
+        h.update(self.spec)
+        shape = h.digest()
         h.update(m.annotations)
         h.update(m.ownerReferences)
-        h.update(self.spec)
-        return h.digest()
+        h.update(_encode((m.uid, m.creationTimestamp, m.deletionTimestamp, s.phase, s.startTime)))
+        return shape, h.digest()
 
     def to_dict(self) -> dict[str, Any]:
         """The pod as a Kubernetes object holding only what the scheduler reads."""
         m = self.metadata
-        meta: dict[str, Any] = {"name": m.name, "namespace": m.namespace, "uid": m.uid}
+        meta: dict[str, Any] = {}
         for k, v in (
+            ("name", m.name),
+            ("namespace", m.namespace),
+            ("uid", m.uid),
             ("resourceVersion", m.resourceVersion),
             ("creationTimestamp", m.creationTimestamp),
             ("deletionTimestamp", m.deletionTimestamp),
@@ -105,6 +111,7 @@ class _ListMeta(msgspec.Struct):
 
 
 class _PodList(msgspec.Struct):
+    kind: Any = None
     metadata: _ListMeta = msgspec.field(default_factory=_ListMeta)
     items: list[PodWire] | None = None
 
@@ -130,6 +137,8 @@ def decode_list(data: bytes) -> dict[str, Any]:
     try:
         page = _decode_list(data)
     except msgspec.ValidationError:
+        page = None
+    if page is None or page.kind not in (None, "PodList"):
         out: dict[str, Any] = _decode_any(data)
         return out
     meta = {"resourceVersion": page.metadata.resourceVersion, "continue": page.metadata.continue_}
