@@ -184,12 +184,15 @@ class KubeBackend:
         return all(r.synced.is_set() for r in self.reflectors)
 
     def wait_synced(self, timeout: float) -> bool:
+        """Apply each kind's list as it arrives, while the others are still listing (no cycle runs before
+        this returns, so a partial cache is never scheduled on)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.synced():
-                self.drain()
+            synced = self.synced()
+            self.drain()
+            if synced:
                 return True
-            time.sleep(0.05)
+            time.sleep(0.01)
         return False
 
     # --- ClusterBackend ------------------------------------------------------------------------

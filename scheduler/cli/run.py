@@ -100,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
     client.fence = status_client.fence = fence
     for c in (client, status_client):  # audit logs (and fault tests) tell replicas apart by it
         c.headers["User-Agent"] = f"kaisched/0.1.0 ({identity})"
+    # the first lists of every kind start now, in flight while the rest is set up (the debug API's and
+    # telemetry's imports among it); their events wait in the queue until wait_synced drains them
+    backend.start()
     status = StatusWriter(status_client, config.scheduler_name, identity)
     backend.committer.event = status.event  # Preempted / Reclaimed / ... on each victim the committer evicts
     daemon = Daemon(backend, status, config, metrics, json_logs=args.log_format == "json")
@@ -107,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         stop_debug = attach(args, daemon, backend, config, metrics, debug_opts)
     except (OSError, ValueError) as err:
         log.error("debug API / telemetry: %s", err)
+        backend.stop()
         return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -122,7 +126,6 @@ def run(args: argparse.Namespace) -> int:
         args.http_address,
         server.server_port,
     )
-    backend.start()
     if not backend.wait_synced(timeout=120):
         log.error("cache did not sync within 120s; is the API server reachable?")
     leader = None
