@@ -126,7 +126,9 @@ def run(args: argparse.Namespace) -> int:
         args.http_address,
         server.server_port,
     )
-    if not backend.wait_synced(timeout=120):
+    if backend.wait_synced(timeout=120):
+        log.info("cache synced: %d pods", len(backend.state.pods()))
+    else:
         log.error("cache did not sync within 120s; is the API server reachable?")
     leader = None
     if args.leader_elect:
