@@ -162,6 +162,7 @@ def contender_main(argv: list[str]) -> int:
     state = backend.state
     t0, c0 = time.perf_counter(), time.process_time()
     backend.start()
+    backend.wait_synced(600)  # as `kaisched run` waits for its first lists
     while len(state.pods()) < args.size:
         if not backend.drain():
             time.sleep(0.001)

@@ -7,12 +7,14 @@ queue and are applied by the scheduling thread only (ClusterState has one writer
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import gc
 import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from scheduler.api.pod import Pod
@@ -50,6 +52,19 @@ def _debug_copy(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
     elif kind == "Node" and isinstance(status, dict):
         out["status"] = {k: v for k, v in status.items() if k != "images"}
     return out
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A relist makes a long-lived object or more per item: the cyclic collector's passes over them, every
+    few hundred allocations, find nothing to free and cost a third of the relist (bench/ingest.py)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class Reflector(threading.Thread):
@@ -220,21 +235,24 @@ class KubeBackend:
                 return n
             n += 1
             if kind == "SYNC":
-                fresh = {_obj_key(o): o for o in payload}
-                for gone in self.known[res] - fresh.keys():
-                    ns, _, name = gone.rpartition("/")
-                    if res == "Pod":
-                        self.pods_seen.pop(gone, None)
-                    if self.raw is not None:
-                        self.raw.pop((res, gone), None)
-                    self.state.apply_object(
-                        {"kind": res, "metadata": {"name": name, "namespace": ns or None}}, deleted=True
-                    )
-                for obj in fresh.values():
-                    self._apply(res, obj, False)
-                self.known[res] = set(fresh)
+                with _collector_paused():
+                    self._sync(res, payload)
             else:
                 self._apply(res, payload, kind == "DELETED")
+
+    def _sync(self, res: str, payload: list[Any]) -> None:
+        """A full list of one kind: what it lacks is gone, the rest is applied (unchanged pods skipped)."""
+        fresh = {_obj_key(o): o for o in payload}
+        for gone in self.known[res] - fresh.keys():
+            ns, _, name = gone.rpartition("/")
+            if res == "Pod":
+                self.pods_seen.pop(gone, None)
+            if self.raw is not None:
+                self.raw.pop((res, gone), None)
+            self.state.apply_object({"kind": res, "metadata": {"name": name, "namespace": ns or None}}, deleted=True)
+        for obj in fresh.values():
+            self._apply(res, obj, False)
+        self.known[res] = set(fresh)
 
     def _apply(self, res: str, obj: dict[str, Any] | podwire.PodWire, deleted: bool) -> None:
         if isinstance(obj, podwire.PodWire):

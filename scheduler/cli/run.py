@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -128,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
     )
     if backend.wait_synced(timeout=120):
         log.info("cache synced: %d pods", len(backend.state.pods()))
+        # what the first lists built lives about as long as the process: the cyclic collector's full
+        # passes leave it alone from now on (reference counting still frees what the cache drops)
+        gc.freeze()
     else:
         log.error("cache did not sync within 120s; is the API server reachable?")
     leader = None
