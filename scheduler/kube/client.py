@@ -116,7 +116,23 @@ class KubeClient:
 
     @staticmethod
     def from_kubeconfig(path: str | None, qps: float = 200.0, burst: int = 400) -> KubeClient:
-        """Kubeconfig at `path`; else in-cluster; else ~/.kube/config (the usual order)."""
+        """Kubeconfig at `path`; else in-cluster; else ~/.kube/config (the usual order). The common cases
+        are read by kube/kubeconfig.py; the rest (exec plugins...) by the official client."""
+        from scheduler.kube import kubeconfig
+
+        conn = kubeconfig.load(path)
+        if conn is not None:
+            return KubeClient(
+                conn.host,
+                headers=conn.headers,
+                ca_file=conn.ca_file,
+                cert_file=conn.cert_file,
+                key_file=conn.key_file,
+                verify=conn.verify,
+                qps=qps,
+                burst=burst,
+                token_file=conn.token_file,
+            )
         from kubernetes import client as kclient
         from kubernetes import config as kconfig
 
