@@ -138,7 +138,9 @@ class Reflector(threading.Thread):
         self.stop_event.wait(delay)
 
     def _list(self) -> str:
-        items: list[dict[str, Any] | podwire.PodWire] = []
+        """List in pages; each page goes to the cache as it arrives (applied while the next is fetched):
+        LIST opens a listing, PAGE carries all pages but the last, SYNC the last one and closes it."""
+        self.out.put(("LIST", self.res.kind, []))
         cont = None
         while True:
             page = self.client.request(
@@ -147,13 +149,14 @@ class Reflector(threading.Thread):
                 params={"limit": 5000, "continue": cont},
                 decode=self.decode_list,
             )
-            for item in page.get("items") or []:
+            items: list[dict[str, Any] | podwire.PodWire] = page.get("items") or []
+            for item in items:
                 if isinstance(item, dict):
                     item.setdefault("kind", self.res.kind)
-                items.append(item)
             cont = (page.get("metadata") or {}).get("continue")
             if not cont:
                 break
+            self.out.put(("PAGE", self.res.kind, items))
         self.out.put(("SYNC", self.res.kind, items))
         self.synced.set()
         return str((page.get("metadata") or {}).get("resourceVersion") or "")
@@ -176,6 +179,7 @@ class KubeBackend:
         self.stop_event = threading.Event()
         self.reflectors = [Reflector(client, r, self.events, self.stop_event) for r in WATCHED]
         self.known: dict[str, set[str]] = {r.kind: set() for r in WATCHED}
+        self.listed: dict[str, set[str]] = {}  # kind -> keys of the list being received, page by page
         self.committer = GangCommitter(client, self.state, identity, bind_parallelism, dry_run)
         self.committer.drain = self.drain  # waiting for victims to leave, the committer keeps the cache fresh
         self.assumed = self.committer.assumed  # pod key -> (node, when) until the watch confirms
@@ -234,25 +238,32 @@ class KubeBackend:
             except queue.Empty:
                 return n
             n += 1
-            if kind == "SYNC":
+            if kind == "LIST":
+                self.listed[res] = set()
+            elif kind in ("PAGE", "SYNC"):
                 with _collector_paused():
-                    self._sync(res, payload)
+                    self._page(res, payload, done=kind == "SYNC")
             else:
                 self._apply(res, payload, kind == "DELETED")
 
-    def _sync(self, res: str, payload: list[Any]) -> None:
-        """A full list of one kind: what it lacks is gone, the rest is applied (unchanged pods skipped)."""
-        fresh = {_obj_key(o): o for o in payload}
-        for gone in self.known[res] - fresh.keys():
+    def _page(self, res: str, payload: list[Any], done: bool) -> None:
+        """A page of a list of one kind, applied (unchanged pods skipped); after its last page, what the
+        list lacked is gone."""
+        listed = self.listed.setdefault(res, set())
+        for obj in payload:
+            listed.add(_obj_key(obj))
+            self._apply(res, obj, False)
+        if not done:
+            return
+        for gone in self.known[res] - listed:
             ns, _, name = gone.rpartition("/")
             if res == "Pod":
                 self.pods_seen.pop(gone, None)
             if self.raw is not None:
                 self.raw.pop((res, gone), None)
             self.state.apply_object({"kind": res, "metadata": {"name": name, "namespace": ns or None}}, deleted=True)
-        for obj in fresh.values():
-            self._apply(res, obj, False)
-        self.known[res] = set(fresh)
+        self.known[res] = listed
+        del self.listed[res]
 
     def _apply(self, res: str, obj: dict[str, Any] | podwire.PodWire, deleted: bool) -> None:
         if isinstance(obj, podwire.PodWire):

@@ -255,3 +255,26 @@ def test_relist_removes_and_reuses():
     b.drain()
     assert b.state.pod("team/other") is None and "team/other" not in b.pods_seen
     assert b.state.pod("team/rich") is kept
+
+
+def test_paged_relist_applies_each_page_and_removes_what_no_page_had():
+    b = _backend()
+
+    def named(name: str) -> podwire.PodWire:
+        pod = copy.deepcopy(RICH)
+        pod["metadata"]["name"] = name
+        return _wire(_as_served(pod))
+
+    for event in (("LIST", "Pod", []), ("PAGE", "Pod", [named("a"), named("b")]), ("SYNC", "Pod", [named("c")])):
+        b.events.put(event)
+    b.drain()
+    assert sorted(b.state.pods()) == ["team/a", "team/b", "team/c"]
+    # a relist whose first attempt broke off after a page, then listed again: b is gone, d is new
+    b.events.put(("LIST", "Pod", []))
+    b.events.put(("PAGE", "Pod", [named("b")]))
+    b.drain()
+    assert b.state.pod("team/b") is not None  # nothing is removed before a list is complete
+    for event in (("LIST", "Pod", []), ("PAGE", "Pod", [named("a")]), ("SYNC", "Pod", [named("c"), named("d")])):
+        b.events.put(event)
+    b.drain()
+    assert sorted(b.state.pods()) == ["team/a", "team/c", "team/d"] and "team/b" not in b.pods_seen
