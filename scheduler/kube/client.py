@@ -21,7 +21,6 @@ import urllib3
 if TYPE_CHECKING:
     from scheduler.kube.fence import Fence
 
-SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 TOKEN_REFRESH_S = 60.0
 
 
@@ -120,47 +119,17 @@ class KubeClient:
         are read by kube/kubeconfig.py; the rest (exec plugins...) by the official client."""
         from scheduler.kube import kubeconfig
 
-        conn = kubeconfig.load(path)
-        if conn is not None:
-            return KubeClient(
-                conn.host,
-                headers=conn.headers,
-                ca_file=conn.ca_file,
-                cert_file=conn.cert_file,
-                key_file=conn.key_file,
-                verify=conn.verify,
-                qps=qps,
-                burst=burst,
-                token_file=conn.token_file,
-            )
-        from kubernetes import client as kclient
-        from kubernetes import config as kconfig
-
-        cfg = kclient.Configuration()
-        token_file = None
-        if path:
-            kconfig.load_kube_config(config_file=path, client_configuration=cfg)
-        else:
-            try:
-                kconfig.load_incluster_config(client_configuration=cfg)
-                token_file = SERVICE_ACCOUNT_TOKEN
-            except kconfig.ConfigException:
-                kconfig.load_kube_config(client_configuration=cfg)
-        headers = {}
-        token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
-        if token:
-            prefix = (cfg.api_key_prefix or {}).get("authorization", "")
-            headers["Authorization"] = f"{prefix} {token}".strip() if not token.startswith("Bearer") else token
+        conn = kubeconfig.load(path) or kubeconfig.official(path)
         return KubeClient(
-            cfg.host,
-            headers=headers,
-            ca_file=cfg.ssl_ca_cert,
-            cert_file=cfg.cert_file,
-            key_file=cfg.key_file,
-            verify=cfg.verify_ssl,
+            conn.host,
+            headers=conn.headers,
+            ca_file=conn.ca_file,
+            cert_file=conn.cert_file,
+            key_file=conn.key_file,
+            verify=conn.verify,
             qps=qps,
             burst=burst,
-            token_file=token_file,
+            token_file=conn.token_file,
         )
 
     def _auth_headers(self) -> dict[str, str]:

@@ -2,7 +2,7 @@
 common cases (a token or a client certificate, a CA or none) without the official client, whose import
 costs several tenths of a second of start-up (bench/startup.py). Anything else (exec and auth-provider
 plugins, basic auth, impersonation, proxies, merged KUBECONFIG lists) is left to the official client:
-`load` returns None and KubeClient.from_kubeconfig falls back to it.
+`load` returns None and KubeClient.from_kubeconfig falls back to `official`.
 """
 
 from __future__ import annotations
@@ -108,5 +108,37 @@ def _kubeconfig(path: Path) -> Connection | None:
         cert_file=_file_or_data(user, "client-certificate", base),
         key_file=_file_or_data(user, "client-key", base),
         verify=not bool(cluster.get("insecure-skip-tls-verify")),
+        token_file=token_file,
+    )
+
+
+def official(path: str | None) -> Connection:
+    """What the official client makes of it (exec and auth-provider plugins, merged lists...); raises
+    its ConfigException when there is no configuration at all."""
+    from kubernetes import client as kclient
+    from kubernetes import config as kconfig
+
+    cfg = kclient.Configuration()
+    token_file = None
+    if path:
+        kconfig.load_kube_config(config_file=path, client_configuration=cfg)
+    else:
+        try:
+            kconfig.load_incluster_config(client_configuration=cfg)
+            token_file = f"{SERVICE_ACCOUNT_DIR}/token"
+        except kconfig.ConfigException:
+            kconfig.load_kube_config(client_configuration=cfg)
+    headers = {}
+    token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
+    if token:
+        prefix = (cfg.api_key_prefix or {}).get("authorization", "")
+        headers["Authorization"] = f"{prefix} {token}".strip() if not token.startswith("Bearer") else token
+    return Connection(
+        host=cfg.host,
+        headers=headers,
+        ca_file=cfg.ssl_ca_cert,
+        cert_file=cfg.cert_file,
+        key_file=cfg.key_file,
+        verify=cfg.verify_ssl,
         token_file=token_file,
     )

@@ -93,3 +93,10 @@ def test_from_kubeconfig_uses_it(tmp_path: Path) -> None:
     client = KubeClient.from_kubeconfig(str(path), qps=5, burst=7)
     assert client.host == "http://127.0.0.1:9" and client.headers["Authorization"] == "Bearer x"
     assert client.bucket.qps == 5 and client.bucket.capacity == 7
+
+
+def test_from_kubeconfig_falls_back_to_the_official_client(tmp_path: Path) -> None:
+    path = _write(tmp_path, {"server": "https://10.9.9.9:6443", "proxy-url": "http://proxy:3128"}, {"token": "y"})
+    assert kubeconfig.load(str(path)) is None
+    client = KubeClient.from_kubeconfig(str(path))
+    assert client.host == "https://10.9.9.9:6443" and client.headers["Authorization"] == "Bearer y"
