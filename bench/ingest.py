@@ -166,6 +166,7 @@ def contender_main(argv: list[str]) -> int:
     client = KubeClient(args.host, qps=0, burst=1)
     backend = KubeBackend(client, podstream.SCHEDULER)
     backend.reflectors = [r for r in backend.reflectors if r.res.kind == "Pod"]
+    backend.raw = {}  # the debug API is on by default: the cache keeps each object for snapshots too
     state = backend.state
     t0, c0 = time.perf_counter(), time.process_time()
     backend.start()

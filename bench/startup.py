@@ -10,7 +10,7 @@ Prints, per contender, the median over --repeat runs of, in seconds after the pr
 'starting:' log line (imports and set-up done), 'cache synced' (every kind listed and applied), the first
 cycle's snapshot + allocate time (from its log line), and the first bind (seen by a watch).
 
-    python bench/startup.py [--nodes 1000 --running 5000 --pending 200 --repeat 3 --baseline main]
+    python bench/startup.py [--nodes 1000 --running 5000 --pending 1000 --repeat 3 --baseline main]
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, default=1000, help="a multiple of 100")
     ap.add_argument("--running", type=int, default=5000)
-    ap.add_argument("--pending", type=int, default=200, help="pending pods per run")
+    ap.add_argument("--pending", type=int, default=1000, help="pending pods per run")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--baseline", default="main", help="a git ref of this repository ('' for none)")
     args = ap.parse_args()
