@@ -126,6 +126,8 @@ def decode_event(line: bytes) -> dict[str, Any]:
     try:
         ev = _decode_event(line)
     except msgspec.ValidationError:
+        ev = None
+    if ev is None or ev.type == "ERROR":
         out: dict[str, Any] = _decode_any(line)
         return out
     return {"type": ev.type, "object": ev.object}

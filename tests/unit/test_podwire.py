@@ -182,6 +182,8 @@ def test_same_spec_reuse_equals_a_full_conversion():
 def test_error_event_and_lists():
     err = podwire.decode_event(b'{"type":"ERROR","object":{"kind":"Status","status":"Failure","code":410}}')
     assert err == {"type": "ERROR", "object": {"kind": "Status", "status": "Failure", "code": 410}}
+    bare = podwire.decode_event(b'{"type":"ERROR","object":{"code":410}}')  # even one that could pass for a pod
+    assert bare == {"type": "ERROR", "object": {"code": 410}}
     page = json.dumps({"kind": "PodList", "metadata": {"resourceVersion": "9", "continue": "c1"}, "items": [RICH]})
     out = podwire.decode_list(page.encode())
     assert out["metadata"] == {"resourceVersion": "9", "continue": "c1"}
