@@ -156,6 +156,7 @@ def contender_main(argv: list[str]) -> int:
     ap.add_argument("--host", required=True)
     ap.add_argument("--size", type=int, required=True)
     ap.add_argument("--events", type=int, required=True)
+    ap.add_argument("--debug-copies", action="store_true")
     args = ap.parse_args(argv)
     sys.path.insert(0, args.repo)
     import scheduler
@@ -166,7 +167,8 @@ def contender_main(argv: list[str]) -> int:
     client = KubeClient(args.host, qps=0, burst=1)
     backend = KubeBackend(client, podstream.SCHEDULER)
     backend.reflectors = [r for r in backend.reflectors if r.res.kind == "Pod"]
-    backend.raw = {}  # the debug API is on by default: the cache keeps each object for snapshots too
+    if args.debug_copies:
+        backend.raw = {}  # as the daemon with its debug API on: each object is kept for snapshots too
     state = backend.state
     t0, c0 = time.perf_counter(), time.process_time()
     backend.start()
@@ -254,6 +256,11 @@ def main() -> int:
     ap.add_argument("--heartbeats", type=int, default=4, help="status-only updates per running pod")
     ap.add_argument("--baseline", default="main", help="a git ref of this repository ('' for none)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per contender and size (the best is shown)")
+    ap.add_argument(
+        "--debug-copies",
+        action="store_true",
+        help="keep each object for the debug API's snapshots, as `kaisched run` does unless --debug-address none",
+    )
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="kaisched-ingest-"))
@@ -304,6 +311,7 @@ def main() -> int:
                         str(size),
                         "--events",
                         str(events),
+                        *(["--debug-copies"] if args.debug_copies else []),
                     ]
                     res = json.loads(subprocess.run(cmd, check=True, capture_output=True).stdout.splitlines()[-1])
                     best = results.get((name, size))
