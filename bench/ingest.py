@@ -82,15 +82,16 @@ def write_data(folder: Path, sizes: list[int], stream_pods: int, heartbeats: int
 
 # ------------------------------------------------------------------------------------------ the server
 def serve_main(argv: list[str]) -> int:
-    """GET /s<N>/api/v1/pods: the LIST of the first N pods, paged; with watch=true the recorded stream,
-    sent once /s<N>/go was asked for (so the relist and the watch are timed apart); later watches idle."""
+    """GET /s<N>/api/v1/pods: the LIST of the first N pods, paged; with watch=true from the first list's
+    resourceVersion, the recorded stream, sent once /s<N>/go was asked for (so the relist and the watch are
+    timed apart); the watch after a relist idles."""
     ap = argparse.ArgumentParser(prog="ingest.py serve")
     ap.add_argument("--dir", required=True)
     ap.add_argument("--port", type=int, required=True)
     args = ap.parse_args(argv)
     folder = Path(args.dir)
     go: dict[str, threading.Event] = {}
-    streamed: set[str] = set()
+    lists: dict[str, int] = {}  # lists begun per contender
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -117,9 +118,9 @@ def serve_main(argv: list[str]) -> int:
                 self._send(b"{}")
                 return
             if q.get("watch") == "true":
-                with lock:
-                    first = prefix not in streamed
-                    streamed.add(prefix)
+                # the stream goes to a watch from the first list (also one that reconnected because the
+                # contender took longer than its read timeout to apply that list); a relist's watch idles
+                first = q.get("resourceVersion") == str(LIST_RV)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Transfer-Encoding", "chunked")
@@ -139,7 +140,11 @@ def serve_main(argv: list[str]) -> int:
             nxt = str(page + 1) if start + PAGE < size else ""
             lines = (folder / f"items-{page}.jsonl").read_bytes().splitlines() if start < size else []
             items = b",".join(lines[: size - start])
-            meta = json.dumps({"resourceVersion": str(LIST_RV), "continue": nxt}).encode()
+            with lock:
+                lists[prefix] = lists.get(prefix, 0) + (page == 0)
+                again = lists[prefix] > 1
+            meta = json.dumps({"resourceVersion": str(LIST_RV * 1000 if again else LIST_RV), "continue": nxt})
+            meta = meta.encode()
             self._send(b'{"kind":"PodList","apiVersion":"v1","metadata":' + meta + b',"items":[' + items + b"]}")
 
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
