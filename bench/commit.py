@@ -61,6 +61,7 @@ from daemon import (  # noqa: E402
     repo_env,
     run_backlog,
     summarize_daemon_log,
+    wait_nodes_ready,
 )
 
 from scheduler.kube.client import ApiError, KubeClient  # noqa: E402
@@ -121,21 +122,6 @@ def ceiling_main(argv: list[str]) -> int:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def wait_nodes_ready(client: KubeClient, n: int, timeout: float) -> tuple[int, float]:
-    t0 = time.monotonic()
-    ready = 0
-    while time.monotonic() - t0 < timeout:
-        ready = 0
-        for node in list_all(client, "/api/v1/nodes"):
-            conds = (node.get("status") or {}).get("conditions") or []
-            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
-                ready += 1
-        if ready >= n:
-            break
-        time.sleep(1.0)
-    return ready, time.monotonic() - t0
-
-
 def rates(res: dict[str, Any], n: int, t_create0: float) -> dict[str, float]:
     times = sorted(res["bound"].values())
     out = {"bound": float(len(times)), "n": float(n)}

@@ -14,6 +14,12 @@ a KubeSchedulerConfiguration's clientConnection) schedules them. Prints pods/s f
 
     python bench/daemon.py [--qps 200 --burst 400 --schedule-period 1]
 
+Take-back case (issue 12), `python bench/daemon.py takeback [--rounds 3 --victim-grace 30]`: 1,000 kwok nodes x 8
+GPUs, each held by one low-priority (50) 8-GPU pod placed by hand; with the daemon running (the default five
+actions), a high-priority (125) gang of 8 x 8 GPUs (PodGroup minMember 8) is created. Prints, per round, the
+time from the first create call to all 8 bound and the number of victims (exactly 8 is right); between rounds
+the gang is deleted and its nodes filled again. KAI-Scheduler's figure on the same setup: 2.75 s, 8 victims.
+
 Every process (etcd, kube-apiserver, the daemon, kube-scheduler) belongs to the LocalCluster and is killed
 when it stops; the processes' logs are copied to --log-dir first.
 """
@@ -21,6 +27,7 @@ when it stops; the processes' logs are copied to --log-dir first.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import re
 import shutil
@@ -38,7 +45,7 @@ sys.path.insert(0, str(REPO))
 
 from scheduler.kube.client import ApiError, KubeClient  # noqa: E402
 from scheduler.kube.quantity import parse_quantity  # noqa: E402
-from tests.kubecluster import LocalCluster, apply_crds  # noqa: E402
+from tests.kubecluster import LocalCluster, apply_crds, free_port  # noqa: E402
 
 GPU = "nvidia.com/gpu"
 ZONES, RACKS, PER_RACK = 5, 10, 10
@@ -124,6 +131,18 @@ def pod_body(ns: str, name: str, scheduler: str, *, gpu: bool, group: str = "") 
     }
 
 
+def bench_setup(cluster: LocalCluster, workers: int) -> tuple[str, KubeClient, ThreadPoolExecutor]:
+    """The CRDs applied; the kubeconfig, the bench's own client (no rate limit: creation goes as fast as the
+    API server allows) and a pool of `workers` threads to create objects with."""
+    api = cluster.api_client()
+    apply_crds(api)
+    api.close()
+    kubeconfig = str(cluster.kubeconfig)
+    client = KubeClient.from_kubeconfig(kubeconfig, qps=0, burst=1)
+    client.pool.connection_pool_kw["maxsize"] = workers + 4
+    return kubeconfig, client, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="create")
+
+
 def create_namespace(client: KubeClient, ns: str) -> None:
     client.request(
         "POST", "/api/v1/namespaces", body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
@@ -152,20 +171,19 @@ def create_podgroups(
     names: list[str],
     size: int,
     annotations: dict[str, str] | None = None,
+    priority_class: str = "",
 ) -> None:
     def one(name: str) -> None:
         meta: dict[str, Any] = {"name": name, "namespace": ns}
         if annotations:
             meta["annotations"] = dict(annotations)
+        spec: dict[str, Any] = {"minMember": size}
+        if priority_class:
+            spec["priorityClassName"] = priority_class
         client.request(
             "POST",
             f"/apis/scheduling.run.ai/v2alpha2/namespaces/{ns}/podgroups",
-            body={
-                "apiVersion": "scheduling.run.ai/v2alpha2",
-                "kind": "PodGroup",
-                "metadata": meta,
-                "spec": {"minMember": size},
-            },
+            body={"apiVersion": "scheduling.run.ai/v2alpha2", "kind": "PodGroup", "metadata": meta, "spec": spec},
         )
 
     list(pool.map(one, names))
@@ -188,11 +206,11 @@ def delete_pods(client: KubeClient, ns: str, timeout: float = 60.0) -> bool:
     return True
 
 
-def kaisched_argv(kubeconfig: str, qps: float, burst: int, schedule_period: float) -> list[str]:
+def kaisched_argv(kubeconfig: str, qps: float, burst: int, schedule_period: float, http_port: int = 0) -> list[str]:
     return [
         sys.executable, "-m", "scheduler.cli.main", "run",
         "--kubeconfig", kubeconfig,
-        "--http-port", "0", "--http-address", "127.0.0.1",
+        "--http-port", str(http_port), "--http-address", "127.0.0.1",
         "--schedule-period", str(schedule_period),
         "--qps", str(qps), "--burst", str(burst),
     ]  # fmt: skip
@@ -288,6 +306,21 @@ def list_all(client: KubeClient, path: str) -> list[dict[str, Any]]:
         cont = (page.get("metadata") or {}).get("continue")
         if not cont:
             return items
+
+
+def wait_nodes_ready(client: KubeClient, n: int, timeout: float) -> tuple[int, float]:
+    t0 = time.monotonic()
+    ready = 0
+    while time.monotonic() - t0 < timeout:
+        ready = 0
+        for node in list_all(client, "/api/v1/nodes"):
+            conds = (node.get("status") or {}).get("conditions") or []
+            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
+                ready += 1
+        if ready >= n:
+            break
+        time.sleep(1.0)
+    return ready, time.monotonic() - t0
 
 
 def overcommitted(client: KubeClient) -> list[str]:
@@ -458,14 +491,7 @@ def main() -> int:
     t_bench = time.monotonic()
     out: list[str] = []
     with LocalCluster() as cluster:
-        api = cluster.api_client()
-        apply_crds(api)
-        api.close()
-        kubeconfig = str(cluster.kubeconfig)
-        # the bench's own client: no rate limit (creation goes as fast as the API server allows)
-        client = KubeClient.from_kubeconfig(kubeconfig, qps=0, burst=1)
-        client.pool.connection_pool_kw["maxsize"] = args.workers + 4
-        pool = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="create")
+        kubeconfig, client, pool = bench_setup(cluster, args.workers)
         try:
             nodes_s = make_nodes(client, pool)
             n_nodes = ZONES * RACKS * PER_RACK
@@ -603,7 +629,225 @@ def main() -> int:
     return 0 if ok else 1
 
 
+# ------------------------------------------------------------------------------------------ take-back case
+TB_LOW_NS = "takeback-low"
+LOW_CLASS, HIGH_CLASS = ("bench-low", 50), ("bench-high", 125)
+
+
+def whole_node_pod(
+    ns: str, name: str, priority_class: str, grace: int, node: str = "", group: str = ""
+) -> dict[str, Any]:
+    """An 8-GPU pod (a whole node); `node`: placed by hand (spec.nodeName), as if scheduled long ago."""
+    body = pod_body(ns, name, "kai-scheduler", gpu=True, group=group)
+    body["spec"]["containers"][0]["resources"] = {"limits": {GPU: NODE_ALLOC[GPU]}}
+    body["spec"]["priorityClassName"] = priority_class
+    body["spec"]["terminationGracePeriodSeconds"] = grace
+    if node:
+        body["spec"]["nodeName"] = node
+    return body
+
+
+def wait_running(client: KubeClient, ns: str, n: int, timeout: float) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        pods = list_all(client, f"/api/v1/namespaces/{ns}/pods")
+        if sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Running") >= n:
+            return time.monotonic() - t0
+        time.sleep(0.5)
+    raise RuntimeError(f"{ns}: fewer than {n} pods Running after {timeout:.0f}s")
+
+
+def daemon_cycles(port: int) -> float:
+    import urllib.request
+
+    from tests.daemonproc import parse_metrics
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return parse_metrics(r.read().decode()).get("kaisched_cycles_total", 0.0)
+
+
+def live_pods(client: KubeClient, ns: str) -> dict[str, str]:
+    """Pods not terminating: name -> node."""
+    return {
+        p["metadata"]["name"]: str(p["spec"].get("nodeName") or "")
+        for p in list_all(client, f"/api/v1/namespaces/{ns}/pods")
+        if not p["metadata"].get("deletionTimestamp")
+    }
+
+
+def takeback_round(client: KubeClient, pool: ThreadPoolExecutor, r: int, size: int, timeout: float) -> dict[str, Any]:
+    """Create the high-priority gang (PodGroup, then its pods at once); wait until every member is bound."""
+    ns, pg = f"takeback-gang-{r}", f"hi-{r}"
+    create_namespace(client, ns)
+    before = live_pods(client, TB_LOW_NS)
+    watcher = BindWatcher(client, ns, size)
+    watcher.start()
+    watcher.ready.wait(30)
+    bodies = [whole_node_pod(ns, f"{pg}-{m}", HIGH_CLASS[0], 30, group=pg) for m in range(size)]
+    wall0 = time.time()
+    t0 = time.monotonic()
+    create_podgroups(client, pool, ns, [pg], size, priority_class=HIGH_CLASS[0])
+    create_pods(client, pool, bodies)
+    created = time.monotonic() - t0
+    finished = watcher.done.wait(timeout)
+    watcher.stop_event.set()
+    times = sorted(watcher.bound.values())
+    after = live_pods(client, TB_LOW_NS)
+    victims = sorted(set(before) - set(after))
+    return {
+        "ns": ns,
+        "finished": finished,
+        "created_s": created,
+        "first_s": times[0] - t0 if times else float("inf"),
+        "all_s": times[-1] - t0 if finished else float("inf"),
+        "bound": len(times),
+        "victims": victims,
+        "victims_on_gang_nodes": sorted({before[v] for v in victims}) == sorted(set(watcher.node.values())),
+        "nodes": sorted(set(watcher.node.values())),
+        "wall0": wall0,
+    }
+
+
+def refill(client: KubeClient, pool: ThreadPoolExecutor, res: dict[str, Any], r: int, grace: int) -> None:
+    """Give the gang's nodes back to low-priority pods, for the next round."""
+    delete_pods(client, res["ns"])
+    bodies = [
+        whole_node_pod(TB_LOW_NS, f"low-r{r}-{i}", LOW_CLASS[0], grace, node=n) for i, n in enumerate(res["nodes"])
+    ]
+    create_pods(client, pool, bodies)
+
+
+def binding_cycle(text: str, wall0: float) -> dict[str, float] | None:
+    """The first cycle logged after `wall0` that bound pods: when it started (wall clock) and its phases (ms)."""
+    for line in text.splitlines():
+        m = _CYCLE.match(line)
+        if not m:
+            continue
+        kv = dict(part.split("=", 1) for part in m.group(2).split())
+        ended = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()  # local time, as logged
+        phases = {k: float(kv[f"{k}_ms"]) for k in ("snapshot", "allocate", "bind", "status")}
+        if ended >= wall0 and kv.get("pods_bound") not in (None, "0"):
+            return {"started": ended - sum(phases.values()) / 1000, **phases}
+    return None
+
+
+def takeback_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="daemon.py takeback", description="high-priority gang on a full cluster")
+    ap.add_argument("--qps", type=float, default=200.0)
+    ap.add_argument("--burst", type=int, default=400)
+    ap.add_argument("--schedule-period", type=float, default=1.0)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--gang-size", type=int, default=8)
+    ap.add_argument("--victim-grace", type=int, default=30, help="the low-priority pods' terminationGracePeriodSeconds")
+    ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--workers", type=int, default=32)
+    ap.add_argument("--log-dir", default="/tmp/kaisched-bench-takeback-logs")
+    args = ap.parse_args(argv)
+    zones, racks, per_rack = 10, 10, 10
+    n_nodes = zones * racks * per_rack
+    t_bench = time.monotonic()
+
+    def say(msg: str) -> None:
+        print(f"[{time.monotonic() - t_bench:6.1f}s] {msg}", flush=True)
+
+    rounds: list[dict[str, Any]] = []
+    with LocalCluster() as cluster:
+        kubeconfig, client, pool = bench_setup(cluster, args.workers)
+        cluster.start_kwok()
+        try:
+            for name, value in (LOW_CLASS, HIGH_CLASS):
+                client.request(
+                    "POST",
+                    "/apis/scheduling.k8s.io/v1/priorityclasses",
+                    body={"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
+                          "value": value},
+                )  # fmt: skip
+            nodes_s = make_nodes(client, pool, zones, racks, per_rack, kwok=True)
+            ready, ready_s = wait_nodes_ready(client, n_nodes, 180)
+            say(f"{n_nodes} kwok nodes created in {nodes_s:.1f}s, {ready} Ready {ready_s:.1f}s later")
+            create_namespace(client, TB_LOW_NS)
+            names = sorted(n["metadata"]["name"] for n in list_all(client, "/api/v1/nodes"))
+            low = [whole_node_pod(TB_LOW_NS, f"low-{i:04d}", LOW_CLASS[0], args.victim_grace, node=n)
+                   for i, n in enumerate(names)]  # fmt: skip
+            _, create_s = create_pods(client, pool, low)
+            run_s = wait_running(client, TB_LOW_NS, len(low), 300)
+            say(f"{len(low)} low-priority 8-GPU pods created in {create_s:.1f}s, Running {run_s:.1f}s later")
+            port = free_port()
+            argv_d = kaisched_argv(kubeconfig, args.qps, args.burst, args.schedule_period, http_port=port)
+            cluster.spawn("kaisched", argv_d, env=repo_env())
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    if daemon_cycles(port) >= 3:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.3)
+            else:
+                print(cluster.logs("kaisched"), flush=True)
+                return 1
+            say("daemon up, cycling")
+            for r in range(args.rounds):
+                res = takeback_round(client, pool, r, args.gang_size, args.timeout)
+                rounds.append(res)
+                say(
+                    f"round {r}: all {res['bound']}/{args.gang_size} bound {res['all_s']:.2f}s after creation "
+                    f"(first {res['first_s']:.2f}s), {len(res['victims'])} victims"
+                )
+                time.sleep(max(2.0, 2 * args.schedule_period))  # the cycle line of the binding cycle is logged
+                if r + 1 < args.rounds:
+                    refill(client, pool, res, r, args.victim_grace)
+                    wait_running(client, TB_LOW_NS, n_nodes, 120)
+                    time.sleep(2 * args.schedule_period)
+            log_text = cluster.log_path("kaisched").read_text(errors="replace")
+            logdir = Path(args.log_dir)
+            logdir.mkdir(parents=True, exist_ok=True)
+            for name in ("kaisched", "kwok", "kube-apiserver"):
+                if cluster.log_path(name).exists():
+                    shutil.copy(cluster.log_path(name), logdir / f"{name}.log")
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    out = [
+        "",
+        f"=== take-back: {n_nodes} kwok nodes x 8 GPUs, each held by a low-priority ({LOW_CLASS[1]}) 8-GPU pod "
+        f"(grace {args.victim_grace}s); a priority-{HIGH_CLASS[1]} gang of {args.gang_size} x 8 GPUs arrives; "
+        f"schedule period {args.schedule_period:g}s, QPS/burst {args.qps:g}/{args.burst} ===",
+        f"{'round':>5} {'create':>7} {'1st bound':>9} {'all bound':>9} {'victims':>7}  "
+        "the binding cycle: started after creation, then its phases",
+    ]
+    ok = True
+    for r, res in enumerate(rounds):
+        c = binding_cycle(log_text, res["wall0"])
+        phases = (
+            f"+{c['started'] - res['wall0']:.2f}s; snapshot {c['snapshot']:.0f} ms, session {c['allocate']:.0f} ms, "
+            f"commit (evict, wait, bind) {c['bind']:.0f} ms"
+            if c
+            else "(no cycle line)"
+        )
+        out.append(
+            f"{r:>5} {res['created_s']:>6.2f}s {res['first_s']:>8.2f}s {res['all_s']:>8.2f}s "
+            f"{len(res['victims']):>7}  {phases}"
+        )
+        ok = ok and res["finished"] and len(res["victims"]) == args.gang_size
+    alls = sorted(res["all_s"] for res in rounds)
+    if alls:
+        out.append(
+            f"median creation -> all {args.gang_size} bound: {alls[len(alls) // 2]:.2f}s (KAI-Scheduler: 2.75s; "
+            f"target: within 3s); victims exactly {args.gang_size} in every round: "
+            + ("yes" if all(len(r["victims"]) == args.gang_size for r in rounds) else "NO")
+            + "; the victims' nodes are the gang's: "
+            + ("yes" if all(r["victims_on_gang_nodes"] for r in rounds) else "NO")
+            + f"; slowest {alls[-1]:.2f}s"
+        )
+    out.append(f"bench wall time: {time.monotonic() - t_bench:.0f}s; logs in {args.log_dir}")
+    print("\n".join(out), flush=True)
+    return 0 if ok else 1
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "takeback":
+        sys.exit(takeback_main(sys.argv[2:]))
     try:
         sys.exit(main())
     except ApiError as e:

@@ -285,6 +285,29 @@ class LocalCluster:
         # HOME points at an empty dir, so no user ~/.kwok/kwok.yaml is read.
         return self.spawn("kwok", argv, env={**os.environ, "HOME": str(kwok_home)})
 
+    KCM_CONTROLLERS = ("deployment-controller", "replicaset-controller", "garbage-collector-controller")
+
+    def start_controller_manager(
+        self, controllers: tuple[str, ...] = KCM_CONTROLLERS, extra: tuple[str, ...] = ()
+    ) -> subprocess.Popen[bytes]:
+        """Start kube-controller-manager with only `controllers` (by default what Deployments need: their
+        ReplicaSets make the pods, and re-make the ones a scheduler evicts; garbage collection), plus
+        `extra` flags."""
+        if missing_binaries(self.bin_dir, ("kube-controller-manager",)):
+            raise ClusterError(f"kube-controller-manager missing in {self.bin_dir}: run e2e/testbin/build.sh")
+        argv = [
+            str(self.bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={self.kubeconfig}",
+            f"--controllers={','.join(controllers)}",
+            "--leader-elect=false",
+            "--secure-port=0",
+            "--concurrent-deployment-syncs=10",
+            "--concurrent-replicaset-syncs=10",
+            "--v=1",
+            *extra,
+        ]
+        return self.spawn("kube-controller-manager", argv)
+
     def kill(self, name: str) -> None:
         p = self._procs.pop(name, None)
         if p is not None:
@@ -457,6 +480,22 @@ contexts:
 current-context: local
 """
         )
+
+
+def deployment_manifest(
+    name: str, replicas: int, pod_spec: dict[str, Any], labels: dict[str, str], annotations: dict[str, str]
+) -> dict[str, Any]:
+    """A Deployment whose pods carry `labels` (plus app=<name>, its selector), `annotations` and `pod_spec`."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {**labels, "app": name}, "annotations": annotations}, "spec": pod_spec},
+        },
+    }
 
 
 CRD_DIR = REPO_ROOT / "deploy" / "crds"

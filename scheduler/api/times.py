@@ -23,8 +23,11 @@ def parse_timestamp(text: object) -> float | None:
     return parsed.timestamp()
 
 
-def format_timestamp(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def format_timestamp(seconds: float, precise: bool = False) -> str:
+    """`precise`: with microseconds, for a time read back to count a period from (whole seconds would
+    move it up to a second earlier)."""
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if precise else "%Y-%m-%dT%H:%M:%SZ"
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime(fmt)
 
 
 def parse_duration(value: object) -> float | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import gc
 import logging
 import queue
@@ -18,10 +19,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from scheduler.api.pod import Pod
-from scheduler.backends.base import CommitOutcome
+from scheduler.backends.base import CommitOutcome, grouper_config
 from scheduler.binder.commit import GangCommitter
 from scheduler.cache.cluster_state import ClusterState, Snapshot
+from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.record import GangCommit
+from scheduler.grouper.live import LiveGrouper
 from scheduler.kube import podwire
 from scheduler.kube.client import ApiError, KubeClient, decode_dict
 from scheduler.kube.paths import PODS, WATCHED, ApiResource
@@ -189,6 +192,9 @@ class KubeBackend:
         # still holds that very Pod, an event with the same whole changes nothing, and one with the same
         # shape keeps the Pod's requests, constraints and extras
         self.pods_seen: dict[str, tuple[bytes, bytes, Pod]] = {}
+        # PodGroups for workloads' pods; what the API answers to its writes enters the cache at the next drain
+        self.grouper = LiveGrouper(client, scheduler_name, on_object=self._written)
+        self.grouping = False  # set by the first group() (configuration `grouping`)
 
     def start(self) -> None:
         for r in self.reflectors:
@@ -197,6 +203,11 @@ class KubeBackend:
     def stop(self) -> None:
         self.stop_event.set()
         self.committer.close()
+        self.grouper.close()
+
+    def _written(self, kind: str, obj: dict[str, Any]) -> None:
+        obj.setdefault("kind", kind)
+        self.events.put(("MODIFIED", kind, obj))
 
     def synced(self) -> bool:
         """Every resource listed once (a CRD that is not installed counts as listed, empty)."""
@@ -216,7 +227,16 @@ class KubeBackend:
 
     # --- ClusterBackend ------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        return self.state.snapshot()
+        snap = self.state.snapshot()
+        held = self.grouper.waiting() if self.grouping else {}
+        return dataclasses.replace(snap, held=held) if held else snap
+
+    def group(self, config: SchedulerConfig) -> None:
+        """Make the PodGroups of pods waiting for one (grouper/live.py), then take what was written into
+        the cache, so this cycle already schedules the gangs."""
+        self.grouping = True  # from now on pods the grouper has not seen yet are held in snapshots
+        if self.grouper.run(grouper_config(config, self.known["PriorityClass"])):
+            self.drain()
 
     def recover(self, snapshot: Snapshot) -> list[str]:
         """Finish or undo commits a previous run left half done (their intent records), and return gangs
@@ -308,6 +328,8 @@ class KubeBackend:
                 # an event older than our bind: keep the pod on its node until the watch catches up
                 obj = copy.deepcopy(obj)
                 obj["spec"]["nodeName"] = self.assumed[key][0]
+        if res in ("Pod", "PodGroup"):
+            self.grouper.observe(res, obj, deleted)
         if self.raw is not None:
             if deleted:
                 self.raw.pop((res, key), None)

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from scheduler.api.resources import Resources
 from scheduler.binder.crash import crashpoint
+from scheduler.binder.volumes import ClaimBind, ClaimBinder
 from scheduler.cache.cluster_state import ClusterState, Snapshot
 from scheduler.kube.client import ApiError, KubeClient
 from scheduler.kube.paths import NODES, POD_GROUPS, PODS
@@ -66,6 +67,8 @@ class GangWrite(Protocol):
     def evictions(self) -> tuple[tuple[str, str], ...]: ...
     @property
     def pipelined(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def claims(self) -> tuple[tuple[str, str, str], ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,7 @@ class Intent:
     evictions: tuple[Victim, ...] = ()  # the eviction plan: every victim, evicted before any bind
     at: float = 0.0  # wall-clock time the eviction plan was recorded (its victims' deadline counts from it)
     on_pod: bool = False  # recorded on the pod `gang` itself (a gang of one), not on a PodGroup
+    claims: tuple[ClaimBind, ...] = ()  # WaitForFirstConsumer claims written before any bind
 
     def to_json(self) -> str:
         data: dict[str, Any] = {"id": self.commit_id, "holder": self.holder, "bindings": dict(self.bindings)}
@@ -128,6 +132,8 @@ class Intent:
                 v.pod: {"uid": v.uid, "reason": v.reason, "node": v.node, "grace": v.grace} for v in self.evictions
             }
             data["at"] = round(self.at, 3)
+        if self.claims:
+            data["claims"] = {b.claim: {"uid": b.uid, "volume": b.volume, "node": b.node} for b in self.claims}
         return json.dumps(data, sort_keys=True)
 
     def victims_on_bind_nodes(self) -> tuple[Victim, ...]:
@@ -149,9 +155,13 @@ class Intent:
                 Victim(str(k), str(v["uid"]), str(v["reason"]), str(v.get("node") or ""), int(v.get("grace", 0)))
                 for k, v in sorted(dict(data.get("evictions") or {}).items())
             )
+            claims = tuple(
+                ClaimBind(str(k), str(v["uid"]), str(v.get("volume") or ""), str(v.get("node") or ""))
+                for k, v in sorted(dict(data.get("claims") or {}).items())
+            )
             holder = str(data.get("holder", ""))
             at = float(data.get("at") or 0.0)
-            return Intent(str(data["id"]), gang, bindings, holder, uids, undo, evictions, at, on_pod)
+            return Intent(str(data["id"]), gang, bindings, holder, uids, undo, evictions, at, on_pod, claims)
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
@@ -171,6 +181,7 @@ class GangCommitter:
         self, client: KubeClient, state: ClusterState, identity: str, parallelism: int = 32, dry_run: bool = True
     ) -> None:
         self.client = client
+        self.claims = ClaimBinder(client)  # WaitForFirstConsumer claims, written and awaited before binds
         self.state = state
         self.identity = identity
         self.dry_run = dry_run
@@ -268,7 +279,8 @@ class GangCommitter:
                 out.errors[c.job] = f"{late[c.job]}; the placement was released, nothing was bound"
             elif c.job in waiting:
                 intent = waiting[c.job][0]
-                binding.append((c, self.gang_pool.submit(self._binds, c.job, list(intent.bindings), intent)))
+                bind = self.gang_pool.submit(self._claims_then_binds, c.job, list(intent.bindings), intent)
+                binding.append((c, bind))
         now = time.monotonic()
         for c, fut in [*plain, *binding]:
             bindings = [*c.binds, *c.pipelined]
@@ -290,19 +302,38 @@ class GangCommitter:
         """(error or None, members rolled back). API calls only: the cache is updated by the caller."""
         bindings = list(c.binds)
         intent = None
-        if c.has_pod_group and len(bindings) > 1:
-            intent = self._intent(c, ())
+        claims, error = self.claims.read(c.claims) if c.claims else ((), None)
+        if error is not None:
+            return f"{error}; nothing was written or bound", []
+        if (c.has_pod_group and len(bindings) > 1) or claims:
+            intent = self._intent(c, (), claims)
             error = self._record_and_validate(intent)
             if error is not None:
                 return error, []
-        return self._binds(c.job, bindings, intent)
+        return self._claims_then_binds(c.job, bindings, intent)
 
-    def _intent(self, c: GangWrite, victims: tuple[Victim, ...]) -> Intent:
+    def _intent(self, c: GangWrite, victims: tuple[Victim, ...], claims: tuple[ClaimBind, ...]) -> Intent:
         bindings = (*c.binds, *c.pipelined)
         uids = tuple((p, pod.uid) for p, _ in bindings if (pod := self.state.pod(p)) is not None and pod.uid)
         on_pod = not c.has_pod_group
         at = time.time() if victims else 0.0
-        return Intent(uuid.uuid4().hex, c.job, bindings, self.identity, uids, (), victims, at, on_pod)
+        return Intent(uuid.uuid4().hex, c.job, bindings, self.identity, uids, (), victims, at, on_pod, claims)
+
+    def _claims_then_binds(
+        self, gang: str, bindings: list[tuple[str, str]], intent: Intent | None
+    ) -> tuple[str | None, list[tuple[str, str]]]:
+        """The gang's claims first, all of them bound (as kube-scheduler's PreBind waits), then its pods.
+        Claims that fail are undone (what the volume controller has not completed) and nothing binds."""
+        if intent is not None and intent.claims:
+            error = self.claims.bind(intent.claims)
+            if error is not None:
+                try:
+                    self.claims.undo(intent.claims)
+                except ApiError as err:  # fenced, or the API away: the intent stays for recovery
+                    return f"{error}; undoing the claims left to recovery: {err}", []
+                self._clear_intent(gang, intent)
+                return f"{error}; claims undone, nothing was bound", []
+        return self._binds(gang, bindings, intent)
 
     def _record_and_validate(self, intent: Intent) -> str | None:
         """Write the intent record, then dry-run every bind; an error (nothing bound, no intent left) or None."""
@@ -382,7 +413,10 @@ class GangCommitter:
                     pod_key, uid, reason, str(spec.get("nodeName") or ""), DEFAULT_GRACE_S if grace is None else grace
                 )
             )
-        intent = self._intent(c, tuple(victims))
+        claims, error = self.claims.read(c.claims) if c.claims else ((), None)
+        if error is not None:
+            return f"{error}; nothing was evicted or bound", None, []
+        intent = self._intent(c, tuple(victims), claims)
         error = self._record_and_validate(intent)
         if error is not None:
             return error, None, []
@@ -535,6 +569,8 @@ class GangCommitter:
             owned = any(o.get("controller") for o in meta.get("ownerReferences") or [])
             undo.append(Undo.of(pod_key, uid, None if owned else pending_copy(obj)))
         if not undo:
+            if intent is not None:
+                self.claims.undo(intent.claims)
             self._clear_intent(gang, intent)
             return
         base = intent if intent is not None else Intent(uuid.uuid4().hex, gang, tuple(bound), self.identity)
@@ -569,6 +605,7 @@ class GangCommitter:
                     continue
                 crashpoint("rollback:after-recreate")
         if done:
+            self.claims.undo(intent.claims)  # what the volume controller has not completed
             crashpoint("rollback:before-clear")
             self._clear_intent(intent.gang, intent)
         return done
@@ -675,7 +712,11 @@ class GangCommitter:
         if not missing and not moved:
             self._clear_intent(intent.gang, intent)
             return f"{intent.gang}: commit {intent.commit_id[:8]} had completed; intent cleared"
-        if not moved and self._feasible(snapshot, missing, members):
+        claim_error = None
+        feasible = not moved and self._feasible(snapshot, missing, members)
+        if feasible and intent.claims:
+            claim_error = self.claims.bind(intent.claims)  # what is left of the writes, then the wait
+        if feasible and claim_error is None:
             failed = self._run([(intent.gang, p, n, False) for p, n in missing])
             if not failed:
                 self._assume(missing, time.monotonic())
@@ -684,7 +725,11 @@ class GangCommitter:
             done = [(p, n) for p, n in missing if (intent.gang, p) not in failed]
             as_planned += done
         self.rollback(intent.gang, as_planned, intent)
-        return f"{intent.gang}: commit {intent.commit_id[:8]} rolled back ({len(as_planned)} members returned){evicted}"
+        why = f": {claim_error}" if claim_error else ""
+        return (
+            f"{intent.gang}: commit {intent.commit_id[:8]} rolled back ({len(as_planned)} members returned)"
+            f"{why}{evicted}"
+        )
 
     def _members(self, snapshot: Snapshot, intent: Intent) -> dict[str, Any]:
         """The pods of the intent's gang: its PodGroup's members, or the lone preemptor pod itself."""

@@ -17,6 +17,7 @@ import time
 import yaml
 
 from scheduler.backends.kubernetes import KubeBackend
+from scheduler.binder.volumes import DEFAULT_TIMEOUT_S
 from scheduler.daemon.http import serve
 from scheduler.daemon.leader import LeaderElector
 from scheduler.daemon.runner import Daemon
@@ -44,6 +45,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--http-port", type=int, default=8080)
     p.add_argument(
         "--no-bind-dry-run", action="store_true", help="skip the server-side dry run that validates a gang's binds"
+    )
+    p.add_argument(
+        "--volume-bind-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help="seconds a gang's WaitForFirstConsumer claims may take to be bound before it gives them back",
     )
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--log-level", default="INFO")
@@ -92,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     client = KubeClient.from_kubeconfig(args.kubeconfig, qps=args.qps, burst=args.burst)
     identity = args.identity or f"{socket.gethostname()}_{os.getpid()}"
     backend = KubeBackend(client, config.scheduler_name, identity, dry_run=not args.no_bind_dry_run)
+    backend.committer.claims.timeout = args.volume_bind_timeout
     metrics = Metrics()
     # events and status get a client (and rate limit) of their own, as kube-scheduler's event client does,
     # so a burst of events never slows binding
@@ -101,6 +109,11 @@ def run(args: argparse.Namespace) -> int:
     client.fence = status_client.fence = fence
     for c in (client, status_client):  # audit logs (and fault tests) tell replicas apart by it
         c.headers["User-Agent"] = f"kaisched/0.1.0 ({identity})"
+    # the grouper's writes (PodGroups, one patch per new pod) get a client of their own too, so a burst of
+    # new workloads never takes the binder's rate
+    backend.grouper.client = KubeClient.from_kubeconfig(args.kubeconfig, qps=args.qps, burst=args.burst)
+    backend.grouper.client.fence = fence
+    backend.grouper.client.headers["User-Agent"] = f"kaisched/0.1.0 ({identity})"
     # the first lists of every kind start now, in flight while the rest is set up (the debug API's and
     # telemetry's imports among it); their events wait in the queue until wait_synced drains them
     backend.start()

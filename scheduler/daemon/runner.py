@@ -90,6 +90,8 @@ class Daemon:
         t0 = time.perf_counter()
         started = time.monotonic()
         events = self.backend.drain()
+        if self.config.grouping:  # PodGroups for workloads' new pods, before the snapshot that schedules them
+            self.backend.group(self.config)
         snap = self.backend.snapshot()
         recovered = self.backend.recover(snap)
         if recovered:  # a previous run died mid-commit: its gangs are whole or pending again now

@@ -135,7 +135,7 @@ class StatusWriter:
 
     def _patch_stale(self, key: str, since: float | None) -> None:
         """Persist (or clear) when the gang was first seen below minMember, so a restart keeps counting."""
-        value = format_timestamp(since) if since is not None else None
+        value = format_timestamp(since, precise=True) if since is not None else None
         try:
             self.client.request(
                 "PATCH",

@@ -15,6 +15,8 @@ plugins that override it, in the configuration's plugin order. How each hook is 
   `*_applies` hooks may read only the pod's labels, namespace, constraints and extras (and state fixed at
   `open`): their answers are memoised per distinct such pod for the cycle.
 - `rejection_reason(why)`: the reason code a gang waits with when this plugin's `pod_filter` said `why`.
+- `rejection_lasts(why)`: whether that rejection holds for the rest of a pod class placed pod by pod (only
+  placements in between); True lets the gang's later members skip the node without asking again.
 - `queue_order`, `job_order`, `victim_order`: sort keys concatenated in plugin order, so the first plugin
   that tells two apart decides (first non-zero comparator wins).
 - `job_valid(session, job)`: the first problem wins; the job waits with it.
@@ -95,6 +97,13 @@ class Plugin:
     def rejection_reason(self, why: str) -> Reason:
         """The reason code for a gang whose pod this plugin's `pod_filter` kept off every node with room."""
         return Reason.NO_FEASIBLE_NODE
+
+    def rejection_lasts(self, why: str) -> bool:
+        """Whether this rejection of a node holds for every pod of the same class for as long as pods are
+        only added (no eviction, no rollback): a gang placed pod by pod then asks that node once, not once
+        per member. False (ask again) is always correct; True only where placements can add conflicts
+        but never lift one (anti-affinity, host ports), not where they can (affinity, spread)."""
+        return False
 
     def applies_by_labels(self) -> bool:
         """Whether `pod_filter_applies` / `node_score_applies` may differ between pods whose request,

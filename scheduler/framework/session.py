@@ -6,7 +6,7 @@ configured plugins' hooks, each one documented way (framework/plugin.py). It imp
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from scheduler.api.labels import PREEMPTIBILITY_LABEL, QUEUE_LABEL
 from scheduler.api.pod import Pod, PodConstraints
@@ -24,6 +24,7 @@ from scheduler.framework.statement import Statement
 # KAI's built-in priority classes, used when the cluster does not define them
 BUILTIN_PRIORITIES = {"train": 50, "build-preemptible": 75, "build": 100, "inference": 125}
 NON_PREEMPTIBLE_PRIORITY = 100  # KAI: priority >= 100 is non-preemptible unless labelled otherwise
+T = TypeVar("T")
 
 
 class Session:
@@ -61,11 +62,24 @@ class Session:
         self._by_key = {job.key: job for job in self.jobs}
         self._trees: dict[str, TopologyTree] = {}
         self._eligible: dict[PodConstraints, tuple[bytearray, dict[str, int], int]] = {}
+        self._shared: dict[str, object] = {}
+        # job (by identity, held so the identity stays its own) -> preemptible: a job's PodGroup, pods and
+        # priority do not change once it is built
+        self._preemptible: dict[int, tuple[Job, bool]] = {}
         for p in self._hooks["open"]:
             p.open(self)
         # asked once, after open: a plugin with nothing to track this cycle is not called per placement
         self._handlers_alloc = [p for p in self._hooks["on_allocate"] if p.follows_placements()]
         self._handlers_dealloc = [p for p in self._hooks["on_deallocate"] if p.follows_placements()]
+
+    def shared(self, name: str, make: Callable[[], T]) -> T:
+        """Per-cycle state several plugins read (which pods run where), made once by whichever asks
+        first: plugins never reach into each other, they share through the session. Each still applies
+        its own placement hooks to it, so what `make` builds must take the same update twice harmlessly."""
+        hit = self._shared.get(name)
+        if hit is None:
+            hit = self._shared[name] = make()
+        return cast(T, hit)
 
     def close(self) -> None:
         """Write the facts every sink reads (job priority and preemptibility) into the record."""
@@ -100,6 +114,12 @@ class Session:
 
     def preemptible(self, job: Job) -> bool:
         """spec.preemptibility, else the kai.scheduler/preemptibility label of a pod, else priority < 100."""
+        hit = self._preemptible.get(id(job))
+        if hit is None:
+            hit = self._preemptible[id(job)] = (job, self._preemptibility(job))
+        return hit[1]
+
+    def _preemptibility(self, job: Job) -> bool:
         value = job.pod_group.preemptibility if job.pod_group is not None else ""
         if not value:
             value = next((v for p in job.pending + job.bound if (v := p.label(PREEMPTIBILITY_LABEL))), "")

@@ -40,13 +40,13 @@ class AntiTerm:
 
 @dataclass(slots=True)
 class _State:
-    """One pod's view for one index version: kube-scheduler's PreFilter state."""
+    """One pod's own terms, kube-scheduler's PreFilter state; the counters are live (the index keeps them),
+    so it is made once per pod and cycle."""
 
-    version: int
-    blocked: list[tuple[str, str, str]]  # (topology key, value, why) from existing pods' anti-affinity
+    labels: dict[str, str]
     affinity: list[tuple[PodAffinityTerm, Counter]]
     anti: list[tuple[PodAffinityTerm, Counter]]
-    first_of_kind: bool  # no pod matches any affinity term, and the pod matches all of them
+    matches_own: bool  # the pod matches all its affinity terms (the first of a group with affinity to itself)
 
 
 @plugin("interpodaffinity")
@@ -57,8 +57,12 @@ class InterPodAffinity(Plugin):
         snap = session.snapshot
         self.index: PodIndex | None = None
         self.anti: dict[str, list[AntiTerm]] = {}  # owner pod key -> its terms
-        self.by_pivot: dict[tuple[str, str], dict[tuple[str, int], AntiTerm]] = {}
-        self.unpivoted: dict[tuple[str, int], AntiTerm] = {}
+        # existing pods' required anti-affinity terms by the domain they block and their selector's pivot
+        # (None: no pivot): (topology key, value, pivot) -> (owner, term index) -> term. A node is looked up
+        # per key under the candidate's own labels, so a filter call costs a few lookups however many
+        # pods run, and nothing is recomputed when a pod is placed.
+        self.blocking: dict[tuple[str, str, tuple[str, str] | None], dict[tuple[str, int], AntiTerm]] = {}
+        self.blocking_keys: dict[str, int] = {}  # topology key -> terms indexed under it
         self.states: dict[str, _State] = {}
         # could any pod's required anti-affinity match another pod this cycle: pivots of every such term
         self.pivots: set[tuple[str, str]] = set()
@@ -78,13 +82,23 @@ class InterPodAffinity(Plugin):
                         self.pivots.add(pivot)
         if not active:
             return
-        self.index = PodIndex(session)
+        self.index = PodIndex.of(session)
         for key in sorted(snap.bound_related):
             node = session.table.by_name.get(snap.bound_related[key].node_name)
             if node is not None:
                 self._track(snap.bound_related[key], node)
 
     # --- bookkeeping ------------------------------------------------------------------------
+    def _slot(self, at: AntiTerm) -> tuple[str, str, tuple[str, str] | None] | None:
+        """Where a term is indexed: None for one that blocks nothing (no selector, or its pod's node
+        lacks the topology key)."""
+        assert self.index is not None
+        key = at.term.topology_key
+        value = self.index.labels[at.node].get(key)
+        if at.term.selector is None or value is None:
+            return None
+        return key, value, at.term.selector.pivot()
+
     def _track(self, pod: Pod, node: int) -> None:
         a = pod.extras.affinity
         if a is None or not a.anti_required or pod.key in self.anti:
@@ -92,13 +106,25 @@ class InterPodAffinity(Plugin):
         terms = [AntiTerm(pod.key, node, t, Namespaces.of_term(t, pod.namespace)) for t in a.anti_required]
         self.anti[pod.key] = terms
         for i, at in enumerate(terms):
-            pivot = at.term.selector.pivot() if at.term.selector is not None else None
-            (self.by_pivot.setdefault(pivot, {}) if pivot else self.unpivoted)[(pod.key, i)] = at
+            slot = self._slot(at)
+            if slot is not None:
+                self.blocking.setdefault(slot, {})[(pod.key, i)] = at
+                self.blocking_keys[slot[0]] = self.blocking_keys.get(slot[0], 0) + 1
 
     def _untrack(self, pod: Pod) -> None:
         for i, at in enumerate(self.anti.pop(pod.key, ())):
-            pivot = at.term.selector.pivot() if at.term.selector is not None else None
-            (self.by_pivot.get(pivot, {}) if pivot else self.unpivoted).pop((pod.key, i), None)
+            slot = self._slot(at)
+            if slot is None:
+                continue
+            held = self.blocking.get(slot, {})
+            if held.pop((pod.key, i), None) is not None:
+                if not held:
+                    del self.blocking[slot]
+                n = self.blocking_keys[slot[0]] - 1
+                if n:
+                    self.blocking_keys[slot[0]] = n
+                else:
+                    del self.blocking_keys[slot[0]]
 
     def follows_placements(self) -> bool:
         return self.index is not None
@@ -131,46 +157,54 @@ class InterPodAffinity(Plugin):
         index = self.index
         assert index is not None
         hit = self.states.get(pod.key)
-        if hit is not None and hit.version == index.version:
+        if hit is not None:
             return hit
         labels = dict(pod.labels)
-        blocked = []
-        candidates: list[AntiTerm] = [at for kv in pod.labels for at in self.by_pivot.get(kv, {}).values()]
-        candidates += self.unpivoted.values()
-        for at in sorted(candidates, key=lambda at: (at.owner, at.term.topology_key)):
-            if at.owner == pod.key or at.term.selector is None:
-                continue
-            if index.in_namespaces(pod.namespace, at.namespaces) and at.term.selector.matches(labels):
-                value = index.labels[at.node].get(at.term.topology_key)
-                if value is not None:
-                    why = f"{EXISTING_ANTI} (pod {at.owner}: {at.term.describe()})"
-                    blocked.append((at.term.topology_key, value, why))
         a = pod.extras.affinity
         affinity: list[tuple[PodAffinityTerm, Counter]] = []
         anti: list[tuple[PodAffinityTerm, Counter]] = []
-        first = False
-        if a is not None:
-            for t in a.required:
-                affinity.append((t, index.counter(t.selector, Namespaces.of_term(t, pod.namespace))))
-            for t in a.anti_required:
-                anti.append((t, index.counter(t.selector, Namespaces.of_term(t, pod.namespace))))
-            if affinity:
-                none_match = all(not c.by_domain(t.topology_key, index.labels) for t, c in affinity)
-                first = none_match and all(
-                    t.selector is not None
-                    and t.selector.matches(labels)
-                    and index.in_namespaces(pod.namespace, Namespaces.of_term(t, pod.namespace))
-                    for t, _ in affinity
-                )
-        state = self.states[pod.key] = _State(index.version, blocked, affinity, anti, first)
+        for t in a.required if a is not None else ():
+            affinity.append((t, index.counter(t.selector, Namespaces.of_term(t, pod.namespace))))
+        for t in a.anti_required if a is not None else ():
+            anti.append((t, index.counter(t.selector, Namespaces.of_term(t, pod.namespace))))
+        matches_own = all(
+            t.selector is not None
+            and t.selector.matches(labels)
+            and index.in_namespaces(pod.namespace, Namespaces.of_term(t, pod.namespace))
+            for t, _ in affinity
+        )
+        state = self.states[pod.key] = _State(labels, affinity, anti, matches_own)
         return state
+
+    def _blocked(self, pod: Pod, st: _State, node_labels: Mapping[str, str]) -> str | None:
+        """An existing pod's required anti-affinity that matches the pod and whose domain holds the node:
+        the first by (owner, topology key, term), for a stable message."""
+        assert self.index is not None
+        best: tuple[str, str, int] | None = None
+        found: AntiTerm | None = None
+        for key in self.blocking_keys:
+            value = node_labels.get(key)
+            if value is None:
+                continue
+            for pivot in (*pod.labels, None):
+                for (owner, i), at in self.blocking.get((key, value, pivot), {}).items():
+                    rank = (owner, key, i)
+                    if owner == pod.key or (best is not None and rank >= best):
+                        continue
+                    assert at.term.selector is not None  # indexed terms have one
+                    if self.index.in_namespaces(pod.namespace, at.namespaces) and at.term.selector.matches(st.labels):
+                        best, found = rank, at
+        if found is None:
+            return None
+        return f"{EXISTING_ANTI} (pod {found.owner}: {found.term.describe()})"
 
     def pod_filter(self, session: Session, pod: Pod, node: int) -> str | None:
         assert self.index is not None
         st = self._state(pod)
         labels: Mapping[str, str] = self.index.labels[node]
-        for key, value, why in st.blocked:
-            if labels.get(key) == value:
+        if self.blocking_keys:
+            why = self._blocked(pod, st, labels)
+            if why is not None:
                 return why
         missing = False
         for t, c in st.affinity:
@@ -179,7 +213,13 @@ class InterPodAffinity(Plugin):
                 return f"{AFFINITY} (node lacks topology key {t.topology_key})"
             if not c.by_domain(t.topology_key, self.index.labels).get(have):
                 missing = True
-        if missing and not st.first_of_kind:
+        # no pod matches any affinity term anywhere, and the pod matches all of them: it may start the group
+        first_of_kind = (
+            missing
+            and st.matches_own
+            and all(not c.by_domain(t.topology_key, self.index.labels) for t, c in st.affinity)
+        )
+        if missing and not first_of_kind:
             t = next(
                 t
                 for t, c in st.affinity
@@ -194,6 +234,11 @@ class InterPodAffinity(Plugin):
 
     def rejection_reason(self, why: str) -> Reason:
         return Reason.POD_AFFINITY_UNSATISFIABLE if why.startswith(AFFINITY) else Reason.POD_ANTI_AFFINITY_CONFLICT
+
+    def rejection_lasts(self, why: str) -> bool:
+        """Anti-affinity (the pod's own terms, or running pods' terms): a placement adds matching pods,
+        never removes one. Affinity may be satisfied by the next placement."""
+        return not why.startswith(AFFINITY)
 
     # --- score ------------------------------------------------------------------------------
     def node_score_applies(self, pod: Pod) -> bool:

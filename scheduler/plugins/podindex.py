@@ -87,6 +87,12 @@ class PodIndex:
             if node is not None:
                 self._put(pod, node)
 
+    @staticmethod
+    def of(session: Session) -> PodIndex:
+        """The session's one index: interpod and spread both follow placements through it (adding a pod
+        that is already in, or removing one that is not, changes nothing)."""
+        return session.shared("podindex", lambda: PodIndex(session))
+
     def namespace_labels(self, ns: str) -> Mapping[str, str]:
         return self.ns_labels.get(ns) or {METADATA_NAME_LABEL: ns}
 

@@ -65,3 +65,6 @@ class NodePorts(Plugin):
 
     def rejection_reason(self, why: str) -> Reason:
         return Reason.HOST_PORT_CONFLICT
+
+    def rejection_lasts(self, why: str) -> bool:
+        return True  # a placement only takes more ports

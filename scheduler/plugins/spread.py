@@ -49,7 +49,7 @@ class PodTopologySpread(Plugin):
         self.counts: dict[tuple[str, SpreadConstraint], tuple[int, dict[str, int], int]] = {}
         self.verdicts: dict[str, tuple[int, dict[tuple[str | None, ...], str | None]]] = {}
         if any(p.extras.spread for p in snap.pending_related.values()):
-            self.index = PodIndex(session)
+            self.index = PodIndex.of(session)
 
     def follows_placements(self) -> bool:
         return self.index is not None

@@ -32,6 +32,7 @@ def main(kubeconfig: str, spec: str) -> int:
         tuple(map(tuple, data.get("binds", []))),
         tuple(map(tuple, data.get("evictions", []))),
         tuple(map(tuple, data.get("pipelined", []))),
+        tuple(map(tuple, data.get("claims", []))),
     )
     client = KubeClient.from_kubeconfig(kubeconfig)
     client.headers["User-Agent"] = AGENT  # the fault proxy tells the harness's requests from the daemon's

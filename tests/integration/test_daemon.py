@@ -99,8 +99,8 @@ class Daemons:
         d.wait_ready()
         return d
 
-    def start(self, *args: str) -> DaemonProc:
-        d = DaemonProc(self.kubeconfig, self.log, args)
+    def start(self, *args: str, env: dict[str, str] | None = None) -> DaemonProc:
+        d = DaemonProc(self.kubeconfig, self.log, args, env=env)
         self.procs.append(d)
         d.wait_ready()
         return d
@@ -166,18 +166,18 @@ class Kube:
         raise AssertionError("unreachable")
 
     # --- cluster-scoped -----------------------------------------------------------------------
-    def node(self, name: str, gpu: int, zone: str = "", rack: str = "") -> str:
+    def node(self, name: str, gpu: int, zone: str = "", rack: str = "", kwok: bool = False) -> str:
+        """A Ready node; `kwok`: managed by the kwok controller (heartbeats; bound pods become Running)."""
         name = f"{name}-{self.tag}"
         labels = {"test-id": self.ns, "kubernetes.io/hostname": name}
         if zone:
             labels[ZONE] = f"{zone}-{self.tag}"
         if rack:
             labels[RACK] = f"{rack}-{self.tag}"
-        self.req(
-            "POST",
-            "/api/v1/nodes",
-            body={"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}},
-        )
+        meta: dict[str, Any] = {"name": name, "labels": labels}
+        if kwok:
+            meta["annotations"] = {LocalCluster.KWOK_NODE_ANNOTATION: "fake"}
+        self.req("POST", "/api/v1/nodes", body={"apiVersion": "v1", "kind": "Node", "metadata": meta})
         self.cluster_objects.append(f"/api/v1/nodes/{name}")
         res = {"cpu": "64", "memory": "256Gi", GPU: str(gpu), "pods": "110"}
         self.req(

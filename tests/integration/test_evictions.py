@@ -55,14 +55,7 @@ def victim(kube: Kube, name: str, node: str, pg: str = "", grace: int = 0) -> st
 def full_cluster(kube: Kube, grace: int = 0, kwok: bool = False) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     """Two 2-GPU nodes (kwok's, with `kwok`) held by gang `old` (4 x 1 GPU, bound, with `grace`); gang `new`
     (4 x 1 GPU) pending. Returns the victims, the preemptor pods and the pipelined binds onto their room."""
-    nodes = [kube.node(f"en{i}", 2) for i in range(2)]
-    for name in nodes if kwok else ():
-        kube.req(
-            "PATCH",
-            f"/api/v1/nodes/{name}",
-            body={"metadata": {"annotations": {LocalCluster.KWOK_NODE_ANNOTATION: "fake"}}},
-            content_type="application/merge-patch+json",
-        )
+    nodes = [kube.node(f"en{i}", 2, kwok=kwok) for i in range(2)]
     kube.podgroup("old", 4)
     victims = [victim(kube, f"old-{i}", nodes[i // 2], pg="old", grace=grace) for i in range(4)]
     kube.podgroup("new", 4)

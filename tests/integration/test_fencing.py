@@ -16,7 +16,7 @@ from scheduler.kube.fence import Fence, FencedError
 from tests.faultproxy import FaultProxy, Rule
 from tests.integration import test_commit_faults as faults
 from tests.integration.test_commit_faults import BIND, Watcher, intent_of, invariants, setup_gang
-from tests.integration.test_daemon import DaemonProc, Daemons, Kube, uniq, wait_for
+from tests.integration.test_daemon import Daemons, Kube, uniq, wait_for
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
@@ -96,13 +96,6 @@ def test_deposed_leader_writes_nothing(kube: Kube, daemon: Daemons, proxy: Fault
     assert "lost the lease" in leader.tail() or "held by replica-b" in leader.tail() or not leader.alive()
 
 
-def start_env(daemons: Daemons, env: dict[str, str], *args: str) -> DaemonProc:
-    d = DaemonProc(daemons.kubeconfig, daemons.log, args, env=env)
-    daemons.procs.append(d)
-    d.wait_ready()
-    return d
-
-
 @pytest.mark.parametrize("point", ROLLBACK_POINTS)
 def test_crash_at_each_rollback_step_loses_no_pod(point: str, kube: Kube, daemon: Daemons, proxy: FaultProxy) -> None:
     """A gang of unowned pods (no controller would re-create them) rolls back after a failed bind; the
@@ -111,7 +104,7 @@ def test_crash_at_each_rollback_step_loses_no_pod(point: str, kube: Kube, daemon
     names, nodes = setup_gang(kube)
     w = Watcher(kube)
     proxy.add(Rule("POST", BIND, "status", status=500, nth=(3,)))
-    first = start_env(daemon, {ENV: point})
+    first = daemon.start(env={ENV: point})
     wait_for(lambda: not first.alive() or None, f"the daemon died at {point}", daemon, timeout=60)
     text = intent_of(kube, "g")
     assert text, "the rollback record is on the PodGroup"

@@ -126,3 +126,19 @@ def test_daemon_backs_off_a_gang_the_backend_refuses() -> None:
     assert metrics.counters["kaisched_bind_failures_total"] == 1
     second = daemon.cycle()  # held by its backoff
     assert not second.decisions["ns/a"].placed and "ns/a" not in second.placements()
+
+
+def test_stale_mark_reads_back_to_the_instant_it_was_written() -> None:
+    """The stale-gang mark counts the grace period from when the gang was seen below minMember: written in
+    whole seconds it read back up to a second earlier, and the gang was evicted that much before its time."""
+    pg = {
+        "apiVersion": "scheduling.run.ai/v2alpha2",
+        "kind": "PodGroup",
+        "metadata": {"name": "g", "namespace": "ns"},
+        "spec": {"minMember": 2},
+    }
+    b = MemoryBackend([node("n1"), pg])
+    b.mark_stale({"ns/g": 1_700_000_000.75})
+    assert b.snapshot().pod_groups["ns/g"].stale_since == 1_700_000_000.75
+    b.mark_stale({"ns/g": None})
+    assert b.snapshot().pod_groups["ns/g"].stale_since is None

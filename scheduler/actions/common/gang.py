@@ -368,6 +368,9 @@ class GangPlacer:
         s = self.session
         mask, req = cls.mask, cls.req
         placed = 0
+        # nodes a lasting rejection (Plugin.rejection_lasts) keeps off every later pod of the class: only
+        # placements happen in this loop, so a member need not ask again where one before it was refused
+        lasting: dict[int, tuple[Reason, str]] = {}
         for pod in cls.pods[start : start + want]:
             used = self.used_domains(stmt) if stmt.touched and not dom.nodes else None
             rejected: dict[tuple[Reason, str], int] = {}
@@ -383,11 +386,15 @@ class GangPlacer:
             for node in nodes:
                 if not stmt.fit_count(node, req, 1):
                     continue
-                why = self._rejection(cls.dynamic, pod, node)
+                why = lasting.get(node)
                 if why is None:
-                    stmt.allocate_many((pod,), node, req)
-                    placed += 1
-                    break
+                    why, lasts = self._rejection(cls.dynamic, pod, node)
+                    if why is None:
+                        stmt.allocate_many((pod,), node, req)
+                        placed += 1
+                        break
+                    if lasts:
+                        lasting[node] = why
                 rejected[why] = rejected.get(why, 0) + 1
             else:
                 if rejected:
@@ -449,12 +456,13 @@ class GangPlacer:
             tree = self.affinity_trees[key] = self.table.build_topology(Topology(f"pod-affinity:{key}", (key,)))
         return tree
 
-    def _rejection(self, plugins: list[Plugin], pod: Pod, node: int) -> tuple[Reason, str] | None:
+    def _rejection(self, plugins: list[Plugin], pod: Pod, node: int) -> tuple[tuple[Reason, str] | None, bool]:
+        """(reason and message, or None when every plugin accepts the node; whether the rejection lasts)."""
         for p in plugins:
             why = p.pod_filter(self.session, pod, node)
             if why is not None:
-                return p.rejection_reason(why), why
-        return None
+                return (p.rejection_reason(why), why), p.rejection_lasts(why)
+        return None, False
 
     def place_leaf(self, gp: GroupPlan, dom: Domain, stmt: Statement, chosen: Chosen) -> int:
         """Place the leaf's minimum inside `dom`: greedy fill first (complete for one pod class), then, for

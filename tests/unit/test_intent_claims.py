@@ -1,0 +1,33 @@
+"""The commit intent record carries a gang's WaitForFirstConsumer claims, so whoever recovers a commit
+knows which claims to finish or give back (and which claim objects: their uids)."""
+
+from __future__ import annotations
+
+import json
+
+from scheduler.binder.commit import Intent
+from scheduler.binder.volumes import ClaimBind
+
+
+def test_claims_round_trip_through_the_record() -> None:
+    claims = (ClaimBind("ns/data-a", "uid-a", "pv-1", "n1"), ClaimBind("ns/data-b", "uid-b", "", "n2"))
+    intent = Intent("c1", "ns/g", (("ns/a", "n1"), ("ns/b", "n2")), "me", claims=claims)
+    text = intent.to_json()
+    assert json.loads(text)["claims"] == {
+        "ns/data-a": {"uid": "uid-a", "volume": "pv-1", "node": "n1"},
+        "ns/data-b": {"uid": "uid-b", "volume": "", "node": "n2"},
+    }
+    assert Intent.parse("ns/g", text) == intent
+
+
+def test_a_record_without_claims_stays_as_it_was() -> None:
+    intent = Intent("c1", "ns/g", (("ns/a", "n1"),), "me")
+    assert "claims" not in json.loads(intent.to_json())
+    parsed = Intent.parse("ns/g", intent.to_json())
+    assert parsed is not None and parsed.claims == ()
+
+
+def test_a_claim_without_its_uid_makes_the_record_unreadable() -> None:
+    """Recovery clears an unreadable record rather than touching claims it cannot identify."""
+    data = {"id": "c1", "holder": "me", "bindings": {"ns/a": "n1"}, "claims": {"ns/data-a": {"volume": "pv-1"}}}
+    assert Intent.parse("ns/g", json.dumps(data)) is None
