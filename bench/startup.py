@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,10 +30,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from daemon import BindWatcher, create_namespace, create_pods, make_nodes, pod_body  # noqa: E402
+from daemon import BindWatcher, bench_setup, create_namespace, create_pods, make_nodes, pod_body  # noqa: E402
 
-from scheduler.kube.client import KubeClient  # noqa: E402
-from tests.kubecluster import LocalCluster, apply_crds  # noqa: E402
+from tests.kubecluster import LocalCluster  # noqa: E402
 
 BG_NS = "startup-running"
 _STARTING = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO kaisched starting:", re.M)
@@ -84,9 +82,8 @@ def main() -> int:
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(work)], input=tar, check=True)
         contenders.insert(0, (f"baseline {args.baseline}", work))
-    with LocalCluster() as cluster, ThreadPoolExecutor(max_workers=32) as pool:
-        apply_crds(cluster.api_client())
-        client = KubeClient.from_kubeconfig(str(cluster.kubeconfig), qps=0, burst=1)
+    with LocalCluster() as cluster:
+        _, client, pool = bench_setup(cluster, 32)
         t = time.monotonic()
         make_nodes(client, pool, 10, 10, args.nodes // 100)
         create_namespace(client, BG_NS)
@@ -130,6 +127,7 @@ def main() -> int:
         for name, rows in results.items():
             med = [statistics.median(col) for col in zip(*rows, strict=True)]
             print(f"{name:<16} {med[0]:>9.2f}s {med[1]:>7.2f}s {med[2]:>7.2f}s {med[3]:>10.2f}s")
+        pool.shutdown()
     return 0
 
 
