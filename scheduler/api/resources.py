@@ -51,10 +51,22 @@ class Resources:
         return dict(self.items)
 
     def __add__(self, other: Resources) -> Resources:
-        return Resources.of([*self.items, *other.items])
+        if not other.items:
+            return self
+        if not self.items:
+            return other
+        return self._merged(other.items, 1)
 
     def __sub__(self, other: Resources) -> Resources:
-        return Resources.of([*self.items, *((k, -v) for k, v in other.items)])
+        return self._merged(other.items, -1) if other.items else self
+
+    def _merged(self, other: tuple[tuple[str, int], ...], sign: int) -> Resources:
+        """self + sign * other, without Resources.of's general input handling: the cache adds and
+        subtracts a pod's request on every pod event."""
+        merged = dict(self.items)
+        for k, v in other:
+            merged[k] = merged.get(k, 0) + sign * v
+        return Resources(tuple(sorted([kv for kv in merged.items() if kv[1] != 0])))
 
     def scaled(self, factor: int) -> Resources:
         return Resources.of((k, v * factor) for k, v in self.items)

@@ -7,23 +7,27 @@ queue and are applied by the scheduling thread only (ClusterState has one writer
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import gc
 import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from scheduler.api.pod import Pod
 from scheduler.backends.base import CommitOutcome, grouper_config
 from scheduler.binder.commit import GangCommitter
 from scheduler.cache.cluster_state import ClusterState, Snapshot
 from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.record import GangCommit
 from scheduler.grouper.live import LiveGrouper
-from scheduler.kube.client import ApiError, KubeClient
-from scheduler.kube.paths import WATCHED, ApiResource
+from scheduler.kube import podwire
+from scheduler.kube.client import ApiError, KubeClient, decode_dict
+from scheduler.kube.paths import PODS, WATCHED, ApiResource
 
 log = logging.getLogger("kaisched.kube")
 
@@ -32,7 +36,9 @@ WATCH_TIMEOUT_S = 240
 MAX_BACKOFF_S = 10.0
 
 
-def _obj_key(obj: Mapping[str, Any]) -> str:
+def _obj_key(obj: Mapping[str, Any] | podwire.PodWire) -> str:
+    if isinstance(obj, podwire.PodWire):
+        return obj.key
     meta = obj.get("metadata") or {}
     ns = meta.get("namespace")
     return f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
@@ -51,6 +57,19 @@ def _debug_copy(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A relist makes a long-lived object or more per item: the cyclic collector's passes over them, every
+    few hundred allocations, find nothing to free and cost a third of the relist (bench/ingest.py)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 class Reflector(threading.Thread):
     def __init__(
         self, client: KubeClient, res: ApiResource, out: queue.Queue[tuple[str, str, Any]], stop: threading.Event
@@ -60,6 +79,10 @@ class Reflector(threading.Thread):
         self.synced = threading.Event()
         self.relists = 0
         self.reconnects = 0
+        # pods are decoded typed (kube/podwire.py): what the scheduler does not read is never built
+        typed = res == PODS
+        self.decode_event = podwire.decode_event if typed else decode_dict
+        self.decode_list = podwire.decode_list if typed else decode_dict
 
     def run(self) -> None:
         backoff = 0.2
@@ -73,10 +96,16 @@ class Reflector(threading.Thread):
                     self.res.collection(),
                     {"resourceVersion": rv, "allowWatchBookmarks": "true", "timeoutSeconds": WATCH_TIMEOUT_S},
                     timeout=WATCH_TIMEOUT_S + 30,
+                    decode=self.decode_event,
                 ):
                     if self.stop_event.is_set():
                         return
                     kind, obj = event.get("type"), event.get("object") or {}
+                    if isinstance(obj, podwire.PodWire):
+                        rv = obj.resource_version or rv
+                        if kind != "BOOKMARK":
+                            self.out.put((str(kind), self.res.kind, obj))
+                        continue
                     if kind == "ERROR":
                         if obj.get("code") == 410:
                             rv = ""  # compacted: relist
@@ -112,16 +141,25 @@ class Reflector(threading.Thread):
         self.stop_event.wait(delay)
 
     def _list(self) -> str:
-        items: list[dict[str, Any]] = []
+        """List in pages; each page goes to the cache as it arrives (applied while the next is fetched):
+        LIST opens a listing, PAGE carries all pages but the last, SYNC the last one and closes it."""
+        self.out.put(("LIST", self.res.kind, []))
         cont = None
         while True:
-            page = self.client.request("GET", self.res.collection(), params={"limit": 5000, "continue": cont})
-            for item in page.get("items") or []:
-                item.setdefault("kind", self.res.kind)
-                items.append(item)
+            page = self.client.request(
+                "GET",
+                self.res.collection(),
+                params={"limit": 5000, "continue": cont},
+                decode=self.decode_list,
+            )
+            items: list[dict[str, Any] | podwire.PodWire] = page.get("items") or []
+            for item in items:
+                if isinstance(item, dict):
+                    item.setdefault("kind", self.res.kind)
             cont = (page.get("metadata") or {}).get("continue")
             if not cont:
                 break
+            self.out.put(("PAGE", self.res.kind, items))
         self.out.put(("SYNC", self.res.kind, items))
         self.synced.set()
         return str((page.get("metadata") or {}).get("resourceVersion") or "")
@@ -144,11 +182,16 @@ class KubeBackend:
         self.stop_event = threading.Event()
         self.reflectors = [Reflector(client, r, self.events, self.stop_event) for r in WATCHED]
         self.known: dict[str, set[str]] = {r.kind: set() for r in WATCHED}
+        self.listed: dict[str, set[str]] = {}  # kind -> keys of the list being received, page by page
         self.committer = GangCommitter(client, self.state, identity, bind_parallelism, dry_run)
         self.committer.drain = self.drain  # waiting for victims to leave, the committer keeps the cache fresh
         self.assumed = self.committer.assumed  # pod key -> (node, when) until the watch confirms
         # (kind, ns/name) -> the object as received, kept only when the debug API wants snapshots (None: off)
         self.raw: dict[tuple[str, str], dict[str, Any]] | None = None
+        # pod key -> (podwire signatures whole and shape, the Pod the cache got from it): while the cache
+        # still holds that very Pod, an event with the same whole changes nothing, and one with the same
+        # shape keeps the Pod's requests, constraints and extras
+        self.pods_seen: dict[str, tuple[bytes, bytes, Pod]] = {}
         # PodGroups for workloads' pods; what the API answers to its writes enters the cache at the next drain
         self.grouper = LiveGrouper(client, scheduler_name, on_object=self._written)
         self.grouping = False  # set by the first group() (configuration `grouping`)
@@ -171,12 +214,15 @@ class KubeBackend:
         return all(r.synced.is_set() for r in self.reflectors)
 
     def wait_synced(self, timeout: float) -> bool:
+        """Apply each kind's list as it arrives, while the others are still listing (no cycle runs before
+        this returns, so a partial cache is never scheduled on)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.synced():
-                self.drain()
+            synced = self.synced()
+            self.drain()
+            if synced:
                 return True
-            time.sleep(0.05)
+            time.sleep(0.01)
         return False
 
     # --- ClusterBackend ------------------------------------------------------------------------
@@ -212,22 +258,62 @@ class KubeBackend:
             except queue.Empty:
                 return n
             n += 1
-            if kind == "SYNC":
-                fresh = {_obj_key(o): o for o in payload}
-                for gone in self.known[res] - fresh.keys():
-                    ns, _, name = gone.rpartition("/")
-                    if self.raw is not None:
-                        self.raw.pop((res, gone), None)
-                    self.state.apply_object(
-                        {"kind": res, "metadata": {"name": name, "namespace": ns or None}}, deleted=True
-                    )
-                for obj in fresh.values():
-                    self._apply(res, obj, False)
-                self.known[res] = set(fresh)
+            if kind == "LIST":
+                self.listed[res] = set()
+            elif kind in ("PAGE", "SYNC"):
+                with _collector_paused():
+                    self._page(res, payload, done=kind == "SYNC")
             else:
                 self._apply(res, payload, kind == "DELETED")
 
-    def _apply(self, res: str, obj: dict[str, Any], deleted: bool) -> None:
+    def _page(self, res: str, payload: list[Any], done: bool) -> None:
+        """A page of a list of one kind, applied (unchanged pods skipped); after its last page, what the
+        list lacked is gone."""
+        listed = self.listed.setdefault(res, set())
+        for obj in payload:
+            listed.add(_obj_key(obj))
+            self._apply(res, obj, False)
+        if not done:
+            return
+        for gone in self.known[res] - listed:
+            ns, _, name = gone.rpartition("/")
+            if res == "Pod":
+                self.pods_seen.pop(gone, None)
+            if self.raw is not None:
+                self.raw.pop((res, gone), None)
+            self.state.apply_object({"kind": res, "metadata": {"name": name, "namespace": ns or None}}, deleted=True)
+        self.known[res] = listed
+        del self.listed[res]
+
+    def _apply(self, res: str, obj: dict[str, Any] | podwire.PodWire, deleted: bool) -> None:
+        if isinstance(obj, podwire.PodWire):
+            self._apply_pod(obj, deleted)
+        else:
+            self._apply_dict(res, obj, deleted)
+
+    def _apply_pod(self, wire: podwire.PodWire, deleted: bool) -> None:
+        """A typed pod: skipped when it carries nothing new for the scheduler (status heartbeats, probes,
+        container restarts...) and nothing else changed the cached pod since its last event; converted
+        reusing the cached pod's requests, constraints and extras when its labels and spec are unchanged."""
+        key = wire.key
+        if deleted:
+            self.pods_seen.pop(key, None)
+            self._apply_dict("Pod", wire.to_dict(), True)
+            return
+        shape, whole = wire.signatures()
+        seen = self.pods_seen.get(key)
+        same_spec = None
+        if seen is not None and self.state.pod(key) is seen[2]:
+            if seen[0] == whole:
+                return
+            if seen[1] == shape:
+                same_spec = seen[2]
+        self._apply_dict("Pod", wire.to_dict(), False, same_spec)
+        pod = self.state.pod(key)
+        if pod is not None:
+            self.pods_seen[key] = (whole, shape, pod)
+
+    def _apply_dict(self, res: str, obj: dict[str, Any], deleted: bool, same_spec: Pod | None = None) -> None:
         key = _obj_key(obj)
         if deleted:
             self.known[res].discard(key)
@@ -249,4 +335,4 @@ class KubeBackend:
                 self.raw.pop((res, key), None)
             else:
                 self.raw[(res, key)] = _debug_copy(res, obj)
-        self.state.apply_object(obj, deleted=deleted)
+        self.state.apply_object(obj, deleted=deleted, same_spec=same_spec)

@@ -31,6 +31,23 @@ def _usage_key(pod: Pod) -> tuple[str, str]:
     return (pod_group_key(pod) or "", pod.label(QUEUE_LABEL) or "")
 
 
+def _placement(pod: Pod) -> tuple[object, ...]:
+    """All `_index` reads of a pod to decide where it goes and what it adds: two pods equal here take
+    the same places in the cache."""
+    related = pod.extras is not NO_EXTRAS and not pod.extras.is_empty()
+    succeeded = pod.phase == "Succeeded"
+    return (
+        pod.node_name,
+        pod.request,
+        pod.terminal,
+        succeeded,
+        pod.deleting,
+        pod.scheduler_name,
+        _usage_key(pod),
+        related,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """An immutable, consistent view handed to one scheduling session."""
@@ -99,15 +116,16 @@ class ClusterState:
         self.generation = 0  # bumps on every applied change
 
     # --- raw Kubernetes objects -------------------------------------------------------------
-    def apply_object(self, obj: Mapping[str, Any], deleted: bool = False) -> None:
-        """Apply one Kubernetes object (an ADDED/MODIFIED watch event, or DELETED when `deleted`)."""
+    def apply_object(self, obj: Mapping[str, Any], deleted: bool = False, *, same_spec: Pod | None = None) -> None:
+        """Apply one Kubernetes object (an ADDED/MODIFIED watch event, or DELETED when `deleted`).
+        `same_spec`: a pod converted from this pod's labels and spec (the watch compared them), reused."""
         kind = obj.get("kind")
         meta = obj.get("metadata") or {}
         name, ns = str(meta.get("name", "")), str(meta.get("namespace") or "default")
         if kind == "Node":
             self.delete_node(name) if deleted else self.upsert_node(convert.node_from_k8s(obj))
         elif kind == "Pod":
-            self.delete_pod(f"{ns}/{name}") if deleted else self.upsert_pod(convert.pod_from_k8s(obj))
+            self.delete_pod(f"{ns}/{name}") if deleted else self.upsert_pod(convert.pod_from_k8s(obj, same_spec))
         elif kind == "PodGroup":
             key = f"{ns}/{name}"
             self._set(self._pod_groups, key, None if deleted else convert.podgroup_from_k8s(obj))
@@ -154,6 +172,10 @@ class ClusterState:
 
     def upsert_pod(self, pod: Pod) -> None:
         old = self._pods.get(pod.key)
+        if old is not None and _placement(old) == _placement(pod):
+            self._swap(pod)  # most pod events (a phase, a start time, a deletion mark) move nothing
+            self.generation += 1
+            return
         if old is not None:
             self._unindex(old)
         self._pods[pod.key] = pod
@@ -192,6 +214,21 @@ class ClusterState:
         if group is not None:
             self._members.setdefault(group, {})[pod.key] = pod
             self._dirty_members.add(group)
+
+    def _swap(self, pod: Pod) -> None:
+        """`pod` replaces a cached pod of equal `_placement`: it sits in the same indexes, adds the same
+        usage; only the object changes (tests/unit/test_cache_swap.py checks this equals unindexing the
+        old and indexing the new, over every attribute of the cache)."""
+        key = pod.key
+        self._pods[key] = pod
+        for table in (self._bound, self._bound_related, self._pending, self._pending_related, self._running_singles):
+            if key in table:
+                table[key] = pod
+        members = self._members.get(pod.group_key) if pod.group_key else None
+        if members is not None:  # as _unindex: the group's frozen members are rebuilt
+            if key in members:
+                members[key] = pod
+            self._dirty_members.add(pod.group_key)
 
     def _unindex(self, pod: Pod) -> None:
         self._pending_related.pop(pod.key, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -113,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
     backend.grouper.client = KubeClient.from_kubeconfig(args.kubeconfig, qps=args.qps, burst=args.burst)
     backend.grouper.client.fence = fence
     backend.grouper.client.headers["User-Agent"] = f"kaisched/0.1.0 ({identity})"
+    # the first lists of every kind start now, in flight while the rest is set up (the debug API's and
+    # telemetry's imports among it); their events wait in the queue until wait_synced drains them
+    backend.start()
     status = StatusWriter(status_client, config.scheduler_name, identity)
     backend.committer.event = status.event  # Preempted / Reclaimed / ... on each victim the committer evicts
     daemon = Daemon(backend, status, config, metrics, json_logs=args.log_format == "json")
@@ -120,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         stop_debug = attach(args, daemon, backend, config, metrics, debug_opts)
     except (OSError, ValueError) as err:
         log.error("debug API / telemetry: %s", err)
+        backend.stop()
         return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -135,8 +140,12 @@ def run(args: argparse.Namespace) -> int:
         args.http_address,
         server.server_port,
     )
-    backend.start()
-    if not backend.wait_synced(timeout=120):
+    if backend.wait_synced(timeout=120):
+        log.info("cache synced: %d pods", len(backend.state.pods()))
+        # what the first lists built lives about as long as the process: the cyclic collector's full
+        # passes leave it alone from now on (reference counting still frees what the cache drops)
+        gc.freeze()
+    else:
         log.error("cache did not sync within 120s; is the API server reachable?")
     leader = None
     if args.leader_elect:

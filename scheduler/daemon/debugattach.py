@@ -1,4 +1,7 @@
-"""Wiring the debug API and telemetry into `kaisched run`: flags, the cycle observers, start and stop."""
+"""Wiring the debug API and telemetry into `kaisched run`: flags, the cycle observers, start and stop.
+
+grpc, the debug stubs and OpenTelemetry are imported in `attach()`, which `kaisched run` calls while the
+cache's first lists are in flight: the flags and options need none of them."""
 
 from __future__ import annotations
 
@@ -12,13 +15,11 @@ from typing import Any
 from scheduler.backends.kubernetes import KubeBackend
 from scheduler.daemon.runner import Daemon
 from scheduler.debug.history import CycleHistory
-from scheduler.debug.server import DEFAULT_MAX_STREAMS, ServerOptions, start_server
-from scheduler.debug.simulate import SimulateLimits
+from scheduler.debug.options import DEFAULT_MAX_STREAMS, ServerOptions, SimulateLimits
 from scheduler.debug.snapshot import SnapshotRecorder
 from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.cycleinfo import CycleInfo
 from scheduler.telemetry.metrics import Metrics
-from scheduler.telemetry.otel import Telemetry
 
 log = logging.getLogger("kaisched.debug")
 DEFAULT_PORT = 8790
@@ -136,6 +137,9 @@ def attach(
     """Add the observers and start the server (`opts` from `server_options`; None: no debug API); returns
     the function that stops them. Raises ValueError for bad options (the caller exits); a port that cannot
     be bound only disables the API, with an error logged."""
+    from scheduler.debug.server import start_server
+    from scheduler.telemetry.otel import Telemetry
+
     telemetry = Telemetry.from_env(metrics)
     daemon.observers.append(telemetry.observe)
     stops: list[Callable[[], Any]] = [telemetry.shutdown]

@@ -18,7 +18,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -28,11 +28,11 @@ from grpc_reflection.v1alpha import reflection
 from scheduler.debug._pb import debug_pb2 as pb
 from scheduler.debug._pb import debug_pb2_grpc as pb_grpc
 from scheduler.debug.history import CycleEntry, CycleHistory
+from scheduler.debug.options import DEFAULT_MAX_STREAMS, ServerOptions, SimulateLimits
 from scheduler.debug.requests import Abort, check_name, clip, echo
 from scheduler.debug.simulate import (
     MAX_CYCLES,
     Check,
-    SimulateLimits,
     SimulateRunner,
     check_size,
     parse_objects,
@@ -53,7 +53,6 @@ from scheduler.framework.config import SchedulerConfig
 log = logging.getLogger("kaisched.debug")
 
 SERVICE = pb.DESCRIPTOR.services_by_name["Debug"].full_name
-DEFAULT_MAX_STREAMS = 8
 
 
 class DebugService:
@@ -293,35 +292,6 @@ def _numbered(cycles: int, decisions: dict[str, Any]) -> list[tuple[int, Any]]:
 
 
 # ------------------------------------------------------------------------------------------- the server
-@dataclass(frozen=True, slots=True)
-class ServerOptions:
-    address: str = "127.0.0.1"
-    port: int = 8790  # 0: any free port
-    token: str = ""  # bearer token every call but health checks must carry
-    tls_cert: bytes = b""  # PEM; with tls_key, serve TLS
-    tls_key: bytes = b""
-    tls_client_ca: bytes = b""  # PEM; when set, clients must present a certificate it signed
-    workers: int = 8  # threads for health checks and unary calls, on top of those streams and Simulate hold
-    max_streams: int = DEFAULT_MAX_STREAMS  # WatchDecisions streams at once (each holds a thread)
-    simulate: SimulateLimits = field(default_factory=SimulateLimits)
-
-    def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ValueError(f"workers must be at least 1, got {self.workers}")
-        if self.max_streams < 1:
-            raise ValueError(f"max_streams (--debug-max-streams) must be at least 1, got {self.max_streams}")
-
-    @property
-    def threads(self) -> int:
-        return self.workers + self.max_streams + self.simulate.concurrency
-
-    @property
-    def max_message_bytes(self) -> int:
-        """gRPC's receive limit: above Simulate's, so a request a little too large gets Simulate's own
-        message (INVALID_ARGUMENT, naming its limit) rather than the transport's RESOURCE_EXHAUSTED."""
-        return max(4 << 20, self.simulate.max_bytes + (1 << 20))
-
-
 def is_loopback(address: str) -> bool:
     if address == "localhost":
         return True

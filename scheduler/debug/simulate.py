@@ -23,13 +23,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
 
 from scheduler.backends.memory import MemoryBackend
 from scheduler.backends.simulation import SimulationResult, run_cycles
+from scheduler.debug.options import SimulateLimits
 from scheduler.debug.requests import Abort, echo, name_problem
 from scheduler.framework.config import SchedulerConfig
 from scheduler.kube.loader import LoadError, TooLarge, flatten, load_documents
@@ -40,30 +40,6 @@ KINDS = ("Pod", "PodGroup", "Queue", "Node", "Topology", "PriorityClass")
 MAX_CYCLES = 100
 T = TypeVar("T")
 Check = Callable[[], None]  # raises Stopped when the call's time is up or its caller went away
-
-
-@dataclass(frozen=True, slots=True)
-class SimulateLimits:
-    max_bytes: int = 1 << 20  # the serialized request
-    max_objects: int = 2000  # objects sent (the daemon's snapshot comes on top)
-    max_nodes: int = 250_000  # YAML/JSON nodes of all objects, every alias counted as what it stands for
-    timeout_s: float = 30.0  # per call, when the caller's deadline is later or absent
-    concurrency: int = 1  # simulations at once
-
-    def __post_init__(self) -> None:
-        for name, flag in FLAGS.items():
-            value = getattr(self, name)
-            if not value > 0:
-                raise ValueError(f"Simulate's {name} ({flag}) must be positive, got {value}")
-
-
-FLAGS = {  # the `kaisched run` flag of each limit
-    "max_bytes": "--debug-simulate-max-bytes",
-    "max_objects": "--debug-simulate-max-objects",
-    "max_nodes": "--debug-simulate-max-nodes",
-    "timeout_s": "--debug-simulate-timeout",
-    "concurrency": "--debug-max-simulations",
-}
 
 
 class Stopped(Exception):

@@ -11,17 +11,42 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+import msgspec
 import urllib3
 
 if TYPE_CHECKING:
     from scheduler.kube.fence import Fence
 
-SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 TOKEN_REFRESH_S = 60.0
+
+
+# msgspec parses the API server's JSON several times faster than the json module (bench/ingest.py measures
+# json, orjson and msgspec); decoding to dicts here, and to typed pods in kube/podwire.py.
+decode_json: Callable[[bytes], Any] = msgspec.json.Decoder().decode
+
+
+def decode_dict(data: bytes) -> dict[str, Any]:
+    out: dict[str, Any] = decode_json(data)
+    return out
+
+
+def split_lines(chunks: Iterable[bytes], decode: Callable[[bytes], Any]) -> Iterator[Any]:
+    """Decode newline-delimited JSON (a watch stream) as it arrives: whole lines of each chunk at once,
+    the partial tail carried to the next chunk (and dropped if the stream ends inside a line)."""
+    tail = b""
+    for chunk in chunks:
+        if b"\n" not in chunk:
+            tail += chunk
+            continue
+        lines = (tail + chunk).split(b"\n")
+        tail = lines.pop()
+        for line in lines:
+            if line and not line.isspace():
+                yield decode(line)
 
 
 class ApiError(Exception):
@@ -90,35 +115,21 @@ class KubeClient:
 
     @staticmethod
     def from_kubeconfig(path: str | None, qps: float = 200.0, burst: int = 400) -> KubeClient:
-        """Kubeconfig at `path`; else in-cluster; else ~/.kube/config (the usual order)."""
-        from kubernetes import client as kclient
-        from kubernetes import config as kconfig
+        """Kubeconfig at `path`; else in-cluster; else ~/.kube/config (the usual order). The common cases
+        are read by kube/kubeconfig.py; the rest (exec plugins...) by the official client."""
+        from scheduler.kube import kubeconfig
 
-        cfg = kclient.Configuration()
-        token_file = None
-        if path:
-            kconfig.load_kube_config(config_file=path, client_configuration=cfg)
-        else:
-            try:
-                kconfig.load_incluster_config(client_configuration=cfg)
-                token_file = SERVICE_ACCOUNT_TOKEN
-            except kconfig.ConfigException:
-                kconfig.load_kube_config(client_configuration=cfg)
-        headers = {}
-        token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
-        if token:
-            prefix = (cfg.api_key_prefix or {}).get("authorization", "")
-            headers["Authorization"] = f"{prefix} {token}".strip() if not token.startswith("Bearer") else token
+        conn = kubeconfig.load(path) or kubeconfig.official(path)
         return KubeClient(
-            cfg.host,
-            headers=headers,
-            ca_file=cfg.ssl_ca_cert,
-            cert_file=cfg.cert_file,
-            key_file=cfg.key_file,
-            verify=cfg.verify_ssl,
+            conn.host,
+            headers=conn.headers,
+            ca_file=conn.ca_file,
+            cert_file=conn.cert_file,
+            key_file=conn.key_file,
+            verify=conn.verify,
             qps=qps,
             burst=burst,
-            token_file=token_file,
+            token_file=conn.token_file,
         )
 
     def _auth_headers(self) -> dict[str, str]:
@@ -146,10 +157,12 @@ class KubeClient:
         content_type: str = "application/json",
         timeout: float = 30.0,
         fenced: bool = True,
+        decode: Callable[[bytes], dict[str, Any]] = decode_dict,
     ) -> dict[str, Any]:
         """One API call. Writes are fenced (`self.fence`, set under leader election): checked after the
         rate limiter's wait, right before sending, so a write never leaves a replica that may have lost its
-        lease. Only the lease's own renewal passes `fenced=False`."""
+        lease. Only the lease's own renewal passes `fenced=False`. `decode` parses a successful answer
+        (kube/podwire.py's for pod lists)."""
         self.bucket.take()
         if fenced and method != "GET" and self.fence is not None:
             self.fence.check(f"{method} {path}")
@@ -164,15 +177,22 @@ class KubeClient:
         payload: dict[str, Any] = {}
         if resp.data:
             try:
-                payload = json.loads(resp.data)
-            except ValueError:
+                payload = decode(resp.data) if resp.status < 400 else decode_dict(resp.data)
+            except ValueError:  # msgspec.DecodeError is one
                 payload = {"message": resp.data[:500].decode(errors="replace")}
         if resp.status >= 400:
             raise ApiError(resp.status, resp.reason or "", payload)
         return payload
 
-    def watch(self, path: str, params: Mapping[str, Any], timeout: float) -> Iterator[dict[str, Any]]:
-        """Stream watch events (dicts with type and object) until the server ends the watch."""
+    def watch(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        timeout: float,
+        decode: Callable[[bytes], dict[str, Any]] = decode_dict,
+    ) -> Iterator[dict[str, Any]]:
+        """Stream watch events (dicts with type and object; `decode` makes each from its line) until the
+        server ends the watch."""
         self.bucket.take()
         resp = self.pool.request(
             "GET",
@@ -185,16 +205,10 @@ class KubeClient:
             if resp.status >= 400:
                 body = resp.read()
                 try:
-                    payload = json.loads(body)
-                except ValueError:
+                    payload = decode_dict(body)
+                except ValueError:  # msgspec.DecodeError is one
                     payload = {}
                 raise ApiError(resp.status, resp.reason or "", payload)
-            buf = b""
-            for chunk in resp.stream(65536):
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    if line.strip():
-                        yield json.loads(line)
+            yield from split_lines(resp.stream(65536), decode)
         finally:
             resp.release_conn()

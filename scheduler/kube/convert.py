@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,17 +33,21 @@ def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((str(k), str(v)) for k, v in value.items()))
 
 
+def _quantities(values: Any, where: str, problems: list[str]) -> dict[str, int]:
+    """A resource map in our units; bad entries are reported, not raised."""
+    parsed: dict[str, int] = {}
+    if isinstance(values, Mapping):
+        for name, text in sorted(values.items()):
+            try:
+                parsed[str(name)] = to_canonical(str(name), text)
+            except QuantityError as err:
+                problems.append(f"{where}.{name}: {err}")
+    return parsed
+
+
 def parse_resources(values: Any, where: str, problems: list[str]) -> Resources:
     """A resource map (requests, allocatable) into Resources; bad entries are reported, not raised."""
-    if not isinstance(values, Mapping):
-        return Resources()
-    parsed: dict[str, int] = {}
-    for name, text in sorted(values.items()):
-        try:
-            parsed[str(name)] = to_canonical(str(name), text)
-        except QuantityError as err:
-            problems.append(f"{where}.{name}: {err}")
-    return Resources.of(parsed)
+    return Resources.of(_quantities(values, where, problems)) if isinstance(values, Mapping) else Resources()
 
 
 def node_from_k8s(obj: Obj) -> Node:
@@ -81,28 +86,43 @@ def _container_requests(c: Obj) -> dict[str, Any]:
     return merged
 
 
+def _add(into: dict[str, int], more: Mapping[str, int]) -> None:
+    for k, v in more.items():
+        into[k] = into.get(k, 0) + v
+
+
+def _max(into: dict[str, int], other: Mapping[str, int]) -> None:
+    for k, v in other.items():
+        if v > into.get(k, 0):
+            into[k] = v
+
+
 def pod_request(spec: Obj, problems: list[tuple[str, str]]) -> Resources:
     """max(sum of containers, largest init container) + overhead, plus one pod (kube-scheduler's rule).
 
-    Sidecar init containers (restartPolicy Always) run alongside the app, so they add to it."""
+    Sidecar init containers (restartPolicy Always) run alongside the app, so they add to it. Summed in
+    plain dicts (quantities are never negative), made Resources once: this runs for every pod event."""
     errors: list[str] = []
-    total = Resources()
+    total: dict[str, int] = {}
     for c in spec.get("containers") or []:
-        total = total + parse_resources(_container_requests(c), f"container {c.get('name')}", errors)
-    init_peak = Resources()
-    sidecars = Resources()
+        _add(total, _quantities(_container_requests(c), f"container {c.get('name')}", errors))
+    init_peak: dict[str, int] = {}
+    sidecars: dict[str, int] = {}
     for c in spec.get("initContainers") or []:
-        req = parse_resources(_container_requests(c), f"initContainer {c.get('name')}", errors)
+        req = _quantities(_container_requests(c), f"initContainer {c.get('name')}", errors)
         if c.get("restartPolicy") == "Always":
-            sidecars = sidecars + req
-            init_peak = init_peak.max_with(sidecars)
+            _add(sidecars, req)
+            _max(init_peak, sidecars)
         else:
-            init_peak = init_peak.max_with(req + sidecars)
-    total = (total + sidecars).max_with(init_peak)
-    total = total + parse_resources(spec.get("overhead"), "overhead", errors)
+            _add(req, sidecars)
+            _max(init_peak, req)
+    _add(total, sidecars)
+    _max(total, init_peak)
+    _add(total, _quantities(spec.get("overhead"), "overhead", errors))
     for err in errors:
         problems.append((Reason.INVALID_POD.value, f"malformed resource request {err}"))
-    return total + Resources.of({PODS: 1})
+    _add(total, {PODS: 1})
+    return Resources.of(total)
 
 
 def _unsupported(spec: Obj) -> list[tuple[str, str]]:
@@ -118,8 +138,25 @@ def _unsupported(spec: Obj) -> list[tuple[str, str]]:
     return []
 
 
-def pod_from_k8s(obj: Obj) -> Pod:
+def pod_from_k8s(obj: Obj, same_spec: Pod | None = None) -> Pod:
+    """`same_spec`: a pod converted from an object with this one's name, labels and spec (the caller
+    compared them): what those decide is taken from it, the rest read again (a pod's status and metadata
+    change many times in its life, its spec and labels seldom)."""
     meta, spec, status = _meta(obj), obj.get("spec") or {}, obj.get("status") or {}
+    owners = meta.get("ownerReferences") or []
+    if same_spec is not None:
+        return dataclasses.replace(
+            same_spec,
+            uid=str(meta.get("uid", "")),
+            node_name=str(spec.get("nodeName") or ""),
+            phase=str(status.get("phase") or "Pending"),
+            annotations=_pairs(meta.get("annotations")),
+            creation=str(meta.get("creationTimestamp", "")),
+            owner_kind=_owner_kind(owners),
+            deleting=bool(meta.get("deletionTimestamp")),
+            pod_group=_pod_group(meta),
+            start_time=parse_timestamp(status.get("startTime")),
+        )
     problems: list[tuple[str, str]] = []
     request = pod_request(spec, problems)
     problems.extend(_unsupported(spec))
@@ -142,8 +179,6 @@ def pod_from_k8s(obj: Obj) -> Pod:
             key=lambda t: (t.key, t.operator, t.value, t.effect),
         )
     )
-    owners = meta.get("ownerReferences") or []
-    owner_kind = next((str(o.get("kind", "")) for o in owners if o.get("controller")), "")
     priority = spec.get("priority")
     labels = _pairs(meta.get("labels"))
     return Pod(
@@ -160,14 +195,22 @@ def pod_from_k8s(obj: Obj) -> Pod:
         priority_class=str(spec.get("priorityClassName") or dict(labels).get("priorityClassName", "")),
         priority=int(priority) if isinstance(priority, int) else None,
         creation=str(meta.get("creationTimestamp", "")),
-        owner_kind=owner_kind,
+        owner_kind=_owner_kind(owners),
         deleting=bool(meta.get("deletionTimestamp")),
         problems=tuple(problems),
         task_priority=_int_label(dict(labels).get(TASK_PRIORITY_LABEL)),
-        pod_group=str((meta.get("annotations") or {}).get(POD_GROUP_ANNOTATION) or ""),
+        pod_group=_pod_group(meta),
         start_time=parse_timestamp(status.get("startTime")),
         extras=pod_extras(str(meta.get("name", "")), spec, dict(labels)),
     )
+
+
+def _owner_kind(owners: Any) -> str:
+    return next((str(o.get("kind", "")) for o in owners if o.get("controller")), "")
+
+
+def _pod_group(meta: Obj) -> str:
+    return str((meta.get("annotations") or {}).get(POD_GROUP_ANNOTATION) or "")
 
 
 def _int_label(raw: str | None) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 
 from scheduler.api.pod import NodeSelectorRequirement, NodeSelectorTerm
 from scheduler.api.podspec import (
+    NO_EXTRAS,
     HostPort,
     LabelRequirement,
     LabelSelector,
@@ -149,6 +150,8 @@ def preferred_nodes(affinity: Obj) -> tuple[PreferredNodeTerm, ...]:
 
 
 def pod_extras(name: str, spec: Obj, labels: Mapping[str, str]) -> PodExtras:
+    """What a pod asks of other pods, ports and volumes; NO_EXTRAS (the shared empty value) for the many
+    pods that ask none of it, each part read only where its field is present (this runs per pod event)."""
     affinity = spec.get("affinity") or {}
     claims: set[str] = set()
     ephemeral: set[str] = set()
@@ -160,10 +163,14 @@ def pod_extras(name: str, spec: Obj, labels: Mapping[str, str]) -> PodExtras:
             claims.add(str(pvc["claimName"]))
         if isinstance(v.get("ephemeral"), Mapping):
             ephemeral.add(f"{name}-{v.get('name', '')}")
+    spread = spec.get("topologySpreadConstraints")
+    ports = host_ports(spec)
+    if not (affinity or spread or ports or claims or ephemeral):
+        return NO_EXTRAS
     return PodExtras(
         affinity=pod_affinity(affinity, labels) if isinstance(affinity, Mapping) else None,
-        spread=spread_constraints(spec.get("topologySpreadConstraints"), labels),
-        host_ports=host_ports(spec),
+        spread=spread_constraints(spread, labels),
+        host_ports=ports,
         preferred_nodes=preferred_nodes(affinity) if isinstance(affinity, Mapping) else (),
         claims=tuple(sorted(claims)),
         ephemeral_claims=tuple(sorted(ephemeral)),

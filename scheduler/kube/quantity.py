@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from fractions import Fraction
+from functools import lru_cache
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {
@@ -54,9 +55,11 @@ def parse_quantity(text: str | int | float) -> Fraction:
     return -value if sign == "-" else value
 
 
+@lru_cache(maxsize=4096, typed=True)
 def to_canonical(resource: str, text: str | int | float) -> int:
     """Our integer unit for a resource: cpu in millicores, everything else in whole units; rounds up
-    as Quantity.MilliValue()/Value() do, so a request is never under-counted."""
+    as Quantity.MilliValue()/Value() do, so a request is never under-counted. Memoised: a cluster's pods
+    repeat a few quantities, and every pod event parses them (a pure function; errors are not cached)."""
     value = parse_quantity(text)
     if value < 0:
         raise QuantityError(f"quantity {text!r} for {resource} is negative")

@@ -1,0 +1,368 @@
+"""Event ingest, side by side (issue 15): pod watch events/s and relist time into the cache, ours and a baseline.
+
+A stand-in API server (this file's `serve` sub-command, its own process) answers a pod LIST (pages of 5,000,
+`continue` tokens, as the API server pages) and a pod WATCH with pre-recorded bytes (bench/podstream.py: real
+pod objects with managedFields, conditions and container statuses; adds, binds, status-only heartbeats,
+graceful deletes, deletes). Each contender is this file's `contender` sub-command run against a checkout's
+`scheduler` package: the daemon's own KubeBackend with its pod Reflector over HTTP, i.e. the real watch
+decoding (kube/client.py), conversion (kube/convert.py) and cache (cache/cluster_state.py), drained the
+way the daemon's cycle drains it. For each cluster size it prints
+
+  relist   time from the reflector's start until a LIST of N pods is in the cache;
+  watch    events/s applied into the cache holding those N pods (from the watch's start until its last
+           event, a sentinel pod, is in the cache), and the peak RSS of the contender;
+
+and whether ours and the baseline ended with the same cache (pods, nodes, phases, requests). The baseline
+is `git archive <ref>` of this repository (default main), extracted to a temporary folder; contenders
+alternate, ours last. Before that it prints what each JSON library takes to decode the recorded lines
+(json, orjson if installed, msgspec to dicts, msgspec typed as kube/podwire.py does).
+
+    python bench/ingest.py [--sizes 10000,100000] [--stream-pods 4000] [--heartbeats 4] [--baseline main]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+
+import podstream  # noqa: E402
+
+PAGE = 5000
+LIST_RV = 999
+STREAM_FIRST = 10_000_000  # watch-stream pods are named apart from listed ones
+SENTINEL = f"{podstream.NAMESPACE}/ingest-sentinel"
+
+
+# ------------------------------------------------------------------------------------------ the data
+def write_data(folder: Path, sizes: list[int], stream_pods: int, heartbeats: int) -> int:
+    """List pages per size and one watch stream; returns the number of watch events."""
+    biggest = max(sizes)
+    for start in range(0, biggest, PAGE):
+        items = podstream.running_pods(start, min(PAGE, biggest - start))
+        (folder / f"items-{start // PAGE}.jsonl").write_bytes(  # one pod a line: a page of any size is cheap
+            b"".join(json.dumps(p, separators=(",", ":")).encode() + b"\n" for p in items)
+        )
+    sentinel = podstream.new_pod(0, 0, 0)
+    sentinel["metadata"]["name"] = SENTINEL.split("/")[1]
+    sentinel["metadata"]["resourceVersion"] = str(10**9)
+    last = json.dumps({"type": "ADDED", "object": sentinel}, separators=(",", ":")).encode()
+    n = 0
+    # as the API server sends a watch: chunked transfer encoding, one event (and its newline) a chunk
+    with open(folder / "watch.jsonl", "wb") as f, open(folder / "watch.chunked", "wb") as framed:
+        for line in [*podstream.watch_lines(stream_pods, heartbeats, first=STREAM_FIRST), last]:
+            f.write(line + b"\n")
+            framed.write(b"%x\r\n%s\n\r\n" % (len(line) + 1, line))
+            n += 1
+        # then the API server's answer when the watch fell behind a compaction: relist
+        gone = (
+            b'{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","code":410,'
+            b'"reason":"Expired","message":"too old resource version"}}'
+        )
+        framed.write(b"%x\r\n%s\n\r\n" % (len(gone) + 1, gone))
+        framed.write(b"0\r\n\r\n")
+    return n
+
+
+# ------------------------------------------------------------------------------------------ the server
+def serve_main(argv: list[str]) -> int:
+    """GET /s<N>/api/v1/pods: the LIST of the first N pods, paged; with watch=true from the first list's
+    resourceVersion, the recorded stream, sent once /s<N>/go was asked for (so the relist and the watch are
+    timed apart); the watch after a relist idles."""
+    ap = argparse.ArgumentParser(prog="ingest.py serve")
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--port", type=int, required=True)
+    args = ap.parse_args(argv)
+    folder = Path(args.dir)
+    go: dict[str, threading.Event] = {}
+    lists: dict[str, int] = {}  # lists begun per contender
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+        def _send(self, body: bytes) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            prefix, _, rest = url.path.lstrip("/").partition("/")
+            q = {k: v[0] for k, v in parse_qs(url.query).items()}
+            with lock:
+                event = go.setdefault(prefix, threading.Event())
+            if rest == "go":
+                event.set()
+                self._send(b"{}")
+                return
+            if q.get("watch") == "true":
+                # the stream goes to a watch from the first list (also one that reconnected because the
+                # contender took longer than its read timeout to apply that list); a relist's watch idles
+                first = q.get("resourceVersion") == str(LIST_RV)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                if first:
+                    event.wait()
+                    with open(folder / "watch.chunked", "rb") as f:
+                        shutil.copyfileobj(f, self.wfile, 1 << 20)
+                else:
+                    time.sleep(600)
+                self.close_connection = True
+                return
+            size = int(prefix[1:].split("-")[0])
+            page = int(q.get("continue") or 0)
+            start = page * PAGE
+            nxt = str(page + 1) if start + PAGE < size else ""
+            lines = (folder / f"items-{page}.jsonl").read_bytes().splitlines() if start < size else []
+            items = b",".join(lines[: size - start])
+            with lock:
+                lists[prefix] = lists.get(prefix, 0) + (page == 0)
+                again = lists[prefix] > 1
+            meta = json.dumps({"resourceVersion": str(LIST_RV * 1000 if again else LIST_RV), "continue": nxt})
+            meta = meta.encode()
+            self._send(b'{"kind":"PodList","apiVersion":"v1","metadata":' + meta + b',"items":[' + items + b"]}")
+
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    print("ready", flush=True)
+    server.serve_forever()
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ a contender
+def contender_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="ingest.py contender")
+    ap.add_argument("--repo", required=True)
+    ap.add_argument("--host", required=True)
+    ap.add_argument("--size", type=int, required=True)
+    ap.add_argument("--events", type=int, required=True)
+    ap.add_argument("--debug-copies", action="store_true")
+    args = ap.parse_args(argv)
+    sys.path.insert(0, args.repo)
+    import scheduler
+    from scheduler.backends.kubernetes import KubeBackend
+    from scheduler.kube.client import KubeClient
+
+    assert Path(scheduler.__file__).resolve().is_relative_to(Path(args.repo).resolve()), scheduler.__file__
+    client = KubeClient(args.host, qps=0, burst=1)
+    backend = KubeBackend(client, podstream.SCHEDULER)
+    backend.reflectors = [r for r in backend.reflectors if r.res.kind == "Pod"]
+    if args.debug_copies:
+        backend.raw = {}  # as the daemon with its debug API on: each object is kept for snapshots too
+    state = backend.state
+    t0, c0 = time.perf_counter(), time.process_time()
+    backend.start()
+    backend.wait_synced(600)  # as `kaisched run` waits for its first lists
+    gc.freeze()  # as `kaisched run` does after them (given to the baseline too)
+    while len(state.pods()) < args.size:
+        if not backend.drain():
+            time.sleep(0.001)
+    t1, c1 = time.perf_counter(), time.process_time()
+    client.request("GET", "/go")
+    t2, c2 = time.perf_counter(), time.process_time()
+    while state.pod(SENTINEL) is None:
+        if not backend.drain():
+            time.sleep(0.001)
+    t3, c3 = time.perf_counter(), time.process_time()
+    # the stream ends in 410 Gone: the reflector lists again, into a cache that holds every listed pod
+    reflector = backend.reflectors[0]
+    while reflector.relists < 2 or backend.events.qsize():
+        if not backend.drain():
+            time.sleep(0.001)
+    backend.drain()
+    t4, c4 = time.perf_counter(), time.process_time()
+    backend.stop_event.set()
+    digest = hashlib.sha256()
+    for key in sorted(state.pods()):
+        p = state.pod(key)
+        assert p is not None
+        digest.update(repr((key, p.node_name, p.phase, p.deleting, p.request, p.start_time, p.labels)).encode())
+    snap = state.snapshot()
+    digest.update(repr(sorted(snap.node_used.items())).encode())
+    out = {
+        "relist_s": t1 - t0,
+        "relist_cpu_s": c1 - c0,
+        "warm_s": t4 - t3,
+        "warm_cpu_s": c4 - c3,
+        "watch_s": t3 - t2,
+        "events_per_s": args.events / (t3 - t2),
+        "events_per_cpu_s": args.events / (c3 - c2),
+        "pods": len(state.pods()),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "cache": digest.hexdigest()[:16],
+    }
+    print(json.dumps(out), flush=True)
+    os._exit(0)  # the reflector's idle watch holds a daemon thread; nothing to clean up
+
+
+# ------------------------------------------------------------------------------------------ the bench
+def decode_table(lines: list[bytes]) -> list[str]:
+    """Each JSON library on the same recorded lines (best of 3): the choice of msgspec, measured."""
+    sys.path.insert(0, str(REPO))
+    from scheduler.kube import podwire
+
+    out = []
+    libs: list[tuple[str, Any]] = [("json", json.loads)]
+    try:
+        import orjson
+
+        libs.append(("orjson", orjson.loads))
+    except ImportError:
+        out.append("orjson: not installed (pip install orjson to compare)")
+    import msgspec
+
+    libs += [("msgspec (dicts)", msgspec.json.Decoder().decode), ("msgspec typed (podwire)", podwire.decode_event)]
+    base = 0.0
+    for name, fn in libs:
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            for line in lines:
+                fn(line)
+            best = min(best, time.perf_counter() - t)
+        base = base or best
+        out.append(f"decode {name:<24} {len(lines) / best:>10,.0f} lines/s  {base / best:5.1f}x json")
+    return out
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":
+        return serve_main(sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] == "contender":
+        return contender_main(sys.argv[2:])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000,100000", help="pods in the cluster (the relist)")
+    ap.add_argument("--stream-pods", type=int, default=4000, help="pods whose whole lives the watch stream holds")
+    ap.add_argument("--heartbeats", type=int, default=4, help="status-only updates per running pod")
+    ap.add_argument("--baseline", default="main", help="a git ref of this repository ('' for none)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per contender and size (the best is shown)")
+    ap.add_argument(
+        "--debug-copies",
+        action="store_true",
+        help="keep each object for the debug API's snapshots, as `kaisched run` does unless --debug-address none",
+    )
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="kaisched-ingest-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        t = time.perf_counter()
+        events = write_data(work, sizes, args.stream_pods, args.heartbeats)
+        print(
+            f"recorded {events:,} watch events ({args.stream_pods:,} pods, {args.heartbeats} heartbeats each) "
+            f"and lists up to {max(sizes):,} pods in {time.perf_counter() - t:.1f}s"
+        )
+        with open(work / "watch.jsonl", "rb") as f:
+            lines = [line.rstrip(b"\n") for _, line in zip(range(20000), f, strict=False)]
+        print(f"average event {sum(map(len, lines)) / len(lines):,.0f} bytes")
+        for row in decode_table(lines):
+            print(row)
+        del lines
+        contenders = [("ours", REPO)]
+        if args.baseline:
+            base = work / "baseline"
+            base.mkdir()
+            tar = subprocess.run(
+                ["git", "-C", str(REPO), "archive", args.baseline, "scheduler"], check=True, capture_output=True
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(base)], input=tar, check=True)
+            contenders.insert(0, (f"baseline {args.baseline}", base))
+        port = _free_port()
+        server = subprocess.Popen(
+            [sys.executable, __file__, "serve", "--dir", str(work), "--port", str(port)], stdout=subprocess.PIPE
+        )
+        procs.append(server)
+        assert server.stdout is not None and server.stdout.readline().strip() == b"ready"
+        results: dict[tuple[str, int], dict[str, Any]] = {}
+        run = 0
+        for size in sizes:
+            for _ in range(max(1, args.repeat)):
+                for name, repo in contenders:
+                    run += 1
+                    cmd = [
+                        sys.executable,
+                        __file__,
+                        "contender",
+                        "--repo",
+                        str(repo),
+                        "--host",
+                        f"http://127.0.0.1:{port}/s{size}-{run}",
+                        "--size",
+                        str(size),
+                        "--events",
+                        str(events),
+                        *(["--debug-copies"] if args.debug_copies else []),
+                    ]
+                    res = json.loads(subprocess.run(cmd, check=True, capture_output=True).stdout.splitlines()[-1])
+                    best = results.get((name, size))
+                    if best is None or res["watch_s"] + res["relist_s"] < best["watch_s"] + best["relist_s"]:
+                        results[(name, size)] = res
+        print("relist: into an empty cache (start-up), and again after the watch's 410 Gone (every pod cached);")
+        print("wall (CPU) seconds. watch: events/s by wall clock, and per CPU second of the contender.")
+        print("ratio: baseline's time / ours, our rate / the baseline's")
+        print(
+            f"{'contender':<16} {'pods':>8} {'relist':>15} {'relist again':>15} {'events/s':>9} "
+            f"{'per CPU s':>10} {'peakMB':>7}  cache"
+        )
+        for size in sizes:
+            for name, _ in contenders:
+                r = results[(name, size)]
+                print(
+                    f"{name:<16} {size:>8,} {r['relist_s']:>6.2f}s ({r['relist_cpu_s']:>5.2f}s) "
+                    f"{r['warm_s']:>6.2f}s ({r['warm_cpu_s']:>5.2f}s) "
+                    f"{r['events_per_s']:>9,.0f} {r['events_per_cpu_s']:>10,.0f} {r['peak_rss_mb']:>7.0f}  {r['cache']}"
+                )
+            if len(contenders) == 2:
+                b, o = results[(contenders[0][0], size)], results[(contenders[1][0], size)]
+                same = "same cache" if b["cache"] == o["cache"] else "CACHES DIFFER"
+
+                def x(key: str, b: dict[str, Any] = b, o: dict[str, Any] = o) -> float:
+                    return float(b[key] / o[key])
+
+                print(
+                    f"{'ratio':<16} {size:>8,} {x('relist_s'):>6.1f}x ({x('relist_cpu_s'):>4.1f}x) "
+                    f"{x('warm_s'):>6.1f}x ({x('warm_cpu_s'):>4.1f}x) "
+                    f"{1 / x('events_per_s'):>8.1f}x {1 / x('events_per_cpu_s'):>9.1f}x {'':>7}  {same}"
+                )
+    finally:
+        for p in procs:
+            p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""Typed pod decoding (kube/podwire.py) and what the backend skips or reuses with it.
+
+The slim object podwire builds must convert exactly as the full object does: checked on every pod of the
+scenario cases (affinity, spread, ports, volumes, sidecars, overhead, priorities...) wrapped the way the API
+server sends pods (managedFields, conditions, container statuses)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from scheduler.backends.kubernetes import KubeBackend
+from scheduler.kube import podwire
+from scheduler.kube.client import KubeClient, decode_dict, split_lines
+from scheduler.kube.convert import pod_from_k8s
+
+CASES = Path(__file__).resolve().parent.parent / "scenarios" / "cases"
+
+
+def _scenario_pods() -> list[dict[str, Any]]:
+    pods = []
+    for path in sorted(CASES.glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        for obj in doc.get("objects") or [] if isinstance(doc, dict) else []:
+            if isinstance(obj, dict) and obj.get("kind") == "Pod":
+                pods.append(obj)
+    return pods
+
+
+def _as_served(pod: dict[str, Any], rv: int = 7) -> dict[str, Any]:
+    """The pod with what the API server adds and the scheduler never reads."""
+    out = copy.deepcopy(pod)
+    meta = out.setdefault("metadata", {})
+    meta["resourceVersion"] = str(rv)
+    meta["generateName"] = "x-"
+    meta["managedFields"] = [{"manager": "kubelet", "operation": "Update", "fieldsV1": {"f:status": {"f:phase": {}}}}]
+    status = out.setdefault("status", {})
+    status.setdefault("phase", "Pending")
+    status["conditions"] = [{"type": "Ready", "status": "False", "lastTransitionTime": f"2026-01-01T00:00:{rv:02d}Z"}]
+    status["containerStatuses"] = [{"name": "c", "ready": False, "restartCount": rv, "state": {"waiting": {}}}]
+    return out
+
+
+def _line(kind: str, obj: dict[str, Any]) -> bytes:
+    return json.dumps({"type": kind, "object": obj}).encode()
+
+
+def _wire(obj: dict[str, Any]) -> podwire.PodWire:
+    wire = podwire.decode_event(_line("MODIFIED", obj))["object"]
+    assert isinstance(wire, podwire.PodWire)
+    return wire
+
+
+RICH = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {
+        "name": "rich",
+        "namespace": "team",
+        "uid": "u1",
+        "creationTimestamp": "2026-01-01T00:00:00Z",
+        "labels": {"app": "a", "kai.scheduler/queue": "q", "kai.scheduler/task-priority": "3"},
+        "annotations": {"pod-group-name": "g", "other": "x"},
+        "ownerReferences": [{"kind": "Job", "name": "j", "uid": "o1", "controller": True}],
+    },
+    "spec": {
+        "schedulerName": "kai-scheduler",
+        "priorityClassName": "train",
+        "priority": 50,
+        "nodeSelector": {"zone": "z1"},
+        "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [{"key": "k", "operator": "In", "values": ["v"]}]}]
+                },
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 5, "preference": {"matchExpressions": [{"key": "r", "operator": "Exists"}]}}
+                ],
+            },
+            "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"labelSelector": {"matchLabels": {"app": "a"}}, "topologyKey": "kubernetes.io/hostname"}
+                ]
+            },
+        },
+        "topologySpreadConstraints": [
+            {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule", "matchLabelKeys": ["app"]}
+        ],
+        "overhead": {"cpu": "100m"},
+        "initContainers": [
+            {"name": "side", "restartPolicy": "Always", "resources": {"requests": {"cpu": "200m"}}},
+            {"name": "init", "resources": {"requests": {"cpu": "2", "memory": "1Gi"}}},
+        ],
+        "containers": [
+            {
+                "name": "c",
+                "ports": [{"containerPort": 80, "hostPort": 8080}],
+                "resources": {"requests": {"cpu": "1"}, "limits": {"nvidia.com/gpu": "2", "memory": "4Gi"}},
+            }
+        ],
+        "volumes": [
+            {"name": "data", "persistentVolumeClaim": {"claimName": "pvc-1"}},
+            {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}},
+        ],
+    },
+    "status": {"phase": "Running", "startTime": "2026-01-01T00:01:00Z"},
+}
+
+
+def test_scenario_pods_exist():
+    assert len(_scenario_pods()) > 20
+
+
+@pytest.mark.parametrize("pod", [RICH, *_scenario_pods()], ids=lambda p: p["metadata"]["name"])
+def test_slim_object_converts_as_the_full_one(pod):
+    served = _as_served(pod)
+    slim = _wire(served).to_dict()
+    assert pod_from_k8s(slim) == pod_from_k8s(served)
+    assert "managedFields" not in slim["metadata"]
+    assert set(slim["status"]) <= {"phase", "startTime"}
+
+
+def test_status_only_updates_keep_the_signature():
+    a, b = _as_served(RICH, rv=7), _as_served(RICH, rv=8)  # conditions, restarts, resourceVersion differ
+    assert a != b
+    assert _wire(a).signatures() == _wire(b).signatures()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "shape_changes"),
+    [
+        (("status", "phase"), "Succeeded", False),
+        (("status", "startTime"), "2026-01-01T00:09:00Z", False),
+        (("metadata", "deletionTimestamp"), "2026-01-01T00:09:00Z", False),
+        (("metadata", "annotations"), {"pod-group-name": "h"}, False),
+        (("metadata", "ownerReferences"), [], False),
+        (("metadata", "uid"), "u2", False),
+        (("metadata", "labels"), {"app": "b"}, True),
+        (("spec", "nodeName"), "n1", True),
+        (("spec", "tolerations"), [], True),
+    ],
+)
+def test_what_the_scheduler_reads_changes_the_signature(path, value, shape_changes):
+    a = _as_served(RICH)
+    b = copy.deepcopy(a)
+    b[path[0]][path[1]] = value
+    (shape_a, whole_a), (shape_b, whole_b) = _wire(a).signatures(), _wire(b).signatures()
+    assert whole_a != whole_b
+    assert (shape_a != shape_b) == shape_changes
+
+
+def test_same_spec_reuse_equals_a_full_conversion():
+    """Everything but name, labels and spec differs: reusing the first pod's conversion must still give
+    exactly what converting the second from scratch gives (a new Pod field read from metadata or status
+    that the reuse forgets fails here)."""
+    a = _as_served(RICH)
+    b = copy.deepcopy(a)
+    b["metadata"].update(
+        uid="u2",
+        creationTimestamp="2026-02-01T00:00:00Z",
+        deletionTimestamp="2026-02-01T00:05:00Z",
+        annotations={"pod-group-name": "other", "z": "1"},
+        ownerReferences=[{"kind": "ReplicaSet", "name": "rs", "uid": "o2", "controller": True}],
+    )
+    b["spec"]["nodeName"] = "n7"
+    b["status"] = {"phase": "Succeeded", "startTime": "2026-02-01T00:01:00Z"}
+    full = pod_from_k8s(b)
+    reused = pod_from_k8s(b, same_spec=pod_from_k8s(a))
+    assert reused == full
+    differing = {f.name for f in dataclasses.fields(full) if getattr(full, f.name) != getattr(pod_from_k8s(a), f.name)}
+    assert differing >= {"uid", "node_name", "phase", "annotations", "creation", "owner_kind", "deleting"}
+    assert differing >= {"pod_group", "group_key", "start_time"}
+
+
+def test_error_event_and_lists():
+    err = podwire.decode_event(b'{"type":"ERROR","object":{"kind":"Status","status":"Failure","code":410}}')
+    assert err == {"type": "ERROR", "object": {"kind": "Status", "status": "Failure", "code": 410}}
+    bare = podwire.decode_event(b'{"type":"ERROR","object":{"code":410}}')  # even one that could pass for a pod
+    assert bare == {"type": "ERROR", "object": {"code": 410}}
+    page = json.dumps({"kind": "PodList", "metadata": {"resourceVersion": "9", "continue": "c1"}, "items": [RICH]})
+    out = podwire.decode_list(page.encode())
+    assert out["metadata"] == {"resourceVersion": "9", "continue": "c1"}
+    assert [w.key for w in out["items"]] == ["team/rich"]
+    status = podwire.decode_list(b'{"kind":"Status","status":"Failure","code":403}')
+    assert status["code"] == 403
+
+
+def test_split_lines_across_chunks():
+    data = b'{"a":1}\n\n{"b":[1,\n2]}'
+    # a line split anywhere across chunks decodes whole; a final partial line is dropped
+    assert list(split_lines([b'{"a":', b'1}\n{"b"', b":2}\n", b'{"c"'], decode_dict)) == [{"a": 1}, {"b": 2}]
+    with pytest.raises(ValueError):
+        list(split_lines([data], decode_dict))
+
+
+def _backend() -> KubeBackend:
+    return KubeBackend(KubeClient("http://127.0.0.1:9"), "kai-scheduler")  # never connects: _apply only
+
+
+def test_backend_skips_updates_that_change_nothing_it_reads():
+    b = _backend()
+    pending = copy.deepcopy(RICH)
+    pending["spec"].pop("affinity")
+    pending["status"] = {"phase": "Pending"}
+    b._apply("Pod", _wire(_as_served(pending, 1)), False)
+    first = b.state.pod("team/rich")
+    gen = b.state.generation
+    b._apply("Pod", _wire(_as_served(pending, 2)), False)  # a heartbeat
+    assert b.state.pod("team/rich") is first and b.state.generation == gen
+    bound = copy.deepcopy(pending)
+    bound["spec"]["nodeName"] = "n1"
+    b._apply("Pod", _wire(_as_served(bound, 3)), False)
+    assert b.state.pod("team/rich").node_name == "n1"
+    running = copy.deepcopy(bound)
+    running["status"] = {"phase": "Running", "startTime": "2026-01-01T00:01:00Z"}
+    b._apply("Pod", _wire(_as_served(running, 4)), False)
+    assert b.state.pod("team/rich") == pod_from_k8s(running)
+    b._apply("Pod", _wire(_as_served(running, 5)), True)
+    assert b.state.pod("team/rich") is None and "team/rich" not in b.pods_seen
+
+
+def test_backend_does_not_skip_over_what_the_binder_changed():
+    """The binder assumes a bind in the cache, then rolls it back; a later event identical (for the
+    scheduler) to the one before must still be applied, not skipped: the cached pod is not the one it made."""
+    b = _backend()
+    pending = copy.deepcopy(RICH)
+    pending["status"] = {"phase": "Pending"}
+    b._apply("Pod", _wire(_as_served(pending, 1)), False)
+    b.committer._assume([("team/rich", "n2")], 0.0)
+    b._apply("Pod", _wire(_as_served(pending, 2)), False)  # older than the bind: the assumed node holds
+    assert b.state.pod("team/rich").node_name == "n2"
+    b.committer._unassume([("team/rich", "n2")])
+    assert b.state.pod("team/rich").node_name == ""
+    bound = copy.deepcopy(pending)
+    bound["spec"]["nodeName"] = "n3"  # someone else bound it meanwhile
+    b._apply("Pod", _wire(_as_served(bound, 3)), False)
+    b.state.upsert_pod(dataclasses.replace(b.state.pod("team/rich"), node_name=""))  # any writer but the watch
+    b._apply("Pod", _wire(_as_served(bound, 4)), False)  # same content as rv 3: applied, the cache was changed
+    assert b.state.pod("team/rich").node_name == "n3"
+
+
+def test_relist_removes_and_reuses():
+    b = _backend()
+    other = copy.deepcopy(RICH)
+    other["metadata"]["name"] = "other"
+    b.events.put(("SYNC", "Pod", [_wire(_as_served(RICH)), _wire(_as_served(other))]))
+    b.drain()
+    kept = b.state.pod("team/rich")
+    b.events.put(("SYNC", "Pod", [_wire(_as_served(RICH, 9))]))  # other is gone; rich unchanged
+    b.drain()
+    assert b.state.pod("team/other") is None and "team/other" not in b.pods_seen
+    assert b.state.pod("team/rich") is kept
+
+
+def test_paged_relist_applies_each_page_and_removes_what_no_page_had():
+    b = _backend()
+
+    def named(name: str) -> podwire.PodWire:
+        pod = copy.deepcopy(RICH)
+        pod["metadata"]["name"] = name
+        return _wire(_as_served(pod))
+
+    for event in (("LIST", "Pod", []), ("PAGE", "Pod", [named("a"), named("b")]), ("SYNC", "Pod", [named("c")])):
+        b.events.put(event)
+    b.drain()
+    assert sorted(b.state.pods()) == ["team/a", "team/b", "team/c"]
+    # a relist whose first attempt broke off after a page, then listed again: b is gone, d is new
+    b.events.put(("LIST", "Pod", []))
+    b.events.put(("PAGE", "Pod", [named("b")]))
+    b.drain()
+    assert b.state.pod("team/b") is not None  # nothing is removed before a list is complete
+    for event in (("LIST", "Pod", []), ("PAGE", "Pod", [named("a")]), ("SYNC", "Pod", [named("c"), named("d")])):
+        b.events.put(event)
+    b.drain()
+    assert sorted(b.state.pods()) == ["team/a", "team/c", "team/d"] and "team/b" not in b.pods_seen
