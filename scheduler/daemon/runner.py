@@ -1,4 +1,5 @@
-"""The daemon's cycle: drain watch events, snapshot, recover, run the session, commit, write status, log one line.
+"""The daemon's cycle: drain watch events (and finished commits), snapshot, recover, run the session, queue the
+commits (they run beside the loop), write status, log one line.
 
 The Daemon knows the cluster only as a `ClusterBackend` (backends/base.py), and writes status through a
 `StatusSink`; both are injected (cli/run.py wires the Kubernetes ones)."""
@@ -26,6 +27,7 @@ log = logging.getLogger("kaisched")
 
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 60.0
+DRAIN_S = 0.05  # how often the watch is applied between cycles
 
 
 @dataclass(slots=True)
@@ -102,20 +104,18 @@ class Daemon:
         record = run_session(snap, self.config, now, cycle=self.cycle_no, hold=self._holding(snap))
         t2 = time.perf_counter()
         commits = [c for c in record.commits if c.binds or c.pipelined or c.evictions]
-        outcome = self.backend.commit(commits)
-        errors = outcome.errors
+        self.backend.submit(commits)  # beside the loop: what ended (this cycle's or earlier) comes back here
+        outcome = self.backend.finished()
         self.metrics.inc("kaisched_gangs_rolled_back_total", len(outcome.rolled_back))
         self.metrics.inc("kaisched_pods_evicted_total", sum(len(v) for v in outcome.evicted.values()))
         failed: dict[str, str] = {}
-        bound = 0
-        for c in commits:
-            if c.job in errors:
-                delay = self.backoff.fail(c.job, time.monotonic())
-                failed[c.job] = f"{errors[c.job]}; backing off {delay:.0f}s"
-                self.metrics.inc("kaisched_bind_failures_total")
-            else:
-                self.backoff.success(c.job)
-                bound += len(c.binds) + len(c.pipelined)
+        for job, error in sorted(outcome.errors.items()):
+            delay = self.backoff.fail(job, time.monotonic())
+            failed[job] = f"{error}; backing off {delay:.0f}s"
+            self.metrics.inc("kaisched_bind_failures_total")
+        for job in outcome.bound:
+            self.backoff.success(job)
+        bound = sum(len(b) for b in outcome.bound.values())
         t3 = time.perf_counter()
         self.status.write(snap, record, failed)
         t4 = time.perf_counter()
@@ -143,11 +143,12 @@ class Daemon:
             "gangs_tried": len(record.order),
             "gangs_placed": sum(1 for d in record.decisions.values() if d.placed and d.pods),
             "gangs_waiting": sum(waiting.values()),
+            "gangs_committing": len(commits),
             "pods_bound": bound,
             "bind_failures": len(failed),
             "snapshot_ms": round((t1 - t0) * 1000, 1),
             "allocate_ms": round((t2 - t1) * 1000, 1),
-            "bind_ms": round((t3 - t2) * 1000, 1),
+            "commit_ms": round((t3 - t2) * 1000, 1),
             "status_ms": round((t4 - t3) * 1000, 1),
         }
         if summary["gangs_tried"] or summary["gangs_waiting"] or events:
@@ -166,6 +167,8 @@ class Daemon:
         return record
 
     def run(self, stop: threading.Event, leader: threading.Event | None = None) -> None:
+        """A cycle every period; between cycles the watch is applied every `DRAIN_S`, so commits waiting
+        for victims in the bind pipeline see them leave without waiting for the next cycle."""
         period = self.config.schedule_period_seconds
         while not stop.is_set():
             start = time.monotonic()
@@ -174,6 +177,9 @@ class Daemon:
                     self.cycle()
                 except Exception:
                     log.exception("cycle %d failed; continuing", self.cycle_no)
-            else:
+            while not stop.is_set():
                 self.backend.drain()
-            stop.wait(max(0.0, period - (time.monotonic() - start)))
+                left = period - (time.monotonic() - start)
+                if left <= 0:
+                    break
+                stop.wait(min(DRAIN_S, left))
