@@ -8,6 +8,7 @@ queue and are applied by the scheduling thread only (ClusterState has one writer
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import queue
 import threading
@@ -265,3 +266,10 @@ class KubeBackend:
             else:
                 self.raw[(res, key)] = _debug_copy(res, obj)
         self.state.apply_object(obj, deleted=deleted)
+        if res == "Pod" and key in self.committer.evicting:
+            # a victim whose eviction is in flight stays leaving until the watch shows it so (or another pod)
+            pod = self.state.pod(key)
+            if deleted or pod is None or pod.deleting or pod.uid != self.committer.evicting[key]:
+                self.committer.evicting.pop(key, None)
+            else:
+                self.state.upsert_pod(dataclasses.replace(pod, deleting=True))

@@ -205,6 +205,7 @@ class GangCommitter:
         # gang pipelines wait on member calls in `pool`; a separate pool so they can never starve it
         self.gang_pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="gang")
         self.assumed: dict[str, tuple[str, float]] = {}  # pod key -> (node, when) until the watch confirms
+        self.evicting: dict[str, str] = {}  # victim pod key -> uid, held as leaving until the watch confirms
         self.lease_holder: Callable[[], str] = lambda: ""  # who holds the lease now (set under leader election)
         # applies queued watch events to `state` (KubeBackend.drain); called only on the committing thread,
         # while it waits for victims to leave, so the cache keeps its one writer
@@ -290,12 +291,19 @@ class GangCommitter:
         now = time.monotonic()
         for c in gangs:
             self._assume([*c.binds, *c.pipelined], now)
+            for pod_key, _reason in c.evictions:  # leaving: no later cycle counts on them or takes them again
+                pod = self.state.pod(pod_key)
+                if pod is not None and not pod.deleting:
+                    self.evicting[pod_key] = pod.uid
+                    self.state.upsert_pod(dataclasses.replace(pod, deleting=True))
 
     def settle(self, out: CommitOutcome, c: GangWrite, res: GangResult) -> None:
         """Fold one finished commit into `out` and the cache (the owner of the cache calls it): a gang that
-        did not bind gives its assumed placement back, so the next cycle may decide it again."""
+        did not bind gives its assumed placement back, so the next cycle may decide it again, and victims
+        it did not evict are no longer held as leaving."""
         if res.evicted:
             out.evicted[c.job] = res.evicted
+        self._unevict([p for p, _ in c.evictions if p not in res.evicted])
         bindings = [*c.binds, *c.pipelined]
         if res.error is None:
             out.bound[c.job] = bindings
@@ -310,6 +318,14 @@ class GangCommitter:
         A member the watch has shown bound meanwhile stays as the watch says (rollback deletes it, if so)."""
         unbound = [(p, n) for p, n in (*c.binds, *c.pipelined) if p in self.assumed]
         self._unassume([*unbound, *returned])
+        self._unevict([p for p, _ in c.evictions])
+
+    def _unevict(self, victims: Sequence[str]) -> None:
+        for pod_key in victims:
+            uid = self.evicting.pop(pod_key, None)
+            pod = self.state.pod(pod_key)
+            if uid is not None and pod is not None and pod.uid == uid and pod.deleting:
+                self.state.upsert_pod(dataclasses.replace(pod, deleting=False))
 
     def commit_gang(self, c: GangWrite) -> GangResult:
         """One gang's whole commit, API calls only (safe on any thread; the cache is only read): a gang that
