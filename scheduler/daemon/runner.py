@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -64,7 +64,13 @@ class Backoff:
 class StatusSink(Protocol):
     """Where a cycle's record goes: PodGroup and Queue status, events (daemon/status.StatusWriter)."""
 
-    def write(self, snapshot: Snapshot, record: SessionRecord, failed_binds: Mapping[str, str]) -> None: ...
+    def write(
+        self,
+        snapshot: Snapshot,
+        record: SessionRecord,
+        failed_binds: Mapping[str, str],
+        bound: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    ) -> None: ...
 
 
 class Daemon:
@@ -117,7 +123,7 @@ class Daemon:
             self.backoff.success(job)
         bound = sum(len(b) for b in outcome.bound.values())
         t3 = time.perf_counter()
-        self.status.write(snap, record, failed)
+        self.status.write(snap, record, failed, outcome.bound)
         t4 = time.perf_counter()
         self.last_record = record
         waiting = Counter(str(d.reason) for d in record.decisions.values() if not d.placed)
