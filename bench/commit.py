@@ -160,13 +160,13 @@ def slow_cycles(text: str, top: int = 5) -> list[str]:
         m = _CYCLE.match(line)
         if m:
             kv = dict(part.split("=", 1) for part in m.group(2).split())
-            total = sum(float(kv.get(k, 0)) for k in ("snapshot_ms", "allocate_ms", "bind_ms", "status_ms"))
+            total = sum(float(kv.get(k, 0)) for k in ("snapshot_ms", "allocate_ms", "commit_ms", "status_ms"))
             cycles.append((total, m.group(1), kv))
-    out = [f"  slowest cycles (snapshot+allocate+bind+status), top {top}:"]
+    out = [f"  slowest cycles (snapshot+allocate+commit+status), top {top}:"]
     for total, ts, kv in sorted(cycles, key=lambda c: -c[0])[:top]:
         out.append(
             f"    {ts[11:]} cycle={kv['cycle']:>3} total={total:8.1f}ms bound={kv.get('pods_bound')} "
-            f"snapshot={kv.get('snapshot_ms')} allocate={kv.get('allocate_ms')} bind={kv.get('bind_ms')} "
+            f"snapshot={kv.get('snapshot_ms')} allocate={kv.get('allocate_ms')} commit={kv.get('commit_ms')} "
             f"status={kv.get('status_ms')}"
         )
     return out
