@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from scheduler.backends.base import ClusterBackend
+from scheduler.backends.base import ClusterBackend, CommitOutcome
 from scheduler.cache.cluster_state import Snapshot
 from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.cycle import run_session
@@ -85,6 +85,7 @@ class Daemon:
         self.backend, self.status, self.config, self.metrics = backend, status, config, metrics
         self.json_logs = json_logs
         self.cycle_no = 0
+        self.idle_events = 0  # watch events applied between cycles (counted in the next cycle's line)
         self.backoff = Backoff()
         self.last_record: SessionRecord | None = None
         self.observers: list[Callable[[CycleInfo], None]] = []  # called after each cycle; must be quick
@@ -93,11 +94,28 @@ class Daemon:
         self.backoff.forget(set(snap.pod_groups) | set(snap.pending))
         return self.backoff.holding(time.monotonic())
 
+    def _absorb(self, finished: CommitOutcome, into: CommitOutcome) -> dict[str, str]:
+        """Count finished commits, back off the gangs that failed; returns gang -> why, for status."""
+        into.merge(finished)
+        self.metrics.inc("kaisched_gangs_rolled_back_total", len(finished.rolled_back))
+        self.metrics.inc("kaisched_pods_evicted_total", sum(len(v) for v in finished.evicted.values()))
+        failed: dict[str, str] = {}
+        for job, error in sorted(finished.errors.items()):
+            delay = self.backoff.fail(job, time.monotonic())
+            failed[job] = f"{error}; backing off {delay:.0f}s"
+            self.metrics.inc("kaisched_bind_failures_total")
+        for job in finished.bound:
+            self.backoff.success(job)
+        return failed
+
     def cycle(self) -> SessionRecord:
         self.cycle_no += 1
         t0 = time.perf_counter()
         started = time.monotonic()
-        events = self.backend.drain()
+        events = self.backend.drain() + self.idle_events
+        self.idle_events = 0
+        outcome = CommitOutcome()
+        failed = self._absorb(self.backend.finished(), outcome)  # backoff holds a failed gang from this session
         snap = self.backend.snapshot()
         recovered = self.backend.recover(snap)
         if recovered:  # a previous run died mid-commit: its gangs are whole or pending again now
@@ -110,17 +128,8 @@ class Daemon:
         record = run_session(snap, self.config, now, cycle=self.cycle_no, hold=self._holding(snap))
         t2 = time.perf_counter()
         commits = [c for c in record.commits if c.binds or c.pipelined or c.evictions]
-        self.backend.submit(commits)  # beside the loop: what ended (this cycle's or earlier) comes back here
-        outcome = self.backend.finished()
-        self.metrics.inc("kaisched_gangs_rolled_back_total", len(outcome.rolled_back))
-        self.metrics.inc("kaisched_pods_evicted_total", sum(len(v) for v in outcome.evicted.values()))
-        failed: dict[str, str] = {}
-        for job, error in sorted(outcome.errors.items()):
-            delay = self.backoff.fail(job, time.monotonic())
-            failed[job] = f"{error}; backing off {delay:.0f}s"
-            self.metrics.inc("kaisched_bind_failures_total")
-        for job in outcome.bound:
-            self.backoff.success(job)
+        self.backend.submit(commits)  # beside the loop: outcomes come back in this or a later cycle
+        failed.update(self._absorb(self.backend.finished(), outcome))
         bound = sum(len(b) for b in outcome.bound.values())
         t3 = time.perf_counter()
         self.status.write(snap, record, failed, outcome.bound)
@@ -157,7 +166,7 @@ class Daemon:
             "commit_ms": round((t3 - t2) * 1000, 1),
             "status_ms": round((t4 - t3) * 1000, 1),
         }
-        if summary["gangs_tried"] or summary["gangs_waiting"] or events:
+        if summary["gangs_tried"] or summary["gangs_waiting"] or events or bound or failed:
             if self.json_logs:
                 log.info(json.dumps({"msg": "cycle", **summary}))
             else:
@@ -184,7 +193,7 @@ class Daemon:
                 except Exception:
                     log.exception("cycle %d failed; continuing", self.cycle_no)
             while not stop.is_set():
-                self.backend.drain()
+                self.idle_events += self.backend.drain()
                 left = period - (time.monotonic() - start)
                 if left <= 0:
                     break
