@@ -131,6 +131,18 @@ def pod_body(ns: str, name: str, scheduler: str, *, gpu: bool, group: str = "") 
     }
 
 
+def bench_setup(cluster: LocalCluster, workers: int) -> tuple[str, KubeClient, ThreadPoolExecutor]:
+    """The CRDs applied; the kubeconfig, the bench's own client (no rate limit: creation goes as fast as the
+    API server allows) and a pool of `workers` threads to create objects with."""
+    api = cluster.api_client()
+    apply_crds(api)
+    api.close()
+    kubeconfig = str(cluster.kubeconfig)
+    client = KubeClient.from_kubeconfig(kubeconfig, qps=0, burst=1)
+    client.pool.connection_pool_kw["maxsize"] = workers + 4
+    return kubeconfig, client, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="create")
+
+
 def create_namespace(client: KubeClient, ns: str) -> None:
     client.request(
         "POST", "/api/v1/namespaces", body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
@@ -479,14 +491,7 @@ def main() -> int:
     t_bench = time.monotonic()
     out: list[str] = []
     with LocalCluster() as cluster:
-        api = cluster.api_client()
-        apply_crds(api)
-        api.close()
-        kubeconfig = str(cluster.kubeconfig)
-        # the bench's own client: no rate limit (creation goes as fast as the API server allows)
-        client = KubeClient.from_kubeconfig(kubeconfig, qps=0, burst=1)
-        client.pool.connection_pool_kw["maxsize"] = args.workers + 4
-        pool = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="create")
+        kubeconfig, client, pool = bench_setup(cluster, args.workers)
         try:
             nodes_s = make_nodes(client, pool)
             n_nodes = ZONES * RACKS * PER_RACK
@@ -747,14 +752,8 @@ def takeback_main(argv: list[str]) -> int:
 
     rounds: list[dict[str, Any]] = []
     with LocalCluster() as cluster:
-        api = cluster.api_client()
-        apply_crds(api)
-        api.close()
-        kubeconfig = str(cluster.kubeconfig)
+        kubeconfig, client, pool = bench_setup(cluster, args.workers)
         cluster.start_kwok()
-        client = KubeClient.from_kubeconfig(kubeconfig, qps=0, burst=1)
-        client.pool.connection_pool_kw["maxsize"] = args.workers + 4
-        pool = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="create")
         try:
             for name, value in (LOW_CLASS, HIGH_CLASS):
                 client.request(

@@ -40,6 +40,29 @@ from tests.kubecluster import deployment_manifest  # noqa: E402
 
 SCHED = "kai-scheduler"
 PAUSE = "registry.k8s.io/pause:3.10"
+DYNAMO_CRD = Path(__file__).resolve().parents[1] / "tests" / "integration" / "crds" / "dynamographdeployments.yaml"
+
+
+def install_crd(api: Api, path: Path, timeout: float = 30.0) -> None:
+    """Create the CRD unless it exists, and wait until its API group version is served."""
+    import yaml
+
+    crd = yaml.safe_load(path.read_text())
+    try:
+        api.req("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body=crd)
+    except ApiError as err:
+        if err.status != 409:
+            raise
+    group, version = crd["spec"]["group"], crd["spec"]["versions"][0]["name"]
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(ApiError):
+            served = api.req("GET", f"/apis/{group}/{version}").get("resources") or []
+            if any(r.get("name") == crd["spec"]["names"]["plural"] for r in served):
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"CRD {crd['metadata']['name']} not served after {timeout:.0f}s")
+        time.sleep(0.2)
 
 
 def _selected() -> list[str]:
@@ -154,6 +177,40 @@ class E2E:
         annotations = {"pod-group-name": pod_group} if pod_group else {}
         body = deployment_manifest(name, replicas, self.pod_spec(gpu, priority_class), labels, annotations)
         self.api.req("POST", f"/apis/apps/v1/namespaces/{self.ns}/deployments", body=body)
+
+    def dynamo_graph(
+        self, name: str, annotations: dict[str, str], services: list[tuple[str, int, int]], priority_class: str = ""
+    ) -> str:
+        """A DynamoGraphDeployment and, as the Dynamo operator's Deployment path makes them, one Deployment per
+        service owned by the graph, its pods labelled with their service (a test-side controller: the
+        operator does not run here; its CRD is the minimal one of tests/integration/crds). No PodGroup:
+        returns the name the scheduler's grouper gives the graph's gang."""
+        install_crd(self.api, DYNAMO_CRD)
+        body = {
+            "apiVersion": "nvidia.com/v1alpha1",
+            "kind": "DynamoGraphDeployment",
+            "metadata": {"name": name, "annotations": annotations},
+            "spec": {"services": {svc: {"replicas": n} for svc, n, _ in services}},
+        }
+        path = f"/apis/nvidia.com/v1alpha1/namespaces/{self.ns}/dynamographdeployments"
+        graph = self.api.req("POST", path, body=body)
+        owner = {"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment", "name": name,
+                 "uid": graph["metadata"]["uid"], "controller": True}  # fmt: skip
+        for svc, replicas, gpu in services:
+            app = f"{name}-{svc.lower()}"
+            labels = {"app": app, "nvidia.com/dynamo-component": svc}
+            dep = {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": app, "ownerReferences": [owner]},
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": {"app": app}},
+                    "template": {"metadata": {"labels": labels}, "spec": self.pod_spec(gpu, priority_class)},
+                },
+            }
+            self.api.req("POST", f"/apis/apps/v1/namespaces/{self.ns}/deployments", body=dep)
+        return f"pg-{name}-{graph['metadata']['uid']}"
 
     def pinned_pod(self, name: str, node: str, gpu: int) -> None:
         """A pod placed by hand (spec.nodeName): capacity someone else holds."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from e2e.cluster import Provider
-from e2e.conftest import E2E
+from e2e.conftest import E2E, install_crd
 
 pytestmark = pytest.mark.e2e
 
@@ -35,19 +36,16 @@ def _scheduled_at(pod: dict[str, Any]) -> dt.datetime:
     raise AssertionError(f"{pod['metadata']['name']} has no PodScheduled=True condition: {pod.get('status')}")
 
 
-def _vllm(e2e: E2E, placement: str, pg: str = "vllm") -> None:
-    """The PodGroup first, then the three Deployments whose pod templates name it."""
-    e2e.podgroup(
-        pg,
-        GANG_PODS,
-        {"kai.scheduler/topology": e2e.p.topology, placement: ZONE},
-        priorityClassName="inference",
-    )
-    for name, replicas, gpu in (FRONTEND, PREFILL, DECODE):
-        e2e.deployment(f"{pg}-{name}", replicas, gpu, pod_group=pg, priority_class="inference")
+def _vllm(e2e: E2E, placement: str) -> str:
+    """The seed's flow, zero configuration: the workload alone, a DynamoGraphDeployment annotated with the
+    topology (its Deployments made test-side, as Dynamo's operator would), and no PodGroup written; the
+    scheduler's grouper makes the gang. Returns its PodGroup's name."""
+    annotations = {"kai.scheduler/topology": e2e.p.topology, placement: ZONE}
+    services = [(name, replicas, gpu) for name, replicas, gpu in (FRONTEND, PREFILL, DECODE)]
+    return e2e.dynamo_graph("vllm", annotations, services, priority_class="inference")
 
 
-def _gang_pods(e2e: E2E, pg: str = "vllm") -> list[dict[str, Any]]:
+def _gang_pods(e2e: E2E, pg: str) -> list[dict[str, Any]]:
     return [p for p in e2e.pods() if (p["metadata"].get("annotations") or {}).get("pod-group-name") == pg]
 
 
@@ -63,14 +61,14 @@ def _no_forbidden(provider: Provider) -> None:
 
 def test_disaggregated_inference_preferred_zone_starts_together(provider: Provider, e2e: E2E) -> None:
     nodes = e2e.nodes(("za", "r1", 4), ("za", "r2", 4), ("zb", "r1", 4), ("zb", "r2", 4))
-    _vllm(e2e, PREFERRED)
-    pods = e2e.wait(lambda: _running(_gang_pods(e2e), GANG_PODS), "all 5 pods of the gang Running")
+    pg = _vllm(e2e, PREFERRED)
+    pods = e2e.wait(lambda: _running(_gang_pods(e2e, pg), GANG_PODS), "all 5 pods of the gang Running")
     zones = {e2e.zone_of(p["spec"]["nodeName"]) for p in pods}
     assert len(zones) == 1, f"the gang spans zones {zones}: {[p['spec']['nodeName'] for p in pods]}"
     assert {p["spec"]["nodeName"] for p in pods} <= set(nodes)
     _assert_started_together(pods)
     assert all(p["spec"].get("priority") == 125 for p in pods), "the chart's inference PriorityClass resolved"
-    e2e.wait(lambda: e2e.podgroup_reason("vllm") is None or None, "no scheduling condition on the placed gang")
+    e2e.wait(lambda: e2e.podgroup_reason(pg) is None or None, "no scheduling condition on the placed gang")
     _no_forbidden(provider)
 
 
@@ -79,20 +77,20 @@ def test_disaggregated_inference_required_zone_waits_then_starts_at_once(provide
     # others hold 3 GPUs in each zone: 5 free per zone (10 in all) for a gang of 6 that must share a zone
     e2e.pinned_pod("holder-a", a1, 3)
     e2e.pinned_pod("holder-b", b1, 3)
-    _vllm(e2e, REQUIRED)
-    e2e.wait(lambda: len(_gang_pods(e2e)) == GANG_PODS or None, "the Deployments created all 5 pods")
+    pg = _vllm(e2e, REQUIRED)
+    e2e.wait(lambda: len(_gang_pods(e2e, pg)) == GANG_PODS or None, "the grouper joined all 5 pods to the gang")
     e2e.wait(
-        lambda: e2e.podgroup_reason("vllm") == "TopologyRequiredUnsatisfiable" or None,
+        lambda: e2e.podgroup_reason(pg) == "TopologyRequiredUnsatisfiable" or None,
         "the PodGroup condition TopologyRequiredUnsatisfiable",
     )
     time.sleep(3)  # several cycles (0.5 s each): still nothing may start
-    bound = [p["metadata"]["name"] for p in _gang_pods(e2e) if p["spec"].get("nodeName")]
+    bound = [p["metadata"]["name"] for p in _gang_pods(e2e, pg) if p["spec"].get("nodeName")]
     assert not bound, f"pods started although no zone has room: {bound}"
     ev = e2e.wait(lambda: e2e.events("Unschedulable"), "an Unschedulable event")
     assert any("TopologyRequiredUnsatisfiable" in x.get("note", "") for x in ev), [x.get("note") for x in ev]
 
     e2e.delete_pod("holder-b")  # zone zb now has 8 free GPUs
-    pods = e2e.wait(lambda: _running(_gang_pods(e2e), GANG_PODS), "all 5 pods Running once zone zb freed")
+    pods = e2e.wait(lambda: _running(_gang_pods(e2e, pg), GANG_PODS), "all 5 pods Running once zone zb freed")
     zones = {e2e.zone_of(p["spec"]["nodeName"]) for p in pods}
     assert zones == {e2e.zone("zb")}, zones
     _assert_started_together(pods)
@@ -208,4 +206,30 @@ def test_inference_preempts_training_under_the_charts_role(provider: Provider, e
     time.sleep(2)  # several cycles: nothing else moves
     running = [sum(1 for p in _gang_pods(e2e, g) if p["spec"].get("nodeName")) for g in training]
     assert sorted(running) == [0, 0, 2, 2], f"2 training gangs evicted whole, 2 left whole: {running}"
+    _no_forbidden(provider)
+
+
+def test_a_kind_the_role_cannot_read_is_scheduled_as_a_gang_of_one(provider: Provider, e2e: E2E) -> None:
+    """The chart's role reads only the kinds the grouper has rules for. A pod of any other kind it may not
+    read is not held forever: it is grouped by what the scheduler can read, here nothing (README "Grouping")."""
+    (node,) = e2e.nodes(("za", "r1", 4))
+    install_crd(e2e.api, Path(__file__).parent / "crds" / "widgets.yaml")
+    w = e2e.api.req(
+        "POST",
+        f"/apis/example.com/v1/namespaces/{e2e.ns}/widgets",
+        body={"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {}},
+    )
+    owner = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "name": "w",
+        "uid": w["metadata"]["uid"],
+        "controller": True,
+    }
+    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "w-0", "ownerReferences": [owner]},
+            "spec": e2e.pod_spec(1)}  # fmt: skip
+    e2e.api.req("POST", f"/api/v1/namespaces/{e2e.ns}/pods", body=body)
+    pods = e2e.wait(lambda: _running(e2e.pods(), 1), "the Widget's pod Running")
+    assert pods[0]["spec"]["nodeName"] == node
+    assert "pod-group-name" not in (pods[0]["metadata"].get("annotations") or {})
     _no_forbidden(provider)

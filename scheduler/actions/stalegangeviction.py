@@ -38,7 +38,9 @@ def stale_gang_eviction(session: Session) -> None:
         pg = job.pod_group
         if pg is None:
             continue
-        stale = _below_minimum(session, job) and bool(live_pods(session, job))
+        # a gang one of whose pods has succeeded is finishing, not stale: its members end apart (KAI's rule)
+        finishing = key in session.snapshot.finished
+        stale = not finishing and _below_minimum(session, job) and bool(live_pods(session, job))
         if not stale:
             if pg.stale_since is not None:
                 session.record.stale[key] = None

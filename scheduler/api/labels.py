@@ -11,3 +11,6 @@ PREFERRED_ANNOTATION = "kai.scheduler/topology-preferred-placement"
 # written by the scheduler on a PodGroup running below minMember: when it was first seen so (RFC 3339);
 # a restart keeps counting the stale-gang grace period from there
 STALE_SINCE_ANNOTATION = "kai.scheduler/stale-since"
+# written only into `kaisched ctl snapshot` documents, on a pod the grouper held back that cycle (the message):
+# replay holds it too, since a snapshot does not carry the owners the grouper read
+AWAITING_POD_GROUP_ANNOTATION = "kai.scheduler/awaiting-pod-group"

@@ -21,6 +21,9 @@ class Reason(StrEnum):
     # gang membership
     NOT_ENOUGH_PODS = "NotEnoughPods"
     POD_GROUP_NOT_FOUND = "PodGroupNotFound"
+    # the pod's workload is grouped (a Job, Deployment, JobSet, ...) and its PodGroup is not made yet, or
+    # cannot be (the message names the owner and the fix): it waits rather than run as a gang of one
+    AWAITING_POD_GROUP = "AwaitingPodGroup"
     # bad input
     INVALID_POD_GROUP = "InvalidPodGroup"
     INVALID_POD = "InvalidPod"

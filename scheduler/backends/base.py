@@ -13,14 +13,17 @@ dry run, rollback, crash recovery)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from scheduler.binder.commit import CommitOutcome
 from scheduler.cache.cluster_state import Snapshot
+from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.record import GangCommit
+from scheduler.framework.session import BUILTIN_PRIORITIES
+from scheduler.grouper.rules import GrouperConfig
 
-__all__ = ["BindError", "ClusterBackend", "CommitOutcome"]
+__all__ = ["BindError", "ClusterBackend", "CommitOutcome", "grouper_config"]
 
 
 class BindError(Exception):
@@ -30,6 +33,11 @@ class BindError(Exception):
 class ClusterBackend(Protocol):
     def drain(self) -> int:
         """Apply the cluster changes seen since the last call to the cache; returns how many."""
+        ...
+
+    def group(self, config: SchedulerConfig) -> None:
+        """Give pods of workloads (Job, Deployment, JobSet, ...) their PodGroups, as KAI's pod grouper does
+        (grouper/); pods still waiting for theirs are `held` in the next snapshot."""
         ...
 
     def snapshot(self) -> Snapshot:
@@ -53,3 +61,12 @@ class ClusterBackend(Protocol):
     def finished(self) -> CommitOutcome:
         """The outcomes of submitted commits that ended since the last call."""
         ...
+
+
+def grouper_config(config: SchedulerConfig, priority_classes: Iterable[str]) -> GrouperConfig:
+    """The grouper's settings from the scheduler's. A priority class a workload names is used only if it
+    exists (KAI checks it) among `priority_classes` or the built-in ones; when the cluster (or input)
+    has no PriorityClass at all, names are not checked."""
+    classes = frozenset(priority_classes)
+    known = classes | frozenset(BUILTIN_PRIORITIES) if classes else None
+    return GrouperConfig(config.default_queue, dict(config.grouping_priority_classes), known)

@@ -16,11 +16,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from scheduler.backends.base import CommitOutcome
+from scheduler.backends.base import CommitOutcome, grouper_config
 from scheduler.binder.commit import GangCommitter, GangResult
 from scheduler.binder.pipeline import BindPipeline
 from scheduler.cache.cluster_state import ClusterState, Snapshot
+from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.record import GangCommit
+from scheduler.grouper.live import LiveGrouper
 from scheduler.kube.client import ApiError, KubeClient
 from scheduler.kube.paths import WATCHED, ApiResource
 
@@ -151,6 +153,9 @@ class KubeBackend:
         self.finished_outcome = CommitOutcome()  # what the pipeline finished since `finished()` last ran
         # (kind, ns/name) -> the object as received, kept only when the debug API wants snapshots (None: off)
         self.raw: dict[tuple[str, str], dict[str, Any]] | None = None
+        # PodGroups for workloads' pods; what the API answers to its writes enters the cache at the next drain
+        self.grouper = LiveGrouper(client, scheduler_name, on_object=self._written)
+        self.grouping = False  # set by the first group() (configuration `grouping`)
 
     def start(self) -> None:
         for r in self.reflectors:
@@ -164,6 +169,11 @@ class KubeBackend:
         for c in self.pipeline.abandon():
             self.committer.release(c)
         self.committer.close()
+        self.grouper.close()
+
+    def _written(self, kind: str, obj: dict[str, Any]) -> None:
+        obj.setdefault("kind", kind)
+        self.events.put(("MODIFIED", kind, obj))
 
     def synced(self) -> bool:
         """Every resource listed once (a CRD that is not installed counts as listed, empty)."""
@@ -180,7 +190,16 @@ class KubeBackend:
 
     # --- ClusterBackend ------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        return self.state.snapshot()
+        snap = self.state.snapshot()
+        held = self.grouper.waiting() if self.grouping else {}
+        return dataclasses.replace(snap, held=held) if held else snap
+
+    def group(self, config: SchedulerConfig) -> None:
+        """Make the PodGroups of pods waiting for one (grouper/live.py), then take what was written into
+        the cache, so this cycle already schedules the gangs."""
+        self.grouping = True  # from now on pods the grouper has not seen yet are held in snapshots
+        if self.grouper.run(grouper_config(config, self.known["PriorityClass"])):
+            self.drain()
 
     def recover(self, snapshot: Snapshot) -> list[str]:
         """Finish or undo commits a previous run left half done (their intent records), and return gangs
@@ -260,6 +279,8 @@ class KubeBackend:
                 # an event older than our bind: keep the pod on its node until the watch catches up
                 obj = copy.deepcopy(obj)
                 obj["spec"]["nodeName"] = self.assumed[key][0]
+        if res in ("Pod", "PodGroup"):
+            self.grouper.observe(res, obj, deleted)
         if self.raw is not None:
             if deleted:
                 self.raw.pop((res, key), None)

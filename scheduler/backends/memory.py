@@ -6,22 +6,29 @@ YAML, and it feeds every change through the same ClusterState.apply_object path 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from scheduler.api.labels import STALE_SINCE_ANNOTATION
+from scheduler.api.labels import AWAITING_POD_GROUP_ANNOTATION, STALE_SINCE_ANNOTATION
+from scheduler.api.reasons import Reason
 from scheduler.api.storage import BIND_COMPLETED_ANNOTATION, SELECTED_NODE_ANNOTATION
 from scheduler.api.times import format_timestamp, parse_timestamp
-from scheduler.backends.base import CommitOutcome
+from scheduler.backends.base import CommitOutcome, grouper_config
 from scheduler.cache.cluster_state import ClusterState, Snapshot
+from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.record import GangCommit
+from scheduler.grouper.chain import ObjectIndex, walk
+from scheduler.grouper.plan import needs_grouping, plan
+from scheduler.grouper.rules import annotations_of
 
 NAMESPACED = ("Pod", "PodGroup", "PersistentVolumeClaim")
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
     meta = obj.get("metadata") or {}
-    ns = str(meta.get("namespace") or "default") if obj.get("kind") in NAMESPACED else ""
+    # workload objects (owners the grouper reads) keep their namespace too, so equal names do not collide
+    ns = str(meta.get("namespace") or ("default" if obj.get("kind") in NAMESPACED else ""))
     return (str(obj.get("kind")), ns, str(meta.get("name", "")))
 
 
@@ -32,6 +39,7 @@ class MemoryBackend:
         self.now = 0.0  # the simulated time commits happen at (a bound pod's status.startTime)
         self.recreated = 0  # pods re-created by their controller after an eviction (for new uids)
         self._finished = CommitOutcome()  # what `submit` applied since `finished` last ran
+        self.held: dict[str, tuple[str, str]] = {}  # pods the grouper holds back: pod key -> (reason, message)
         for obj in objects:
             self.upsert(obj)
 
@@ -82,7 +90,45 @@ class MemoryBackend:
         return 0
 
     def snapshot(self) -> Snapshot:
-        return self.state.snapshot()
+        snap = self.state.snapshot()
+        return dataclasses.replace(snap, held=dict(self.held)) if self.held else snap
+
+    def group(self, config: SchedulerConfig) -> None:
+        """What the daemon's grouper does, on the objects in memory: each pod of ours without a PodGroup
+        whose owners are here gets its workload's PodGroup (created, or ours brought up to date) and the
+        pod-group-name annotation; a pod whose workload cannot be grouped is held with the reason. A pod
+        whose first owner is not among the objects stays a gang of one (the input does not say more), unless
+        a daemon's snapshot says its grouper held it (annotation kai.scheduler/awaiting-pod-group)."""
+        grouping = grouper_config(config, [k[2] for k in self.objects if k[0] == "PriorityClass"])
+        index = ObjectIndex(self.objects.values())
+        self.held.clear()
+        for key in sorted(k for k in self.objects if k[0] == "Pod"):
+            pod = self.objects[key]
+            if not needs_grouping(pod, self.state.scheduler_name):
+                continue
+            chain = walk(pod, index.lookup)
+            if not chain.owners:
+                note = annotations_of(pod).get(AWAITING_POD_GROUP_ANNOTATION)
+                if note:  # a snapshot of a cycle in which the daemon's grouper held it
+                    self.held[f"{key[1]}/{key[2]}"] = (Reason.AWAITING_POD_GROUP.value, note)
+                continue
+            ns = key[1]
+            spec_name = None
+            result = plan(pod, chain, None, grouping)
+            if result.spec is not None:
+                spec_name = result.spec.name
+                existing = self.objects.get(("PodGroup", ns, spec_name))
+                if existing is not None:
+                    result = plan(pod, chain, existing, grouping)
+            if result.held is not None:
+                self.held[f"{ns}/{key[2]}"] = result.held
+                continue
+            if result.create is not None:
+                self.upsert(result.create)
+            elif result.update is not None and spec_name is not None:
+                self.upsert(_merged(self.objects[("PodGroup", ns, spec_name)], result.update))
+            if result.pod_patch is not None:
+                self.upsert(_merged(pod, result.pod_patch))
 
     def recover(self, snapshot: Snapshot) -> list[str]:
         """Nothing to finish or undo: a commit in memory is whole or was never applied."""
@@ -180,3 +226,16 @@ class MemoryBackend:
             if ("Node", "", node) not in self.objects:
                 return f"{c.job}: node {node} no longer exists"
         return None
+
+
+def _merged(obj: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch (RFC 7386) applied to a copy of `obj`."""
+    out = copy.deepcopy(dict(obj))
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _merged(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out

@@ -82,6 +82,8 @@ def run_cycles(
     per cycle; a cycle that changed nothing but named a later time at which something may (a stale gang's
     grace period, a victim's min runtime) makes the next cycle run at that time."""
     result = SimulationResult(backend=backend)
+    if config.grouping:
+        backend.group(config)
     limit = max_cycles if max_cycles is not None else DEFAULT_MAX_CYCLES
     now = backend.latest_time() or 0.0
     for cycle in range(1, limit + 1):

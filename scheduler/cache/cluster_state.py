@@ -58,6 +58,10 @@ class Snapshot:
     volumes: Mapping[str, Volume] = field(default_factory=dict)
     storage_classes: Mapping[str, StorageClass] = field(default_factory=dict)
     csi_limits: Mapping[str, CSINodeLimits] = field(default_factory=dict)  # node name -> limits
+    # pending pods the grouper holds back until their PodGroup exists: pod key -> (reason code, message)
+    held: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # PodGroups with a Succeeded member: never stale (KAI's rule), as when a batch job's ranks finish apart
+    finished: frozenset[str] = frozenset()
 
 
 class ClusterState:
@@ -74,6 +78,7 @@ class ClusterState:
         self._pending_dims: dict[str, int] = {}
         self._members: dict[str, dict[str, Pod]] = {}
         self._running_singles: dict[str, Pod] = {}
+        self._succeeded: dict[str, set[str]] = {}  # PodGroup key -> our Succeeded pods naming it
         self._members_frozen: dict[str, tuple[Pod, ...]] = {}
         self._dirty_members: set[str] = set()
         self._pod_groups: dict[str, PodGroup] = {}
@@ -164,6 +169,8 @@ class ClusterState:
             self._node_used[pod.node_name] = self._node_used.get(pod.node_name, Resources()) + pod.request
             self._node_pods[pod.node_name] = self._node_pods.get(pod.node_name, 0) + 1
         if pod.scheduler_name != self.scheduler_name or pod.terminal:
+            if pod.phase == "Succeeded" and pod.group_key and pod.scheduler_name == self.scheduler_name:
+                self._succeeded.setdefault(pod.group_key, set()).add(pod.key)
             return
         if pod.bound:
             key = _usage_key(pod)
@@ -203,6 +210,11 @@ class ClusterState:
                 self._usage.pop(key, None)
             else:
                 self._usage[key] = left
+        done = self._succeeded.get(pod.group_key)
+        if done is not None:
+            done.discard(pod.key)
+            if not done:
+                del self._succeeded[pod.group_key]
         group = pod_group_key(pod)
         if group is not None and group in self._members:
             self._members[group].pop(pod.key, None)
@@ -247,4 +259,5 @@ class ClusterState:
             volumes=dict(self._volumes),
             storage_classes=dict(self._storage_classes),
             csi_limits=dict(self._csi_limits),
+            finished=frozenset(self._succeeded),
         )

@@ -108,6 +108,11 @@ def run(args: argparse.Namespace) -> int:
     client.fence = status_client.fence = fence
     for c in (client, status_client):  # audit logs (and fault tests) tell replicas apart by it
         c.headers["User-Agent"] = f"kaisched/0.1.0 ({identity})"
+    # the grouper's writes (PodGroups, one patch per new pod) get a client of their own too, so a burst of
+    # new workloads never takes the binder's rate
+    backend.grouper.client = KubeClient.from_kubeconfig(args.kubeconfig, qps=args.qps, burst=args.burst)
+    backend.grouper.client.fence = fence
+    backend.grouper.client.headers["User-Agent"] = f"kaisched/0.1.0 ({identity})"
     status = StatusWriter(status_client, config.scheduler_name, identity)
     backend.committer.event = status.event  # Preempted / Reclaimed / ... on each victim the committer evicts
     daemon = Daemon(backend, status, config, metrics, json_logs=args.log_format == "json")

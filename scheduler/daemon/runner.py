@@ -116,6 +116,8 @@ class Daemon:
         self.idle_events = 0
         outcome = CommitOutcome()
         failed = self._absorb(self.backend.finished(), outcome)  # backoff holds a failed gang from this session
+        if self.config.grouping:  # PodGroups for workloads' new pods, before the snapshot that schedules them
+            self.backend.group(self.config)
         snap = self.backend.snapshot()
         recovered = self.backend.recover(snap)
         if recovered:  # a previous run died mid-commit: its gangs are whole or pending again now

@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from scheduler.api.labels import AWAITING_POD_GROUP_ANNOTATION
 from scheduler.debug.history import CycleEntry, CycleHistory, RawObjects
 from scheduler.framework.config import ConfigError, SchedulerConfig
 
@@ -42,6 +43,10 @@ def snapshot_document(entry: CycleEntry, config: SchedulerConfig) -> dict[str, A
         if node and not (item.get("spec") or {}).get("nodeName"):
             item = copy.deepcopy(item)
             item.setdefault("spec", {})["nodeName"] = node
+        held = entry.snapshot.held.get(key) if kind == "Pod" and entry.snapshot is not None else None
+        if held is not None:  # the grouper held it back this cycle: replay holds it too (the owners are not here)
+            item = copy.deepcopy(item)
+            item.setdefault("metadata", {}).setdefault("annotations", {})[AWAITING_POD_GROUP_ANNOTATION] = held[1]
         items.append(item)
     return {
         "apiVersion": "v1",

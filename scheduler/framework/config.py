@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,12 @@ class SchedulerConfig:
     # a gang running below minMember this long is evicted whole (stalegangeviction); negative: never
     stale_gang_grace_seconds: float = 60.0
     plugins: tuple[str, ...] = DEFAULT_PLUGINS
+    # make PodGroups for workloads' pods (Job, Deployment, JobSet, ... : README "Grouping"), as KAI's
+    # pod grouper does; off: a pod without pod-group-name is a gang of one
+    grouping: bool = True
+    # kind -> PriorityClass a grouped gang gets when neither the workload nor the pod names one (over the
+    # built-in defaults: inference for Deployment, LeaderWorkerSet, DynamoGraphDeployment; train otherwise)
+    grouping_priority_classes: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("actions", "plugins"):
@@ -74,6 +81,11 @@ class SchedulerConfig:
             self.stale_gang_grace_seconds, int | float
         ):
             raise ConfigError("staleGangGraceSeconds must be a number of seconds (negative: never evict)")
+        if not isinstance(self.grouping, bool):
+            raise ConfigError("grouping must be true or false")
+        pcs = self.grouping_priority_classes
+        if not isinstance(pcs, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in pcs.items()):
+            raise ConfigError("groupingPriorityClasses must map workload kinds to PriorityClass names")
         if self.schedule_period_seconds <= 0:
             raise ConfigError("schedulePeriodSeconds must be > 0")
 

@@ -198,7 +198,11 @@ def build_jobs(snapshot: Snapshot, default_queue: str) -> list[Job]:
             continue
         jobs.append(_group_job(snapshot, key, pg, first, default_queue))
     for pod in singles:
-        jobs.append(_single_job(pod, default_queue))
+        job = _single_job(pod, default_queue)
+        held = snapshot.held.get(pod.key)
+        if held is not None:  # its workload's PodGroup is not made yet: never a gang of one meanwhile
+            job.problem = (Reason(held[0]), held[1])
+        jobs.append(job)
     jobs.sort(key=lambda j: j.key)
     return jobs
 

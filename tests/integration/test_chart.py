@@ -23,7 +23,7 @@ from e2e import chart
 from scheduler.cli.main import _parser
 from scheduler.framework.config import SchedulerConfig
 from scheduler.kube.client import ApiError, KubeClient
-from tests.kubecluster import LocalCluster
+from tests.kubecluster import LocalCluster, apply_crds
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ DAEMON_CLUSTER_RULES = [
     ("", "pods", {"list", "watch"}, "pod reflector: pending pods, and bound pods' usage"),
     ("", "pods", {"get", "delete", "create"}, "gang rollback: read, delete, re-create unowned pods unbound"),
     ("", "pods/binding", {"create"}, "the bind"),
-    ("", "pods/status", {"patch"}, "evictions: DisruptionTarget; a lone preemptor's eviction plan annotation"),
+    ("", "pods/status", {"patch"}, "DisruptionTarget; a lone preemptor's plan; pod-group-name"),
     ("scheduling.k8s.io", "priorityclasses", {"list", "watch"}, "priorities"),
     ("scheduling.run.ai", "podgroups", {"list", "watch"}, "gangs"),
     ("scheduling.run.ai", "podgroups", {"patch"}, "the gang commit's intent annotation (scheduler/binder/commit.py)"),
@@ -56,6 +56,22 @@ DAEMON_CLUSTER_RULES = [
     ("storage.k8s.io", "storageclasses", {"list", "watch"}, "binding mode, allowed topologies"),
     ("storage.k8s.io", "csinodes", {"list", "watch"}, "CSI attach limits"),
     ("events.k8s.io", "events", {"create"}, "Scheduled / Unschedulable / FailedBinding / Preempted ... events"),
+    ("scheduling.run.ai", "podgroups", {"create"}, "the grouper's PodGroups (scheduler/grouper/live.py)"),
+    *(
+        (group, resource, {"get"}, "the grouper reads pods' owners")
+        for group, resources in (
+            ("apps", ("deployments", "replicasets", "statefulsets")),
+            ("batch", ("jobs", "cronjobs")),
+            ("jobset.x-k8s.io", ("jobsets",)),
+            ("leaderworkerset.x-k8s.io", ("leaderworkersets",)),
+            ("kubeflow.org", ("pytorchjobs", "tfjobs", "mpijobs", "xgboostjobs", "jaxjobs", "notebooks")),
+            ("trainer.kubeflow.org", ("trainjobs",)),
+            ("ray.io", ("rayclusters", "rayjobs", "rayservices")),
+            ("nvidia.com", ("dynamographdeployments", "dynamocomponentdeployments")),
+            ("grove.io", ("podcliquesets", "podcliques", "podcliquescalinggroups")),
+        )
+        for resource in resources
+    ),
 ]
 
 
@@ -236,18 +252,24 @@ def test_rendered_chart_passes_server_side_dry_run(
 
 
 def test_examples_pass_server_side_dry_run(
-    kube_cluster: LocalCluster, kai_crds: list[str], namespace: str, admin: KubeClient
+    kube_cluster: LocalCluster, kai_crds: list[str], namespace: str, admin: KubeClient, kube_api: Any
 ) -> None:
-    """deploy/examples/ (the README's quick start applies them) are valid objects."""
+    """deploy/examples/ (the README's quick start applies them) are valid objects (a DynamoGraphDeployment
+    against the minimal test CRD of tests/integration/crds: its spec is not checked)."""
+    apply_crds(kube_api, REPO / "tests" / "integration" / "crds")
     files = sorted((REPO / "deploy" / "examples").glob("*.yaml"))
     assert files
+    where = {
+        "PodGroup": ("/apis/scheduling.run.ai/v2alpha2", "podgroups"),
+        "Deployment": ("/apis/apps/v1", "deployments"),
+        "DynamoGraphDeployment": ("/apis/nvidia.com/v1alpha1", "dynamographdeployments"),
+    }
     for f in files:
         for d in yaml.safe_load_all(f.read_text()):
             if not d:
                 continue
             kind = d["kind"]
-            path = {"PodGroup": "/apis/scheduling.run.ai/v2alpha2", "Deployment": "/apis/apps/v1"}[kind]
-            plural = {"PodGroup": "podgroups", "Deployment": "deployments"}[kind]
+            path, plural = where[kind]
             try:
                 admin.request("POST", f"{path}/namespaces/{namespace}/{plural}", params={"dryRun": "All"}, body=d)
             except ApiError as err:
@@ -330,6 +352,9 @@ def test_rbac_allows_the_daemon_and_little_else(
             ("", "pods/exec", "create", "some-team", ""),
             ("scheduling.run.ai", "podgroups", "update", "some-team", ""),
             ("scheduling.run.ai", "podgroups", "delete", "some-team", ""),
+            ("apps", "deployments", "list", "some-team", ""),  # the grouper only gets owners
+            ("apps", "deployments", "patch", "some-team", ""),
+            ("batch", "jobs", "update", "some-team", ""),
             ("scheduling.run.ai", "queues", "delete", "", ""),
             ("", "events", "create", "some-team", ""),  # core/v1 events: the daemon writes events.k8s.io only
             ("rbac.authorization.k8s.io", "clusterroles", "escalate", "", ""),

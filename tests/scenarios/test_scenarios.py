@@ -213,12 +213,32 @@ def _pods(case: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {key_of(o): o for o in case["objects"] if o.get("kind") == "Pod"}
 
 
+def _grouped(case: dict[str, Any]) -> dict[str, str]:
+    """Pod key -> the PodGroup key the grouper makes for it (pods of workloads without pod-group-name)."""
+    from scheduler.grouper.chain import ObjectIndex, walk
+    from scheduler.grouper.rules import GrouperConfig, GroupingError, group_pod
+
+    index = ObjectIndex(case["objects"])
+    out: dict[str, str] = {}
+    for key, pod in _pods(case).items():
+        if (pod["metadata"].get("annotations") or {}).get("pod-group-name"):
+            continue
+        try:
+            spec = group_pod(pod, walk(pod, index.lookup).owners, GrouperConfig())
+        except GroupingError:
+            continue
+        if spec is not None:
+            out[key] = spec.key
+    return out
+
+
 def _gang_keys(case: dict[str, Any]) -> set[str]:
     keys = {key_of(o) for o in case["objects"] if o.get("kind") == "PodGroup"}
+    grouped = _grouped(case)
     for key, pod in _pods(case).items():
         ns = key.split("/")[0]
         pg = (pod["metadata"].get("annotations") or {}).get("pod-group-name")
-        keys.add(f"{ns}/{pg}" if pg else key)
+        keys.add(f"{ns}/{pg}" if pg else grouped.get(key, key))
     return keys
 
 
@@ -272,11 +292,12 @@ def test_case_file_is_well_formed(path: Path) -> None:
     if case.get("config") is not None:
         assert set(case["config"]) <= {"schedulerName", "nodeOrder", "placementSearchBudget"}
     # a pod that is expected placed must not be in a gang that is expected unscheduled
+    grouped = _grouped(case)
     for ref in placed_refs:
         pod = pods[ref]
         ns = ref.split("/")[0]
         pg = (pod["metadata"].get("annotations") or {}).get("pod-group-name")
-        gang = f"{ns}/{pg}" if pg else ref
+        gang = f"{ns}/{pg}" if pg else grouped.get(ref, ref)
         assert gang not in (expect.get("unscheduled") or {}), f"{ref} expected placed but its gang waits"
 
 

@@ -7,6 +7,7 @@ imports inside functions and under `if TYPE_CHECKING:`). A failure names the mod
 - plugins never import actions
 - debug and telemetry never import daemon or cli
 - api imports only the standard library (and itself)
+- grouper imports only api and kube
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "framework-knows-no-plugin-or-action": (("scheduler.framework",), ("scheduler.plugins", "scheduler.actions")),
     "plugins-know-no-action": (("scheduler.plugins",), ("scheduler.actions",)),
     "sinks-know-no-daemon-or-cli": (("scheduler.debug", "scheduler.telemetry"), ("scheduler.daemon", "scheduler.cli")),
+    # the grouping rules are shared by the daemon and simulate: only api and kube below them
+    "grouper-reads-only-api-and-kube": (
+        ("scheduler.grouper",),
+        tuple(m for m in (*OUTSIDE_CORE, *CORE) if m not in ("scheduler.api", "scheduler.kube", "scheduler.grouper")),
+    ),
 }
 
 
