@@ -231,9 +231,6 @@ class KubeBackend:
         out, self.finished_outcome = self.finished_outcome, CommitOutcome()
         return out
 
-    def in_flight(self) -> int:
-        return len(self.pipeline.busy())
-
     def _settle(self) -> None:
         for c, res in self.pipeline.take():
             self.committer.settle(self.finished_outcome, c, res)

@@ -63,10 +63,6 @@ class BindPipeline(Generic[G, R]):
         with self._cond:
             return frozenset(self._busy)
 
-    def queued(self) -> int:
-        with self._cond:
-            return len(self._heap)
-
     def take(self) -> list[tuple[G, R]]:
         """The commits finished since the last call, with their results, in the order they finished."""
         with self._cond:
