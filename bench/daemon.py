@@ -718,7 +718,8 @@ def refill(client: KubeClient, pool: ThreadPoolExecutor, res: dict[str, Any], r:
 
 
 def binding_cycle(text: str, wall0: float) -> dict[str, float] | None:
-    """The first cycle logged after `wall0` that bound pods: when it started (wall clock) and its phases (ms)."""
+    """The first cycle logged after `wall0` that queued commits (it decided the gang; the binds run beside the
+    loop and are reported by a later cycle): when it started (wall clock) and its phases (ms)."""
     for line in text.splitlines():
         m = _CYCLE.match(line)
         if not m:
@@ -726,7 +727,7 @@ def binding_cycle(text: str, wall0: float) -> dict[str, float] | None:
         kv = dict(part.split("=", 1) for part in m.group(2).split())
         ended = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()  # local time, as logged
         phases = {k: float(kv[f"{k}_ms"]) for k in ("snapshot", "allocate", "commit", "status")}
-        if ended >= wall0 and kv.get("pods_bound") not in (None, "0"):
+        if ended >= wall0 and kv.get("gangs_committing") not in (None, "0"):
             return {"started": ended - sum(phases.values()) / 1000, **phases}
     return None
 
@@ -814,7 +815,7 @@ def takeback_main(argv: list[str]) -> int:
         f"(grace {args.victim_grace}s); a priority-{HIGH_CLASS[1]} gang of {args.gang_size} x 8 GPUs arrives; "
         f"schedule period {args.schedule_period:g}s, QPS/burst {args.qps:g}/{args.burst} ===",
         f"{'round':>5} {'create':>7} {'1st bound':>9} {'all bound':>9} {'victims':>7}  "
-        "the binding cycle: started after creation, then its phases",
+        "the deciding cycle: started after creation, then its phases",
     ]
     ok = True
     for r, res in enumerate(rounds):
