@@ -17,6 +17,11 @@ def _victim(session: Session, preemptor: Job, victim: Job) -> str | None:
     return None
 
 
+def _group(session: Session, victim: Job) -> tuple[bool, bool]:
+    """What `_victim` reads of a victim."""
+    return session.preemptible(victim), all(p.controlled for p in victim.bound)
+
+
 def _eligible(session: Session, job: Job) -> str | None:
     """Moving gangs frees no capacity: the cluster's idle room must hold the gang for it to help."""
     table = session.table
@@ -35,4 +40,5 @@ def _eligible(session: Session, job: Job) -> str | None:
 
 @action("consolidate")
 def consolidate(session: Session) -> None:
-    run_takeback(session, Rules("consolidate", _victim, replace_victims=True), _eligible)
+    rules = Rules("consolidate", _victim, replace_victims=True, group=_group)
+    run_takeback(session, rules, _eligible)

@@ -20,4 +20,6 @@ def _victim(session: Session, preemptor: Job, victim: Job) -> str | None:
 
 @action("preempt")
 def preempt(session: Session) -> None:
-    run_takeback(session, Rules("preempt", _victim), lambda s, j: None)
+    # the group key is what `_victim` reads of a victim
+    rules = Rules("preempt", _victim, group=lambda s, v: (v.queue, s.preemptible(v), v.priority))
+    run_takeback(session, rules, lambda s, j: None)

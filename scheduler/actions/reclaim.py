@@ -3,7 +3,8 @@ theirs, never taking a victim queue below its fair share nor its own queue above
 
 from __future__ import annotations
 
-from scheduler.actions.common.takeback import Rules, Unit, run_takeback
+from scheduler.actions.common.takeback import Rules, run_takeback
+from scheduler.actions.common.victims import Unit
 from scheduler.api.resources import format_quantity
 from scheduler.framework.jobs import Job
 from scheduler.framework.queues import QUEUE_DIMS, QueueNode, is_under_fair_share, share_ratio
@@ -49,14 +50,15 @@ def _victim(session: Session, preemptor: Job, victim: Job) -> str | None:
 
 
 def _after_evict(session: Session, preemptor: Job, unit: Unit) -> str | None:
+    """After the eviction (already applied to the queues' usage) each victim queue must still be at or
+    above its fair share: on its dominant resource, as `share_ratio` measures being over it for `_victim`.
+    A resource the queue uses less than its share of (cpu on a GPU cluster, typically) does not make every
+    eviction "take it below": KAI's fair-share strategy likewise asks only that the victim queue be over
+    its share in some resource."""
     ours = {id(n) for n in _path(session, preemptor.queue)}
-    used = {d for p in unit.pods for d in QUEUE_DIMS if p.request.get(d)}
     for n in _path(session, unit.job.queue):
-        if id(n) in ours:
-            continue
-        for dim in sorted(used):
-            if n.allocated.get(dim, 0.0) + _EPS < n.fair_share.get(dim, 0.0):
-                return f"reclaim would take queue {n.name} below its fair share"
+        if id(n) not in ours and share_ratio(n) + _EPS < 1.0:
+            return f"reclaim would take queue {n.name} below its fair share"
     return None
 
 
@@ -74,4 +76,6 @@ def _after_place(session: Session, preemptor: Job) -> str | None:
 
 @action("reclaim")
 def reclaim(session: Session) -> None:
-    run_takeback(session, Rules("reclaim", _victim, _after_evict, _after_place), _eligible)
+    # the group key is what `_victim` reads of a victim
+    rules = Rules("reclaim", _victim, _after_evict, _after_place, group=lambda s, v: (v.queue, s.preemptible(v)))
+    run_takeback(session, rules, _eligible)

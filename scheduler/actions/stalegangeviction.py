@@ -7,7 +7,7 @@ gang whose missing members this cycle placed is not stale."""
 
 from __future__ import annotations
 
-from scheduler.actions.common.takeback import live_pods
+from scheduler.actions.common.victims import live_pods
 from scheduler.framework.jobs import Group, Job, leaf_minimum
 from scheduler.framework.registry import action
 from scheduler.framework.session import Session

@@ -22,7 +22,7 @@ from scheduler.grouper.chain import ObjectIndex, walk
 from scheduler.grouper.plan import needs_grouping, plan
 from scheduler.grouper.rules import annotations_of
 
-NAMESPACED = ("Pod", "PodGroup", "PersistentVolumeClaim")
+NAMESPACED = ("Pod", "PodGroup", "PersistentVolumeClaim", "PodDisruptionBudget")
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str, str]:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from scheduler.api.disruption import DisruptionBudget
 from scheduler.api.labels import QUEUE_LABEL
 from scheduler.api.node import Node
 from scheduler.api.pod import Pod
@@ -19,7 +20,7 @@ from scheduler.api.queue import Queue
 from scheduler.api.resources import Resources
 from scheduler.api.storage import Claim, CSINodeLimits, StorageClass, Volume
 from scheduler.api.topology import PriorityClass, Topology
-from scheduler.kube import convert, storage
+from scheduler.kube import convert, disruption, storage
 
 
 def pod_group_key(pod: Pod) -> str | None:
@@ -62,6 +63,7 @@ class Snapshot:
     held: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     # PodGroups with a Succeeded member: never stale (KAI's rule), as when a batch job's ranks finish apart
     finished: frozenset[str] = frozenset()
+    budgets: Mapping[str, DisruptionBudget] = field(default_factory=dict)  # "<ns>/<name>": victim order reads
 
 
 class ClusterState:
@@ -93,6 +95,7 @@ class ClusterState:
         self._volumes: dict[str, Volume] = {}
         self._storage_classes: dict[str, StorageClass] = {}
         self._csi_limits: dict[str, CSINodeLimits] = {}
+        self._budgets: dict[str, DisruptionBudget] = {}
         self.generation = 0  # bumps on every applied change
 
     # --- raw Kubernetes objects -------------------------------------------------------------
@@ -124,6 +127,8 @@ class ClusterState:
             self._set(self._storage_classes, name, None if deleted else storage.storage_class_from_k8s(obj))
         elif kind == "CSINode":
             self._set(self._csi_limits, name, None if deleted else storage.csinode_from_k8s(obj))
+        elif kind == "PodDisruptionBudget":
+            self._set(self._budgets, f"{ns}/{name}", None if deleted else disruption.budget_from_k8s(obj))
 
     def _set(self, table: dict[str, Any], key: str, value: Any) -> None:
         if value is None:
@@ -260,4 +265,5 @@ class ClusterState:
             storage_classes=dict(self._storage_classes),
             csi_limits=dict(self._csi_limits),
             finished=frozenset(self._succeeded),
+            budgets=dict(self._budgets),
         )

@@ -57,15 +57,13 @@ class Session:
                 job.priority = self.priority_of(job.priority_class, job.bound[0] if job.bound else None)
         self.gone: set[str] = set()  # pods evicted by a committed statement of this session
         self._np_used: dict[str, dict[str, float]] | None = None  # queue -> non-preemptible usage
+        self._preemptible: dict[str, bool] = {}  # job key -> answer (fixed for the session)
         self.queues = QueueTree(implicit_queues(snapshot.queues, config))
         self._job_queue = {job.key: job.queue for job in self.jobs}
         self._by_key = {job.key: job for job in self.jobs}
         self._trees: dict[str, TopologyTree] = {}
         self._eligible: dict[PodConstraints, tuple[bytearray, dict[str, int], int]] = {}
         self._shared: dict[str, object] = {}
-        # job (by identity, held so the identity stays its own) -> preemptible: a job's PodGroup, pods and
-        # priority do not change once it is built
-        self._preemptible: dict[int, tuple[Job, bool]] = {}
         for p in self._hooks["open"]:
             p.open(self)
         # asked once, after open: a plugin with nothing to track this cycle is not called per placement
@@ -73,9 +71,10 @@ class Session:
         self._handlers_dealloc = [p for p in self._hooks["on_deallocate"] if p.follows_placements()]
 
     def shared(self, name: str, make: Callable[[], T]) -> T:
-        """Per-cycle state several plugins read (which pods run where), made once by whichever asks
-        first: plugins never reach into each other, they share through the session. Each still applies
-        its own placement hooks to it, so what `make` builds must take the same update twice harmlessly."""
+        """Per-cycle state made once by whichever asks first: plugins share what several read (which pods
+        run where) through the session, never reaching into each other, and each applies its own placement
+        hooks to it, so what `make` builds must take the same update twice harmlessly; take-back's actions
+        share their victim pool the same way. Each owner states its validity where it defines it."""
         hit = self._shared.get(name)
         if hit is None:
             hit = self._shared[name] = make()
@@ -113,19 +112,20 @@ class Session:
         return max(defaults) if defaults else self.config.default_priority
 
     def preemptible(self, job: Job) -> bool:
-        """spec.preemptibility, else the kai.scheduler/preemptibility label of a pod, else priority < 100."""
-        hit = self._preemptible.get(id(job))
-        if hit is None:
-            hit = self._preemptible[id(job)] = (job, self._preemptibility(job))
-        return hit[1]
-
-    def _preemptibility(self, job: Job) -> bool:
+        """spec.preemptibility, else the kai.scheduler/preemptibility label of a pod, else priority < 100.
+        Memoised per job key: a job's PodGroup, pods' labels and priority do not change in a session."""
+        hit = self._preemptible.get(job.key)
+        if hit is not None:
+            return hit
         value = job.pod_group.preemptibility if job.pod_group is not None else ""
         if not value:
             value = next((v for p in job.pending + job.bound if (v := p.label(PREEMPTIBILITY_LABEL))), "")
         if value in ("preemptible", "non-preemptible"):
-            return value == "preemptible"
-        return job.priority < NON_PREEMPTIBLE_PRIORITY
+            hit = value == "preemptible"
+        else:
+            hit = job.priority < NON_PREEMPTIBLE_PRIORITY
+        self._preemptible[job.key] = hit
+        return hit
 
     def min_runtime(self, queue: str, reclaim: bool) -> float:
         """reclaimMinRuntime / preemptMinRuntime of the queue, else of its nearest ancestor that sets it,

@@ -58,6 +58,7 @@ CLAIMS = ApiResource("PersistentVolumeClaim", "", "v1", "persistentvolumeclaims"
 VOLUMES = ApiResource("PersistentVolume", "", "v1", "persistentvolumes")
 STORAGE_CLASSES = ApiResource("StorageClass", "storage.k8s.io", "v1", "storageclasses")
 CSI_NODES = ApiResource("CSINode", "storage.k8s.io", "v1", "csinodes")
+DISRUPTION_BUDGETS = ApiResource("PodDisruptionBudget", "policy", "v1", "poddisruptionbudgets", namespaced=True)
 
 WATCHED = (
     NODES,
@@ -71,4 +72,5 @@ WATCHED = (
     VOLUMES,
     STORAGE_CLASSES,
     CSI_NODES,
+    DISRUPTION_BUDGETS,
 )  # what the cache is built from

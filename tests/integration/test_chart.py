@@ -55,6 +55,7 @@ DAEMON_CLUSTER_RULES = [
     ("", "persistentvolumes", {"get", "patch"}, "WaitForFirstConsumer: a chosen volume's claimRef, read back"),
     ("storage.k8s.io", "storageclasses", {"list", "watch"}, "binding mode, allowed topologies"),
     ("storage.k8s.io", "csinodes", {"list", "watch"}, "CSI attach limits"),
+    ("policy", "poddisruptionbudgets", {"list", "watch"}, "take-back prefers victims that break no budget"),
     ("events.k8s.io", "events", {"create"}, "Scheduled / Unschedulable / FailedBinding / Preempted ... events"),
     ("scheduling.run.ai", "podgroups", {"create"}, "the grouper's PodGroups (scheduler/grouper/live.py)"),
     *(

@@ -292,3 +292,31 @@ def test_lease_lost_mid_plan_evicts_nothing_more_and_the_next_leader_finishes(
     assert deletes(proxy, ns, victims) == dict.fromkeys(victims, 1)
     assert not [v for v in victims if v in kube.pods()]
     wait_for(lambda: plan_text(kube, False) is None or None, "the plan cleared", daemon)
+
+
+def test_cache_watches_disruption_budgets(kube: Kube, backend: KubeBackend) -> None:
+    """The reflector lists and watches policy/v1 PodDisruptionBudgets (take-back's victim order reads
+    them): a budget's status update and its deletion reach the snapshot."""
+    path = f"/apis/policy/v1/namespaces/{kube.ns}/poddisruptionbudgets"
+    body = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "keep"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "train"}}},
+    }
+    kube.req("POST", path, body=body)
+    # what the disruption controller would write (none runs here)
+    status = {"status": {"disruptionsAllowed": 2, "currentHealthy": 3, "desiredHealthy": 1, "expectedPods": 3}}
+    kube.req("PATCH", f"{path}/keep/status", body=status, content_type="application/merge-patch+json")
+
+    def budget() -> Any:
+        backend.drain()
+        return backend.state.snapshot().budgets.get(f"{kube.ns}/keep")
+
+    wait_for(
+        lambda: budget() is not None and budget().allowed == 2, "the budget and its status in the cache", timeout=10
+    )
+    b = budget()
+    assert b.selects(kube.ns, "p", {"app": "train"}) and not b.selects(kube.ns, "p", {"app": "serve"})
+    kube.req("DELETE", f"{path}/keep")
+    wait_for(lambda: budget() is None, "the deleted budget gone from the cache", timeout=10)

@@ -39,4 +39,5 @@ def test_api_versions() -> None:
         "PersistentVolume",
         "StorageClass",
         "CSINode",
+        "PodDisruptionBudget",
     ]

@@ -7,9 +7,10 @@ statement, so nothing is evicted unless the gang then really fits:
 - candidate domains are those of the gang's topology levels (required level, or preferred then wider, or
   the cluster); at each level the domains are ranked by an estimate of the victim set that frees enough
   room inside them (cheapest first) and simulated in that order, at most `DOMAINS_PER_LEVEL`;
-- in one domain, victims are taken cheapest first (lowest priority, fewest pods, youngest, then by name)
-  until the gang's minimum fits; then every victim the placement does not need is given back (those on
-  nodes it did not use at once, then one by one, most expensive first).
+- in one domain, victims are taken cheapest first (lowest priority, fewest pods whose eviction breaks a
+  PodDisruptionBudget, fewest pods, youngest, then by name) until the gang's minimum fits; then every
+  victim the placement does not need is given back (those on nodes it did not use at once, then one by
+  one, most expensive first; a retrial keeps the victims it shares with the one before, see `Trail`).
 
 An action supplies its rules (`Rules`): which gangs may take back, which victims they may take, and the
 checks that depend on the statement's state (queue fair shares).
@@ -17,35 +18,25 @@ checks that depend on the statement's state (queue fair shares).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from scheduler.actions.common.admit import admit
 from scheduler.actions.common.gang import Chosen, GangPlacer, GroupPlan, PlacementError
 from scheduler.actions.common.order import queue_fair
 from scheduler.actions.common.topology import fits, levels_of
+from scheduler.actions.common.victims import Allowed, Merged, Pool, Unit, cheapest_prefix, walk
 from scheduler.api.pod import Pod
 from scheduler.api.reasons import Reason
-from scheduler.framework.jobs import Group, Job, leaf_minimum
+from scheduler.framework.jobs import Group, Job
 from scheduler.framework.nodes import Domain
 from scheduler.framework.record import GangDecision
 from scheduler.framework.session import Session
 from scheduler.framework.statement import ALLOCATE, PIPELINE, Statement
 
+Bucket = Callable[[set[str]], Iterator[Unit]]  # a domain's victims cheapest first, skipping blocked queues
 DOMAINS_PER_LEVEL = 4  # domains simulated per topology level (ranked by estimated victim cost)
 MINIMIZE_TRIES = 16  # victims tried for removal one by one after a placement was found
-
-
-@dataclass(slots=True, eq=False)
-class Unit:
-    """What one eviction decision takes: one elastic member above its gang's minimum, or the rest of the
-    gang (every pod of it still running)."""
-
-    job: Job
-    pods: tuple[Pod, ...]
-    whole: bool
-    order: tuple[object, ...]
-    nodes: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)
@@ -60,66 +51,47 @@ class Rules:
     after_place: Callable[[Session, Job], str | None] = lambda s, j: None
     # consolidate: every victim gang must be re-placed in the same statement (its re-created pods)
     replace_victims: bool = False
+    # victims with equal keys get the same `victim` answer from any preemptor at any moment, so the rules
+    # are asked once per group (None: once per victim gang)
+    group: Callable[[Session, Job], Hashable] | None = None
+
+
+@dataclass(slots=True)
+class Trail:
+    """The units a statement has evicted, in order, each with the statement's mark just after it, and
+    the pods they evicted: a redo that keeps a prefix of them rolls back only past it."""
+
+    stmt: Statement
+    entries: list[tuple[Unit, int, list[str]]] = field(default_factory=list)
+    evicted: set[str] = field(default_factory=set)
+
+    def push(self, u: Unit, pods: list[str]) -> None:
+        self.entries.append((u, self.stmt.checkpoint(), pods))
+        self.evicted.update(pods)
+
+    def units(self) -> list[Unit]:
+        return [u for u, _, _ in self.entries]
+
+    def common_prefix(self, units: Sequence[Unit]) -> int:
+        n = 0
+        for (u, _, _), v in zip(self.entries, units, strict=False):
+            if u is not v:
+                break
+            n += 1
+        return n
+
+    def truncate(self, keep: int) -> None:
+        """Undo everything after the first `keep` evictions (placements included)."""
+        self.stmt.rollback(self.entries[keep - 1][1] if keep else 0)
+        for _, _, pods in self.entries[keep:]:
+            self.evicted.difference_update(pods)
+        del self.entries[keep:]
 
 
 @dataclass(slots=True)
 class Outcome:
     placed: bool
     why: list[str] = field(default_factory=list)  # why it could not, for the gang's message
-
-
-def live_pods(session: Session, job: Job) -> list[Pod]:
-    return [p for p in job.bound if not p.deleting and p.key not in session.gone]
-
-
-def units_of(session: Session, victim: Job, whole_ok: bool) -> list[Unit]:
-    """The victim's elastic members above its leaves' minimums (youngest first, lowest task priority
-    first), then the whole rest (only when `whole_ok`: its min runtime has passed)."""
-    by_name = session.table.by_name
-    start = session.started(victim)
-    out: list[Unit] = []
-    extras: set[str] = set()
-    for g in victim.root.walk():
-        if not g.is_leaf():
-            continue
-        live = [p for p in g.bound if not p.deleting and p.key not in session.gone]
-        surplus = len(live) - leaf_minimum(g)
-        if surplus <= 0:
-            continue
-        live.sort(key=lambda p: (p.task_priority, -(p.start_time or 0.0), p.name), reverse=False)
-        for p in live[:surplus]:
-            extras.add(p.key)
-            node = by_name.get(p.node_name)
-            out.append(
-                Unit(
-                    victim,
-                    (p,),
-                    False,
-                    (victim.priority, 1, -(p.start_time or 0.0), victim.key, p.name),
-                    (node,) if node is not None else (),
-                )
-            )
-    if whole_ok:
-        rest = tuple(p for p in live_pods(session, victim))
-        if rest:
-            nodes = tuple(sorted({by_name[p.node_name] for p in rest if p.node_name in by_name}))
-            core = len(rest) - len(extras)
-            out.append(Unit(victim, rest, True, (victim.priority, core, -(start or 0.0), victim.key, ""), nodes))
-    return out
-
-
-def runtime_ok(session: Session, victim: Job, reclaim: bool) -> bool:
-    """Whether the victim has run at least its queue's min runtime (-1: never a victim)."""
-    need = session.min_runtime(victim.queue, reclaim)
-    if need == 0:
-        return True
-    if need < 0:
-        return False
-    start = session.started(victim)
-    if start is None or session.now - start >= need:
-        return True
-    session.record.wake_at(start + need)
-    return False
 
 
 class TakeBack:
@@ -129,64 +101,36 @@ class TakeBack:
         self.session = session
         self.rules = rules
         self.placer = GangPlacer(session)
-        self._cache: dict[tuple[str, int], tuple[list[Unit], list[str]]] = {}
-        self._generation = session.table.generation
+        self.pool = Pool(session, rules.victim, rules.group, rules.action == "reclaim")
 
-    def candidates(self, preemptor: Job) -> tuple[list[Unit], list[str]]:
-        """The units the preemptor may take, cheapest first, and why the other running gangs are not
-        candidates. Rules depend on the preemptor's queue and priority only: cached per pair until a
-        statement commits."""
-        s = self.session
-        if s.table.generation != self._generation:
-            self._cache.clear()
-            self._generation = s.table.generation
-        key = (preemptor.queue, preemptor.priority)
-        hit = self._cache.get(key)
-        if hit is None:
-            units: list[Unit] = []
-            refused: dict[str, int] = {}
-            slow = "has not run its queue's min runtime"
-            for name in sorted(s.running):
-                victim = s.running[name]
-                if not live_pods(s, victim):
-                    continue
-                why = self.rules.victim(s, preemptor, victim)
-                if why is None and not s.victim_allowed(preemptor, victim):
-                    why = "a plugin protects it"
-                if why is not None:
-                    refused[why] = refused.get(why, 0) + 1
-                    continue
-                whole_ok = runtime_ok(s, victim, self.rules.action == "reclaim")
-                if not whole_ok:
-                    refused[slow] = refused.get(slow, 0) + 1
-                units.extend(units_of(s, victim, whole_ok))
-            units.sort(key=lambda u: u.order)
-            notes = [f"{n} running gang(s): {reason}" for reason, n in sorted(refused.items())]
-            hit = self._cache[key] = (units, notes)
-        units, notes = hit
-        return [u for u in units if u.job.key != preemptor.key], notes
+    def candidates(self, preemptor: Job) -> Allowed:
+        """What the preemptor may take (cheapest first, by group), and why the other running gangs are not
+        candidates."""
+        return self.pool.allowed(preemptor)
 
     def try_job(self, job: Job, gp: GroupPlan) -> Outcome:
         """Find victims for the job and place it; on success the statement is committed."""
         s = self.session
-        units, why = self.candidates(job)
-        if not units:
+        allowed = self.candidates(job)
+        why = allowed.notes
+        if not self.pool.any_unit(allowed, job):
             return Outcome(False, [f"{self.rules.action}: no running gang it may take ({'; '.join(why)})"])
         table = s.table
         idx = table.by_name
         pinned = sorted({idx[p.node_name] for p in job.bound if p.node_name in idx})
         notes: list[str] = []
         for _level, doms in levels_of(table, gp.tier, None, pinned):
-            ranked = self._rank(doms, units, gp.need_vec)
+            ranked = self._rank(doms, allowed, gp.need_vec, job)
             for _cost, dom, bucket in ranked[:DOMAINS_PER_LEVEL]:
                 stmt = s.statement(job)
                 stmt.pipelining = True
+                trail = Trail(stmt)
                 chosen: Chosen = {}
-                taken = self._evict_until_fits(stmt, job, gp, dom, bucket, chosen, notes)
+                taken = self._evict_until_fits(trail, job, gp, dom, bucket, chosen, notes)
                 if taken is None:
                     stmt.discard()
                     continue
-                taken = self._minimize(stmt, job, gp, dom, taken, chosen)
+                taken = self._minimize(trail, job, gp, dom, taken, chosen)
                 problem = self.rules.after_place(s, job)
                 if problem is None and self.rules.replace_victims:
                     problem = self._replace(stmt, taken)
@@ -211,77 +155,58 @@ class TakeBack:
 
     # --- choosing -----------------------------------------------------------------------------
     def _rank(
-        self, doms: Sequence[Domain], units: list[Unit], need: list[int]
-    ) -> list[tuple[tuple[object, ...], Domain, list[Unit]]]:
-        """Domains that could hold the gang once emptied, with the victims touching each (cheapest first),
-        ranked by the estimated cost of the cheapest set whose release makes room there: (priority of the
-        dearest victim, pods evicted), then by path."""
-        table = self.session.table
-        ids = {id(d): d for d in doms if fits(d.alloc, need)}
-        if not ids:
+        self, doms: Sequence[Domain], allowed: Allowed, need: list[int], job: Job
+    ) -> list[tuple[tuple[int, int, int, str], Domain, Bucket]]:
+        """Domains that could hold the gang once emptied, with the victims touching each (cheapest first,
+        walked on demand), ranked by the estimated cost of the cheapest set whose release makes room
+        there: (priority of the dearest victim, pods whose eviction breaks a PodDisruptionBudget, pods
+        evicted), then by path. A domain where even every allowed victim's release would not make room is
+        skipped without looking at its victims."""
+        cands = [d for d in doms if fits(d.alloc, need)]
+        if not cands:
             return []
-        everything = len(ids) == 1 and next(iter(ids.values())) is table.cluster
-        # per domain: (unit, what it releases inside the domain), in the units' (cost) order
-        buckets: dict[int, list[tuple[Unit, list[int]]]] = {k: [] for k in ids}
-        dims = len(table.dims)
-        for u in units:
-            gained: dict[int, list[int]] = {}
-            for p in u.pods:
-                node = table.by_name.get(p.node_name)
-                if node is None:
-                    continue
-                holders = [id(table.cluster)] if everything else _holders(table.memberships[node], ids)
-                for k in holders:
-                    vec = gained.setdefault(k, [0] * dims)
-                    for i, v in table.sparse_known(p.request):
-                        vec[i] += v
-            for k, vec in gained.items():
-                buckets[k].append((u, vec))
-        out: list[tuple[tuple[object, ...], Domain, list[Unit]]] = []
-        for k, dom in ids.items():
-            free = list(dom.free)
-            worst: tuple[object, ...] = ()
-            pods = 0
-            for u, vec in buckets[k]:
-                if fits(free, need):
-                    break
-                free = [a + b for a, b in zip(free, vec, strict=True)]
-                worst, pods = u.order, pods + len(u.pods)
-            if fits(free, need) and buckets[k]:
-                out.append(((worst[:1], pods, dom.path), dom, [u for u, _ in buckets[k]]))
-        out.sort(key=lambda t: _cost_key(t[0]))
+        merged = self.pool.merged_lists(allowed, doms, job)
+        out: list[tuple[tuple[int, int, int, str], Domain, Bucket]] = []
+        for dom in cands:
+            m = merged.get(id(dom))
+            if m is None:
+                continue
+            n = cheapest_prefix(m, dom.free, need)
+            if n is None:
+                continue
+            worst = m.units[n - 1].order[0] if n else 0
+            assert isinstance(worst, int)
+            breaks, pods = (m.breaks[n - 1], m.pods[n - 1]) if n else (0, 0)
+            out.append(((worst, breaks, pods, dom.path), dom, _bucket(m)))
+        out.sort(key=lambda t: t[0])
         return out
 
     def _evict_until_fits(
         self,
-        stmt: Statement,
+        trail: Trail,
         job: Job,
         gp: GroupPlan,
         dom: Domain,
-        bucket: list[Unit],
+        bucket: Bucket,
         chosen: Chosen,
         notes: list[str],
     ) -> list[Unit] | None:
-        taken: list[Unit] = []
         blocked: set[str] = set()  # queues a rule refused a victim of: their state only gets worse here
-        for u in bucket:
-            if u.job.queue in blocked:
-                continue
-            if not self._evict(stmt, job, u, notes):
+        for u in bucket(blocked):
+            if not self._evict(trail, job, u, notes):
                 blocked.add(u.job.queue)
                 continue
-            taken.append(u)
             if not fits(dom.free, gp.need_vec):
                 continue
-            if self._place(stmt, gp, dom, chosen):
-                return taken
+            if self._place(trail.stmt, gp, dom, chosen):
+                return trail.units()
         return None
 
-    def _evict(self, stmt: Statement, job: Job, u: Unit, notes: list[str]) -> bool:
+    def _evict(self, trail: Trail, job: Job, u: Unit, notes: list[str]) -> bool:
         """Evict a unit's pods still running in the statement; False (nothing changed) when a rule says
         no or it has nothing left to take."""
-        evicted = self._evicted_in(stmt)
-        pods = [p for p in u.pods if p.key not in evicted and p.node_name in stmt.table.by_name]
+        stmt = trail.stmt
+        pods = [p for p in u.pods if p.key not in trail.evicted and p.node_name in stmt.table.by_name]
         if not pods:
             return False
         mark = stmt.checkpoint()
@@ -292,11 +217,8 @@ class TakeBack:
             notes.append(problem)
             stmt.rollback(mark)
             return False
+        trail.push(u, [p.key for p in pods])
         return True
-
-    @staticmethod
-    def _evicted_in(stmt: Statement) -> set[str]:
-        return {p.key for op in stmt.ops if op.kind == "evict" for p in op.pods}
 
     def _place(self, stmt: Statement, gp: GroupPlan, dom: Domain, chosen: Chosen) -> bool:
         mark = stmt.checkpoint()
@@ -306,33 +228,35 @@ class TakeBack:
         stmt.rollback(mark)
         return False
 
-    def _redo(self, stmt: Statement, job: Job, gp: GroupPlan, dom: Domain, units: list[Unit], chosen: Chosen) -> bool:
-        stmt.rollback(0)
-        for u in units:
-            if not self._evict(stmt, job, u, []):
-                stmt.rollback(0)
+    def _redo(self, trail: Trail, job: Job, gp: GroupPlan, dom: Domain, units: list[Unit], chosen: Chosen) -> bool:
+        """The statement with exactly these victims evicted (in this order) and the gang placed: True;
+        False when they do not place it (the statement then holds some prefix of them, evicted: the next
+        redo starts from there). The victims it already evicted in the same order are kept (rolling back
+        to the mark after them leaves the state evicting them afresh would)."""
+        trail.truncate(trail.common_prefix(units))
+        for u in units[len(trail.entries) :]:
+            if not self._evict(trail, job, u, []):
                 return False
         if not fits(dom.free, gp.need_vec):
-            stmt.rollback(0)
             return False
-        return self._place(stmt, gp, dom, chosen)
+        return self._place(trail.stmt, gp, dom, chosen)
 
     def _minimize(
-        self, stmt: Statement, job: Job, gp: GroupPlan, dom: Domain, taken: list[Unit], chosen: Chosen
+        self, trail: Trail, job: Job, gp: GroupPlan, dom: Domain, taken: list[Unit], chosen: Chosen
     ) -> list[Unit]:
         """Give back every victim the placement does not need; the statement ends placed with the rest."""
-        used = {op.node for op in stmt.ops if op.kind in (ALLOCATE, PIPELINE)}
+        used = {op.node for op in trail.stmt.ops if op.kind in (ALLOCATE, PIPELINE)}
         needed = [u for u in taken if any(n in used for n in u.nodes)]
         current = taken
-        if len(needed) < len(taken) and self._redo(stmt, job, gp, dom, needed, chosen):
+        if len(needed) < len(taken) and self._redo(trail, job, gp, dom, needed, chosen):
             current = needed
         for tries, u in enumerate(sorted(current, key=lambda x: x.order, reverse=True)):
             if tries >= MINIMIZE_TRIES or len(current) == 1:
                 break
             rest = [x for x in current if x is not u]
-            if self._redo(stmt, job, gp, dom, rest, chosen):
+            if self._redo(trail, job, gp, dom, rest, chosen):
                 current = rest
-        if not self._redo(stmt, job, gp, dom, current, chosen):  # the last trial may have been a failure
+        if not self._redo(trail, job, gp, dom, current, chosen):  # the last trial may have been a failure
             raise AssertionError(f"take-back for {job.key}: a victim set that placed the gang no longer does")
         return current
 
@@ -366,24 +290,8 @@ class TakeBack:
             stmt.reserving = False
 
 
-def _cost_key(cost: tuple[object, ...]) -> tuple[int, int, str]:
-    worst, pods, path = cost
-    assert isinstance(worst, tuple) and isinstance(pods, int) and isinstance(path, str)
-    prio = worst[0] if worst and isinstance(worst[0], int) else 0
-    return (prio, pods, path)
-
-
-def _holders(memberships: Sequence[Domain], ids: dict[int, Domain]) -> list[int]:
-    """Ids (among `ids`) of the domains holding a node: its memberships and their ancestors."""
-    out: list[int] = []
-    for d in memberships:
-        cur: Domain | None = d
-        while cur is not None:
-            k = id(cur)
-            if k in ids and k not in out:
-                out.append(k)
-            cur = cur.parent
-    return out
+def _bucket(m: Merged) -> Bucket:
+    return lambda blocked: walk(m.by_queue(), blocked)
 
 
 def _unbound(p: Pod) -> Pod:
@@ -434,8 +342,8 @@ def run_takeback(session: Session, rules: Rules, eligible: Callable[[Session, Jo
     driver = TakeBack(session, rules)
     memo: dict[tuple[object, ...], list[tuple[list[int], list[str]]]] = {}
     for job in queue_fair(session, waiting, memo):
-        units, refused = driver.candidates(job)
-        if not units and not refused:
+        allowed = driver.candidates(job)
+        if not driver.pool.any_unit(allowed, job) and not allowed.notes:
             continue  # nothing runs that any rule could consider: nothing to say
         why = eligible(session, job)
         if why is not None:

@@ -1,0 +1,76 @@
+"""PodDisruptionBudgets: conversion, the cache carrying them, and how take-back counts violations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scheduler.actions.common.victims import violations
+from scheduler.api.pod import Pod
+from scheduler.api.resources import Resources
+from scheduler.cache.cluster_state import ClusterState
+from scheduler.kube.disruption import budget_from_k8s
+
+
+def pdb(name: str, selector: dict[str, Any] | None, allowed: Any, ns: str = "ml", **status: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {"minAvailable": 1}
+    if selector is not None:
+        spec["selector"] = selector
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec,
+        "status": {"disruptionsAllowed": allowed, **status},
+    }
+
+
+def pod(name: str, ns: str = "ml", **labels: str) -> Pod:
+    return Pod(
+        ns,
+        name,
+        f"uid-{name}",
+        "kai-scheduler",
+        "n1",
+        "Running",
+        Resources.of({"pods": 1}),
+        labels=tuple(labels.items()),
+    )
+
+
+def test_conversion_reads_selector_allowance_and_disrupted_pods() -> None:
+    b = budget_from_k8s(pdb("b", {"matchLabels": {"app": "x"}}, 2, disruptedPods={"x-0": "2024-01-01T00:00:00Z"}))
+    assert (b.namespace, b.name, b.allowed) == ("ml", "b", 2)
+    assert b.selects("ml", "x-1", {"app": "x"})
+    assert not b.selects("ml", "x-0", {"app": "x"}), "a pod already being disrupted is not counted again"
+    assert not b.selects("other", "x-1", {"app": "x"}), "a budget selects in its own namespace only"
+    assert not b.selects("ml", "y", {"app": "y"})
+    assert budget_from_k8s(pdb("c", {"matchLabels": {"app": "x"}}, "junk")).allowed == 0
+
+
+def test_nil_or_empty_selector_selects_nothing_as_in_kube_scheduler_preemption() -> None:
+    assert not budget_from_k8s(pdb("nil", None, 0)).selects("ml", "p", {"app": "x"})
+    assert not budget_from_k8s(pdb("empty", {}, 0)).selects("ml", "p", {"app": "x"})
+
+
+def test_cache_watches_and_snapshots_budgets() -> None:
+    state = ClusterState()
+    state.apply_object(pdb("b", {"matchLabels": {"app": "x"}}, 1))
+    state.apply_object(pdb("b", {"matchLabels": {"app": "x"}}, 1, ns="other"))
+    snap = state.snapshot()
+    assert sorted(snap.budgets) == ["ml/b", "other/b"]
+    assert snap.budgets["ml/b"].allowed == 1
+    state.apply_object(pdb("b", {"matchLabels": {"app": "x"}}, 0))
+    assert state.snapshot().budgets["ml/b"].allowed == 0, "a status update replaces the budget"
+    state.apply_object(pdb("b", None, 0), deleted=True)
+    assert sorted(state.snapshot().budgets) == ["other/b"]
+
+
+def test_violations_spend_each_allowance_in_order() -> None:
+    b = budget_from_k8s(pdb("b", {"matchLabels": {"app": "x"}}, 1))
+    budgets = {"ml": [b]}
+    xs = [pod("x-0", app="x"), pod("x-1", app="x"), pod("x-2", app="x")]
+    assert violations(xs[:1], budgets) == 0
+    assert violations(xs, budgets) == 2, "the first eviction spends the one allowed disruption"
+    assert violations([pod("y", app="y"), pod("x", ns="other", app="x")], budgets) == 0
+    strict = budget_from_k8s(pdb("s", {"matchExpressions": [{"key": "app", "operator": "Exists"}]}, 0))
+    assert violations(xs[:1], {"ml": [b, strict]}) == 1, "breaking any one budget counts"
