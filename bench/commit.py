@@ -47,8 +47,10 @@ sys.path.insert(0, str(REPO / "bench"))
 from daemon import (  # noqa: E402
     _CYCLE,
     GROUP_ANNOTATION,
+    BindWatcher,
     create_namespace,
     create_podgroups,
+    create_pods,
     delete_pods,
     fmt_lat,
     gang_check,
@@ -160,16 +162,145 @@ def slow_cycles(text: str, top: int = 5) -> list[str]:
         m = _CYCLE.match(line)
         if m:
             kv = dict(part.split("=", 1) for part in m.group(2).split())
-            total = sum(float(kv.get(k, 0)) for k in ("snapshot_ms", "allocate_ms", "bind_ms", "status_ms"))
+            total = sum(float(kv.get(k, 0)) for k in ("snapshot_ms", "allocate_ms", "commit_ms", "status_ms"))
             cycles.append((total, m.group(1), kv))
-    out = [f"  slowest cycles (snapshot+allocate+bind+status), top {top}:"]
+    out = [f"  slowest cycles (snapshot+allocate+commit+status), top {top}:"]
     for total, ts, kv in sorted(cycles, key=lambda c: -c[0])[:top]:
         out.append(
             f"    {ts[11:]} cycle={kv['cycle']:>3} total={total:8.1f}ms bound={kv.get('pods_bound')} "
-            f"snapshot={kv.get('snapshot_ms')} allocate={kv.get('allocate_ms')} bind={kv.get('bind_ms')} "
+            f"snapshot={kv.get('snapshot_ms')} allocate={kv.get('allocate_ms')} commit={kv.get('commit_ms')} "
             f"status={kv.get('status_ms')}"
         )
     return out
+
+
+# ------------------------------------------------------------------------------------------ latency under backlog
+LAT_NS = "commit-latency"
+PRIORITY_CLASSES = (("bench-low", 10), ("bench-high", 1000))
+
+
+def latency_main(argv: list[str]) -> int:
+    """A high-priority gang of 8 created while a low-priority backlog of single pods is binding: from its
+    first create call to its last member bound, per try; the daemon's cycle lengths while it binds.
+
+        python bench/commit.py latency [--tries 5 --singles 5000 --daemon-repo DIR]
+
+    `--daemon-repo` runs the daemon from another checkout (say main, for the figure before a change)."""
+    ap = argparse.ArgumentParser(prog="commit.py latency", description=latency_main.__doc__)
+    ap.add_argument("--qps", type=float, default=200.0)
+    ap.add_argument("--burst", type=int, default=400)
+    ap.add_argument("--schedule-period", type=float, default=1.0)
+    ap.add_argument("--singles", type=int, default=5000)
+    ap.add_argument("--tries", type=int, default=5, help="gangs created one after another while the backlog binds")
+    ap.add_argument("--gang-size", type=int, default=8)
+    ap.add_argument("--start-after", type=int, default=200, help="backlog pods bound before the first gang is made")
+    ap.add_argument("--timeout", type=float, default=180.0)
+    ap.add_argument("--workers", type=int, default=32)
+    ap.add_argument("--daemon-repo", default=str(REPO), help="the checkout the daemon runs from")
+    ap.add_argument("--log-dir", default="/tmp/kaisched-bench-latency-logs")
+    args = ap.parse_args(argv)
+    n_nodes = ZONES * RACKS * PER_RACK
+    t0 = time.monotonic()
+    lines: list[str] = []
+
+    def say(msg: str) -> None:
+        print(f"[{time.monotonic() - t0:6.1f}s] {msg}", flush=True)
+
+    with LocalCluster(extra_apiserver_args=["--delete-collection-workers=16"]) as cluster:
+        api = cluster.api_client()
+        apply_crds(api)
+        api.close()
+        kubeconfig = str(cluster.kubeconfig)
+        cluster.start_kwok()
+        client = KubeClient.from_kubeconfig(kubeconfig, qps=0, burst=1)
+        client.pool.connection_pool_kw["maxsize"] = args.workers + 4
+        pool = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="create")
+        try:
+            make_nodes(client, pool, ZONES, RACKS, PER_RACK, kwok=True)
+            ready, _ = wait_nodes_ready(client, n_nodes, 120)
+            say(f"cluster: {ready}/{n_nodes} kwok nodes Ready")
+            for name, value in PRIORITY_CLASSES:
+                client.request(
+                    "POST",
+                    "/apis/scheduling.k8s.io/v1/priorityclasses",
+                    body={"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
+                          "value": value},
+                )  # fmt: skip
+            create_namespace(client, LAT_NS)
+            bodies = [pod_body(LAT_NS, f"low-{i:04d}", "kai-scheduler", gpu=False) for i in range(args.singles)]
+            for b in bodies:
+                b["spec"]["priorityClassName"] = "bench-low"
+            _, create_s = create_pods(client, pool, bodies)
+            say(f"backlog: {len(bodies)} low-priority pods created in {create_s:.1f}s")
+            watcher = BindWatcher(client, LAT_NS, len(bodies) + args.tries * args.gang_size)
+            watcher.start()
+            watcher.ready.wait(30)
+            env = {**repo_env(), "PYTHONPATH": args.daemon_repo}
+            t_start = time.monotonic()
+            cluster.spawn("kaisched", kaisched_argv(kubeconfig, args.qps, args.burst, args.schedule_period), env=env)
+            while len(watcher.bound) < args.start_after and time.monotonic() - t_start < args.timeout:
+                time.sleep(0.02)
+            say(f"{len(watcher.bound)} backlog pods bound {time.monotonic() - t_start:.1f}s after start")
+            tries: list[tuple[float, float, int]] = []  # (latency, created at, backlog left unbound then)
+            for t in range(args.tries):
+                group = f"high-{t}"
+                create_podgroups(client, pool, LAT_NS, [group], args.gang_size, priority_class="bench-high")
+                gang = [pod_body(LAT_NS, f"{group}-{m}", "kai-scheduler", gpu=True, group=group)
+                        for m in range(args.gang_size)]  # fmt: skip
+                for b in gang:
+                    b["spec"]["priorityClassName"] = "bench-high"
+                t_made = time.monotonic()
+                left = len(bodies) - sum(1 for n in watcher.bound if n.startswith("low-"))
+                create_pods(client, pool, gang)
+                names = [b["metadata"]["name"] for b in gang]
+                while not all(n in watcher.bound for n in names) and time.monotonic() - t_made < args.timeout:
+                    time.sleep(0.01)
+                done = [watcher.bound[n] for n in names if n in watcher.bound]
+                lat = max(done) - t_made if len(done) == len(names) else float("inf")
+                tries.append((lat, t_made - t_start, left))
+                say(f"{group}: bound {lat:.2f}s after its first create ({left} backlog pods were unbound then)")
+            watcher.done.wait(args.timeout)
+            t_all = max(watcher.bound.values()) - t_start if watcher.bound else float("inf")
+            low_left = len(bodies) - sum(1 for n in watcher.bound if n.startswith("low-"))
+            time.sleep(2 * args.schedule_period + 0.5)  # the cycle that reports the last binds logs its line
+            cluster.kill("kaisched")
+            log_text = cluster.log_path("kaisched").read_text(errors="replace")
+            logdir = Path(args.log_dir)
+            logdir.mkdir(parents=True, exist_ok=True)
+            shutil.copy(cluster.log_path("kaisched"), logdir / "kaisched.log")
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            client.pool.clear()
+
+    lats = sorted(lat for lat, _, _ in tries)
+    lines.append("")
+    lines.append(
+        f"=== latency under backlog: a priority-1000 gang of {args.gang_size} created while {args.singles} "
+        f"priority-10 single pods bind (daemon from {args.daemon_repo}; QPS/burst {args.qps:g}/{args.burst}, "
+        f"period {args.schedule_period:g}s) ==="
+    )
+    for t, (lat, at, left) in enumerate(tries):
+        lines.append(f"  try {t}: created {at:5.1f}s after start, {left:>5} backlog pods unbound, bound in {lat:.2f}s")
+    p50 = lats[len(lats) // 2] if lats else float("inf")
+    lines.append(f"  p50 {p50:.2f}s, worst {lats[-1] if lats else float('inf'):.2f}s (target: p50 within 3 s)")
+    lines.append(
+        f"  backlog: all bound {t_all:.1f}s after start ({args.singles / t_all:.1f} pods/s incl. start-up)"
+        + (f"; {low_left} NOT bound" if low_left else "")
+    )
+    cycles = []
+    for line in log_text.splitlines():
+        m = _CYCLE.match(line)
+        if m:
+            kv = dict(part.split("=", 1) for part in m.group(2).split())
+            phases = [float(kv.get(k, 0)) for k in ("snapshot_ms", "allocate_ms", "commit_ms", "bind_ms", "status_ms")]
+            cycles.append(sum(phases))
+    if cycles:
+        lines.append(
+            f"  cycles logged: {len(cycles)}; cycle length (snapshot+session+commit+status) median "
+            f"{sorted(cycles)[len(cycles) // 2]:.0f} ms, max {max(cycles):.0f} ms"
+        )
+    print("\n".join(lines), flush=True)
+    return 0 if p50 <= 3.0 and not low_left else 1
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -402,6 +533,8 @@ def main() -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "ceiling":
         sys.exit(ceiling_main(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "latency":
+        sys.exit(latency_main(sys.argv[2:]))
     try:
         sys.exit(main())
     except ApiError as e:

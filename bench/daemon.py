@@ -390,11 +390,11 @@ def summarize_daemon_log(text: str) -> list[str]:
             f"    {ts[11:]} cycle={kv['cycle']:>3} events={kv['events']:>5} tried={kv['gangs_tried']:>5} "
             f"placed={kv['gangs_placed']:>5} waiting={kv['gangs_waiting']:>4} bound={kv['pods_bound']:>5} "
             f"fail={kv['bind_failures']} snapshot={kv['snapshot_ms']}ms allocate={kv['allocate_ms']}ms "
-            f"bind={kv['bind_ms']}ms status={kv['status_ms']}ms"
+            f"commit={kv['commit_ms']}ms status={kv['status_ms']}ms"
         )
     if len(cycles) > 12:
         out.append(f"    ... {len(cycles) - 12} more")
-    for phase in ("snapshot_ms", "allocate_ms", "bind_ms", "status_ms"):
+    for phase in ("snapshot_ms", "allocate_ms", "commit_ms", "status_ms"):
         vals = [float(kv[phase]) for _, kv in cycles if phase in kv]
         if vals:
             out.append(f"  {phase:<12} total={sum(vals):9.1f}  max={max(vals):8.1f}")
@@ -718,15 +718,16 @@ def refill(client: KubeClient, pool: ThreadPoolExecutor, res: dict[str, Any], r:
 
 
 def binding_cycle(text: str, wall0: float) -> dict[str, float] | None:
-    """The first cycle logged after `wall0` that bound pods: when it started (wall clock) and its phases (ms)."""
+    """The first cycle logged after `wall0` that queued commits (it decided the gang; the binds run beside the
+    loop and are reported by a later cycle): when it started (wall clock) and its phases (ms)."""
     for line in text.splitlines():
         m = _CYCLE.match(line)
         if not m:
             continue
         kv = dict(part.split("=", 1) for part in m.group(2).split())
         ended = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()  # local time, as logged
-        phases = {k: float(kv[f"{k}_ms"]) for k in ("snapshot", "allocate", "bind", "status")}
-        if ended >= wall0 and kv.get("pods_bound") not in (None, "0"):
+        phases = {k: float(kv[f"{k}_ms"]) for k in ("snapshot", "allocate", "commit", "status")}
+        if ended >= wall0 and kv.get("gangs_committing") not in (None, "0"):
             return {"started": ended - sum(phases.values()) / 1000, **phases}
     return None
 
@@ -814,14 +815,14 @@ def takeback_main(argv: list[str]) -> int:
         f"(grace {args.victim_grace}s); a priority-{HIGH_CLASS[1]} gang of {args.gang_size} x 8 GPUs arrives; "
         f"schedule period {args.schedule_period:g}s, QPS/burst {args.qps:g}/{args.burst} ===",
         f"{'round':>5} {'create':>7} {'1st bound':>9} {'all bound':>9} {'victims':>7}  "
-        "the binding cycle: started after creation, then its phases",
+        "the deciding cycle: started after creation, then its phases",
     ]
     ok = True
     for r, res in enumerate(rounds):
         c = binding_cycle(log_text, res["wall0"])
         phases = (
             f"+{c['started'] - res['wall0']:.2f}s; snapshot {c['snapshot']:.0f} ms, session {c['allocate']:.0f} ms, "
-            f"commit (evict, wait, bind) {c['bind']:.0f} ms"
+            f"queue the commit {c['commit']:.0f} ms"
             if c
             else "(no cycle line)"
         )

@@ -2,7 +2,9 @@
 
 A cycle is: `drain()` the changes seen since the last cycle into the cache, take a `snapshot()`,
 `recover(snapshot)` whatever a previous run left half committed, run the session on the snapshot
-(framework.cycle.run_session), then `commit(record.commits)`. The core never sees the backend.
+(framework.cycle.run_session), then `commit(record.commits)` (simulation: wait for the outcome) or
+`submit(record.commits)` and collect `finished()` (the daemon: commits run beside the loop, their
+outcomes come back in a later cycle). The core never sees the backend.
 
 Two implementations: `memory.MemoryBackend` (simulate, replay, the demo, the debug API's Simulate, tests)
 applies a commit directly, since nothing in memory can fail half way; `kubernetes.KubeBackend` commits
@@ -47,8 +49,17 @@ class ClusterBackend(Protocol):
         ...
 
     def commit(self, commits: Sequence[GangCommit]) -> CommitOutcome:
-        """Apply each gang's commit all-or-nothing, in order: its evictions first, then its binds.
+        """Apply each gang's commit all-or-nothing, in order: its evictions first, then its binds, and wait.
         A gang that fails is in `errors` (with nothing of it left bound); the others are in `bound`."""
+        ...
+
+    def submit(self, commits: Sequence[GangCommit]) -> None:
+        """Hold each gang's placement in the cache at once and commit it as `commit` does, without waiting
+        (the daemon: commits run beside the loop); outcomes come back through `finished`."""
+        ...
+
+    def finished(self) -> CommitOutcome:
+        """The outcomes of submitted commits that ended since the last call."""
         ...
 
 

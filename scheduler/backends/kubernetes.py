@@ -20,7 +20,8 @@ from typing import Any
 
 from scheduler.api.pod import Pod
 from scheduler.backends.base import CommitOutcome, grouper_config
-from scheduler.binder.commit import GangCommitter
+from scheduler.binder.commit import GangCommitter, GangResult
+from scheduler.binder.pipeline import BindPipeline
 from scheduler.cache.cluster_state import ClusterState, Snapshot
 from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.record import GangCommit
@@ -184,8 +185,11 @@ class KubeBackend:
         self.known: dict[str, set[str]] = {r.kind: set() for r in WATCHED}
         self.listed: dict[str, set[str]] = {}  # kind -> keys of the list being received, page by page
         self.committer = GangCommitter(client, self.state, identity, bind_parallelism, dry_run)
-        self.committer.drain = self.drain  # waiting for victims to leave, the committer keeps the cache fresh
+        self.committer.drain = self.drain  # a synchronous commit keeps the cache fresh while victims leave
         self.assumed = self.committer.assumed  # pod key -> (node, when) until the watch confirms
+        # the daemon's commits: beside the loop, highest priority first, results folded in at each drain
+        self.pipeline: BindPipeline[GangCommit, GangResult] = BindPipeline(self.committer.commit_gang, bind_parallelism)
+        self.finished_outcome = CommitOutcome()  # what the pipeline finished since `finished()` last ran
         # (kind, ns/name) -> the object as received, kept only when the debug API wants snapshots (None: off)
         self.raw: dict[tuple[str, str], dict[str, Any]] | None = None
         # pod key -> (podwire signatures whole and shape, the Pod the cache got from it): while the cache
@@ -201,7 +205,12 @@ class KubeBackend:
             r.start()
 
     def stop(self) -> None:
+        """Stop watching and committing: queued commits never start (their placements are released), waits
+        for victims end; binds already sent finish, and under leader election the fence refuses the writes
+        of a leader that lost its lease (so a rollback it would start is left to the next leader)."""
         self.stop_event.set()
+        for c in self.pipeline.abandon():
+            self.committer.release(c)
         self.committer.close()
         self.grouper.close()
 
@@ -241,21 +250,46 @@ class KubeBackend:
     def recover(self, snapshot: Snapshot) -> list[str]:
         """Finish or undo commits a previous run left half done (their intent records), and return gangs
         bound to nodes that have gone to Pending (binder.GangCommitter.recover)."""
-        return self.committer.recover(snapshot)
+        return self.committer.recover(snapshot, self.pipeline.busy())
 
     def commit(self, commits: Sequence[GangCommit]) -> CommitOutcome:
-        """Every gang in its own pipeline (binder.GangCommitter.commit): a gang that takes room back evicts
-        its victims first (plan recorded on its intent), its binds wait until the victims have left their
-        nodes in this cache (the committer drains the watch meanwhile), and then it binds whole."""
+        """Commit and wait (binder.GangCommitter.commit): a gang that takes room back evicts its victims
+        first (plan recorded on its intent), its binds wait until the victims have left their nodes in this
+        cache (drained meanwhile), and then it binds whole. The daemon uses `submit` instead."""
         return self.committer.commit(commits) if commits else CommitOutcome()
 
+    def submit(self, commits: Sequence[GangCommit]) -> None:
+        """Assume every placement in the cache now and queue each gang's commit to the bind pipeline, by
+        gang priority (the highest of its members'). A gang already in the pipeline is not queued twice
+        (its placement is the one in flight)."""
+        busy = self.pipeline.busy()
+        fresh = [c for c in commits if c.job not in busy]
+        self.committer.assume(fresh)
+        for c in fresh:
+            pods = [self.state.pod(p) for p, _ in (*c.binds, *c.pipelined)]
+            priority = max((p.priority or 0 for p in pods if p is not None), default=0)
+            if not self.pipeline.submit(c.job, c, priority):
+                self.committer.release(c)  # stopping: never queued
+
+    def finished(self) -> CommitOutcome:
+        """The commits the pipeline finished since the last call (folded into the cache by `drain`)."""
+        self._settle()
+        out, self.finished_outcome = self.finished_outcome, CommitOutcome()
+        return out
+
+    def _settle(self) -> None:
+        for c, res in self.pipeline.take():
+            self.committer.settle(self.finished_outcome, c, res)
+
     def drain(self) -> int:
-        """Apply every queued watch event to the cache; returns how many."""
+        """Apply every queued watch event to the cache, then the pipeline's finished commits (a gang that
+        did not bind gives its placement back before the next session); returns how many events."""
         n = 0
         while True:
             try:
                 kind, res, payload = self.events.get_nowait()
             except queue.Empty:
+                self._settle()
                 return n
             n += 1
             if kind == "LIST":
@@ -336,3 +370,10 @@ class KubeBackend:
             else:
                 self.raw[(res, key)] = _debug_copy(res, obj)
         self.state.apply_object(obj, deleted=deleted, same_spec=same_spec)
+        if res == "Pod" and key in self.committer.evicting:
+            # a victim whose eviction is in flight stays leaving until the watch shows it so (or another pod)
+            pod = self.state.pod(key)
+            if deleted or pod is None or pod.deleting or pod.uid != self.committer.evicting[key]:
+                self.committer.evicting.pop(key, None)
+            else:
+                self.state.upsert_pod(dataclasses.replace(pod, deleting=True))

@@ -38,6 +38,7 @@ class MemoryBackend:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.now = 0.0  # the simulated time commits happen at (a bound pod's status.startTime)
         self.recreated = 0  # pods re-created by their controller after an eviction (for new uids)
+        self._finished = CommitOutcome()  # what `submit` applied since `finished` last ran
         self.held: dict[str, tuple[str, str]] = {}  # pods the grouper holds back: pod key -> (reason, message)
         for obj in objects:
             self.upsert(obj)
@@ -158,6 +159,14 @@ class MemoryBackend:
             out.bound[c.job] = binds
             if c.evictions:
                 out.evicted[c.job] = [p for p, _ in c.evictions]
+        return out
+
+    def submit(self, commits: Sequence[GangCommit]) -> None:
+        """In memory a commit cannot wait on anything: applied at once, its outcome kept for `finished`."""
+        self._finished.merge(self.commit(commits))
+
+    def finished(self) -> CommitOutcome:
+        out, self._finished = self._finished, CommitOutcome()
         return out
 
     def _evict(self, ns: str, name: str) -> None:

@@ -22,11 +22,12 @@ import base64
 import dataclasses
 import json
 import logging
+import threading
 import time
 import uuid
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -175,6 +176,21 @@ class CommitOutcome:
     rolled_back: dict[str, int] = field(default_factory=dict)  # gang -> members returned to Pending
     evicted: dict[str, list[str]] = field(default_factory=dict)  # gang -> its victims (pod keys), evicted
 
+    def merge(self, other: CommitOutcome) -> None:
+        self.bound.update(other.bound)
+        self.errors.update(other.errors)
+        self.rolled_back.update(other.rolled_back)
+        self.evicted.update(other.evicted)
+
+
+@dataclass(frozen=True, slots=True)
+class GangResult:
+    """How one gang's commit ended: an error (None: bound), members returned to Pending, victims evicted."""
+
+    error: str | None = None
+    returned: list[tuple[str, str]] = field(default_factory=list)
+    evicted: list[str] = field(default_factory=list)
+
 
 class GangCommitter:
     def __init__(
@@ -189,6 +205,7 @@ class GangCommitter:
         # gang pipelines wait on member calls in `pool`; a separate pool so they can never starve it
         self.gang_pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="gang")
         self.assumed: dict[str, tuple[str, float]] = {}  # pod key -> (node, when) until the watch confirms
+        self.evicting: dict[str, str] = {}  # victim pod key -> uid, held as leaving until the watch confirms
         self.lease_holder: Callable[[], str] = lambda: ""  # who holds the lease now (set under leader election)
         # applies queued watch events to `state` (KubeBackend.drain); called only on the committing thread,
         # while it waits for victims to leave, so the cache keeps its one writer
@@ -196,8 +213,14 @@ class GangCommitter:
         self.event: EventSink | None = None  # where victims' events go (the daemon's StatusWriter.event)
         self.evict_margin = EVICT_MARGIN_S
         self.poll_s = 0.05
+        self.stopping = threading.Event()  # set on close: waits for victims end, nothing new starts
+        # commit ids whose record this process cleared: a cache that still shows one is behind the watch,
+        # not a leftover for recovery (pruned to the records the cache still shows)
+        self.cleared: set[str] = set()
+        self._cleared_lock = threading.Lock()
 
     def close(self) -> None:
+        self.stopping.set()
         self.gang_pool.shutdown(wait=False, cancel_futures=True)
         self.pool.shutdown(wait=False, cancel_futures=True)
 
@@ -249,54 +272,85 @@ class GangCommitter:
 
     # --- commit -------------------------------------------------------------------------------
     def commit(self, gangs: Sequence[GangWrite]) -> CommitOutcome:
-        """Each gang runs its own pipeline (intent, dry run, binds, clear), all gangs at once, so the first
-        binds land at once instead of after every gang's validation. A gang that evicts records its plan and
-        evicts first; this thread then waits (draining the watch into the cache) until its victims are gone
-        from the nodes it binds to, bounded by their grace period and `evict_margin`, and binds it then."""
+        """Commit every gang at once and wait for all of them (tests and recovery-free callers; the daemon
+        goes through the bind pipeline instead). This thread drains the watch into the cache meanwhile, so
+        the gangs waiting for victims see them leave."""
+        self.assume(gangs)
+        futures = [(c, self.gang_pool.submit(self.commit_gang, c)) for c in gangs]
+        while not all(f.done() for _, f in futures):
+            self.drain()
+            wait([f for _, f in futures], timeout=self.poll_s, return_when=FIRST_COMPLETED)
         out = CommitOutcome()
-        plain = [(c, self.gang_pool.submit(self._commit_one, c)) for c in gangs if not (c.evictions or c.pipelined)]
-        evicting = [(c, self.gang_pool.submit(self._plan_and_evict, c)) for c in gangs if c.evictions or c.pipelined]
-        waiting: dict[str, tuple[Intent, float]] = {}
-        for c, planned in evicting:
-            try:
-                error, intent, evicted = planned.result()
-            except Exception as err:  # a bug in the pipeline must not lose the others' outcomes
-                error, intent, evicted = f"eviction failed: {err}", None, []
-            if evicted:
-                out.evicted[c.job] = evicted
-            if error is not None:
-                out.errors[c.job] = error
-            elif intent is not None and intent.bindings:
-                waiting[c.job] = (intent, time.monotonic() + self._bound(intent))
-            else:
-                out.bound[c.job] = []  # a stale gang's eviction binds nothing
-        late = self._await_room(waiting)
-        binding: list[tuple[GangWrite, Future[tuple[str | None, list[tuple[str, str]]]]]] = []
-        for c, _ in evicting:
-            if c.job in late:
-                intent = waiting[c.job][0]
-                self._clear_intent(intent.gang, intent)
-                out.errors[c.job] = f"{late[c.job]}; the placement was released, nothing was bound"
-            elif c.job in waiting:
-                intent = waiting[c.job][0]
-                bind = self.gang_pool.submit(self._claims_then_binds, c.job, list(intent.bindings), intent)
-                binding.append((c, bind))
-        now = time.monotonic()
-        for c, fut in [*plain, *binding]:
-            bindings = [*c.binds, *c.pipelined]
-            try:
-                error, returned = fut.result()
-            except Exception as err:  # a bug in the pipeline must not lose the others' outcomes
-                error, returned = f"commit failed: {err}", []
-            if error is None:
-                out.bound[c.job] = bindings
-                self._assume(bindings, now)
-            else:
-                out.errors[c.job] = error
-                if returned:
-                    out.rolled_back[c.job] = len(returned)
-                self._unassume(returned)
+        for c, fut in futures:
+            self.settle(out, c, fut.result())
         return out
+
+    def assume(self, gangs: Sequence[GangWrite]) -> None:
+        """Hold every placement in the cache at once, before any call (the owner of the cache calls it): no
+        later cycle double-books the room while the commit is queued, waits for victims or binds."""
+        now = time.monotonic()
+        for c in gangs:
+            self._assume([*c.binds, *c.pipelined], now)
+            for pod_key, _reason in c.evictions:  # leaving: no later cycle counts on them or takes them again
+                pod = self.state.pod(pod_key)
+                if pod is not None and not pod.deleting:
+                    self.evicting[pod_key] = pod.uid
+                    self.state.upsert_pod(dataclasses.replace(pod, deleting=True))
+
+    def settle(self, out: CommitOutcome, c: GangWrite, res: GangResult) -> None:
+        """Fold one finished commit into `out` and the cache (the owner of the cache calls it): a gang that
+        did not bind gives its assumed placement back, so the next cycle may decide it again, and victims
+        it did not evict are no longer held as leaving."""
+        if res.evicted:
+            out.evicted[c.job] = res.evicted
+        self._unevict([p for p, _ in c.evictions if p not in res.evicted])
+        bindings = [*c.binds, *c.pipelined]
+        if res.error is None:
+            out.bound[c.job] = bindings
+            return
+        out.errors[c.job] = res.error
+        if res.returned:
+            out.rolled_back[c.job] = len(res.returned)
+        self.release(c, res.returned)
+
+    def release(self, c: GangWrite, returned: Sequence[tuple[str, str]] = ()) -> None:
+        """Give a placement that did not bind back: the members still only assumed, and those rolled back.
+        A member the watch has shown bound meanwhile stays as the watch says (rollback deletes it, if so)."""
+        unbound = [(p, n) for p, n in (*c.binds, *c.pipelined) if p in self.assumed]
+        self._unassume([*unbound, *returned])
+        self._unevict([p for p, _ in c.evictions])
+
+    def _unevict(self, victims: Sequence[str]) -> None:
+        for pod_key in victims:
+            uid = self.evicting.pop(pod_key, None)
+            pod = self.state.pod(pod_key)
+            if uid is not None and pod is not None and pod.uid == uid and pod.deleting:
+                self.state.upsert_pod(dataclasses.replace(pod, deleting=False))
+
+    def commit_gang(self, c: GangWrite) -> GangResult:
+        """One gang's whole commit, API calls only (safe on any thread; the cache is only read): a gang that
+        evicts records its plan and evicts, waits until its victims have left the nodes it binds to in the
+        cache (bounded by their grace period and `evict_margin`), then binds whole; any other binds whole.
+        Never raises: a failure is the result's error."""
+        try:
+            if not (c.evictions or c.pipelined):
+                error, returned = self._commit_one(c)
+                return GangResult(error, returned)
+            try:
+                error, intent, evicted = self._plan_and_evict(c)
+            except Exception as err:
+                return GangResult(f"eviction failed: {err}")
+            if error is not None or intent is None or not intent.bindings:
+                return GangResult(error, [], evicted)  # an error, or a stale gang's eviction: nothing to bind
+            deadline = time.monotonic() + self._bound(intent)
+            late = self._await_room({c.job: (intent, deadline)}, drain=False)
+            if late:
+                self._clear_intent(intent.gang, intent)
+                return GangResult(f"{late[c.job]}; the placement was released, nothing was bound", [], evicted)
+            error, returned = self._claims_then_binds(c.job, list(intent.bindings), intent)
+            return GangResult(error, returned, evicted)
+        except Exception as err:  # a bug in the pipeline must not lose the others' outcomes
+            return GangResult(f"commit failed: {err}")
 
     def _commit_one(self, c: GangWrite) -> tuple[str | None, list[tuple[str, str]]]:
         """(error or None, members rolled back). API calls only: the cache is updated by the caller."""
@@ -386,6 +440,9 @@ class GangCommitter:
             self._set_intent(intent, None)
         except ApiError as err:  # left for recovery, which will find the gang complete or roll it back
             log.warning("intent on %s not cleared: %s", gang, err)
+            return
+        with self._cleared_lock:
+            self.cleared.add(intent.commit_id)
 
     # --- evictions ----------------------------------------------------------------------------
     def _plan_and_evict(self, c: GangWrite) -> tuple[str | None, Intent | None, list[str]]:
@@ -511,24 +568,30 @@ class GangCommitter:
         pod = self.state.pod(v.pod)
         return pod is not None and pod.uid == v.uid and pod.bound and not pod.terminal
 
-    def _await_room(self, waiting: Mapping[str, tuple[Intent, float]]) -> dict[str, str]:
-        """Drain the watch into the cache until every plan's victims have left the nodes it binds to, or its
-        deadline (monotonic) passes; returns job -> why it gave up, for the plans whose victims stayed."""
+    def _await_room(self, waiting: Mapping[str, tuple[Intent, float]], drain: bool = True) -> dict[str, str]:
+        """Watch the cache until every plan's victims have left the nodes it binds to, or its deadline
+        (monotonic) passes; returns job -> why it gave up, for the plans whose victims stayed. `drain`: this
+        thread owns the cache and applies the watch itself (recovery); a pipeline worker only reads it,
+        while the loop applies the watch. Gives up at once when the committer stops (the lease is lost)."""
         pending = dict(waiting)
         late: dict[str, str] = {}
         started = time.monotonic()
         while pending:
-            self.drain()
+            if drain:
+                self.drain()
             for job, (intent, deadline) in list(pending.items()):
                 left = [v.pod for v in intent.victims_on_bind_nodes() if self._present(v)]
                 if not left:
                     del pending[job]
+                elif self.stopping.is_set():
+                    del pending[job]
+                    late[job] = "the scheduler stopped while victims were terminating"
                 elif time.monotonic() >= deadline:
                     del pending[job]
                     shown = ", ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
                     late[job] = f"victims still terminating after {time.monotonic() - started:.0f}s ({shown})"
             if pending:
-                time.sleep(self.poll_s)
+                self.stopping.wait(self.poll_s)
         return late
 
     # --- rollback -----------------------------------------------------------------------------
@@ -644,18 +707,25 @@ class GangCommitter:
         return False
 
     # --- recovery -----------------------------------------------------------------------------
-    def recover(self, snapshot: Snapshot) -> list[str]:
+    def recover(self, snapshot: Snapshot, busy: frozenset[str] = frozenset()) -> list[str]:
         """Finish or undo every commit a previous run left half done, and return to Pending every gang
-        whose not-yet-running members were bound to a node that has since gone. One line per gang."""
-        actions: list[str] = self._orphans(snapshot)
+        whose not-yet-running members were bound to a node that has since gone. One line per gang. `busy`:
+        gangs whose commit the bind pipeline is running now; their records are theirs, not leftovers."""
+        actions: list[str] = self._orphans(snapshot, busy)
         # intents on PodGroups, then the eviction plans of lone preemptors (on the pending pod itself; a
         # lone preemptor that bound before its record was cleared keeps a stale, harmless annotation)
         records = [(k, pg.annotation(INTENT_ANNOTATION), False) for k, pg in sorted(snapshot.pod_groups.items())]
         records += [(k, p.annotation(INTENT_ANNOTATION), True) for k, p in sorted(snapshot.pending.items())]
+        with self._cleared_lock:
+            cleared, self.cleared = self.cleared, set()
         for key, text, on_pod in records:
-            if not text:
+            if not text or key in busy:
                 continue
             intent = Intent.parse(key, text, on_pod)
+            if intent is not None and intent.commit_id in cleared:
+                with self._cleared_lock:
+                    self.cleared.add(intent.commit_id)  # still shown: keep skipping it until the watch says
+                continue
             if intent is None:
                 self._clear_intent(key, Intent("", key, (), "", on_pod=on_pod))
                 actions.append(f"{key}: unreadable commit intent cleared")
@@ -668,9 +738,11 @@ class GangCommitter:
                 actions.append(f"{key}: recovery of commit {intent.commit_id[:8]} deferred: {err}")
         return actions
 
-    def _orphans(self, snapshot: Snapshot) -> list[str]:
+    def _orphans(self, snapshot: Snapshot, busy: frozenset[str]) -> list[str]:
         actions = []
         for key, members in sorted(snapshot.members.items()):
+            if key in busy:
+                continue
             lost = [p for p in members if p.node_name and p.node_name not in snapshot.nodes and p.phase == "Pending"]
             if not lost:
                 continue

@@ -1,4 +1,5 @@
-"""The daemon's cycle: drain watch events, snapshot, recover, run the session, commit, write status, log one line.
+"""The daemon's cycle: drain watch events (and finished commits), snapshot, recover, run the session, queue the
+commits (they run beside the loop), write status, log one line.
 
 The Daemon knows the cluster only as a `ClusterBackend` (backends/base.py), and writes status through a
 `StatusSink`; both are injected (cli/run.py wires the Kubernetes ones)."""
@@ -10,11 +11,11 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from scheduler.backends.base import ClusterBackend
+from scheduler.backends.base import ClusterBackend, CommitOutcome
 from scheduler.cache.cluster_state import Snapshot
 from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.cycle import run_session
@@ -26,6 +27,7 @@ log = logging.getLogger("kaisched")
 
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 60.0
+DRAIN_S = 0.05  # how often the watch is applied between cycles
 
 
 @dataclass(slots=True)
@@ -62,7 +64,13 @@ class Backoff:
 class StatusSink(Protocol):
     """Where a cycle's record goes: PodGroup and Queue status, events (daemon/status.StatusWriter)."""
 
-    def write(self, snapshot: Snapshot, record: SessionRecord, failed_binds: Mapping[str, str]) -> None: ...
+    def write(
+        self,
+        snapshot: Snapshot,
+        record: SessionRecord,
+        failed_binds: Mapping[str, str],
+        bound: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    ) -> None: ...
 
 
 class Daemon:
@@ -77,6 +85,7 @@ class Daemon:
         self.backend, self.status, self.config, self.metrics = backend, status, config, metrics
         self.json_logs = json_logs
         self.cycle_no = 0
+        self.idle_events = 0  # watch events applied between cycles (counted in the next cycle's line)
         self.backoff = Backoff()
         self.last_record: SessionRecord | None = None
         self.observers: list[Callable[[CycleInfo], None]] = []  # called after each cycle; must be quick
@@ -85,11 +94,28 @@ class Daemon:
         self.backoff.forget(set(snap.pod_groups) | set(snap.pending))
         return self.backoff.holding(time.monotonic())
 
+    def _absorb(self, finished: CommitOutcome, into: CommitOutcome) -> dict[str, str]:
+        """Count finished commits, back off the gangs that failed; returns gang -> why, for status."""
+        into.merge(finished)
+        self.metrics.inc("kaisched_gangs_rolled_back_total", len(finished.rolled_back))
+        self.metrics.inc("kaisched_pods_evicted_total", sum(len(v) for v in finished.evicted.values()))
+        failed: dict[str, str] = {}
+        for job, error in sorted(finished.errors.items()):
+            delay = self.backoff.fail(job, time.monotonic())
+            failed[job] = f"{error}; backing off {delay:.0f}s"
+            self.metrics.inc("kaisched_bind_failures_total")
+        for job in finished.bound:
+            self.backoff.success(job)
+        return failed
+
     def cycle(self) -> SessionRecord:
         self.cycle_no += 1
         t0 = time.perf_counter()
         started = time.monotonic()
-        events = self.backend.drain()
+        events = self.backend.drain() + self.idle_events
+        self.idle_events = 0
+        outcome = CommitOutcome()
+        failed = self._absorb(self.backend.finished(), outcome)  # backoff holds a failed gang from this session
         if self.config.grouping:  # PodGroups for workloads' new pods, before the snapshot that schedules them
             self.backend.group(self.config)
         snap = self.backend.snapshot()
@@ -104,22 +130,11 @@ class Daemon:
         record = run_session(snap, self.config, now, cycle=self.cycle_no, hold=self._holding(snap))
         t2 = time.perf_counter()
         commits = [c for c in record.commits if c.binds or c.pipelined or c.evictions]
-        outcome = self.backend.commit(commits)
-        errors = outcome.errors
-        self.metrics.inc("kaisched_gangs_rolled_back_total", len(outcome.rolled_back))
-        self.metrics.inc("kaisched_pods_evicted_total", sum(len(v) for v in outcome.evicted.values()))
-        failed: dict[str, str] = {}
-        bound = 0
-        for c in commits:
-            if c.job in errors:
-                delay = self.backoff.fail(c.job, time.monotonic())
-                failed[c.job] = f"{errors[c.job]}; backing off {delay:.0f}s"
-                self.metrics.inc("kaisched_bind_failures_total")
-            else:
-                self.backoff.success(c.job)
-                bound += len(c.binds) + len(c.pipelined)
+        self.backend.submit(commits)  # beside the loop: outcomes come back in this or a later cycle
+        failed.update(self._absorb(self.backend.finished(), outcome))
+        bound = sum(len(b) for b in outcome.bound.values())
         t3 = time.perf_counter()
-        self.status.write(snap, record, failed)
+        self.status.write(snap, record, failed, outcome.bound)
         t4 = time.perf_counter()
         self.last_record = record
         waiting = Counter(str(d.reason) for d in record.decisions.values() if not d.placed)
@@ -145,14 +160,15 @@ class Daemon:
             "gangs_tried": len(record.order),
             "gangs_placed": sum(1 for d in record.decisions.values() if d.placed and d.pods),
             "gangs_waiting": sum(waiting.values()),
+            "gangs_committing": len(commits),
             "pods_bound": bound,
             "bind_failures": len(failed),
             "snapshot_ms": round((t1 - t0) * 1000, 1),
             "allocate_ms": round((t2 - t1) * 1000, 1),
-            "bind_ms": round((t3 - t2) * 1000, 1),
+            "commit_ms": round((t3 - t2) * 1000, 1),
             "status_ms": round((t4 - t3) * 1000, 1),
         }
-        if summary["gangs_tried"] or summary["gangs_waiting"] or events:
+        if summary["gangs_tried"] or summary["gangs_waiting"] or events or bound or failed:
             if self.json_logs:
                 log.info(json.dumps({"msg": "cycle", **summary}))
             else:
@@ -168,6 +184,8 @@ class Daemon:
         return record
 
     def run(self, stop: threading.Event, leader: threading.Event | None = None) -> None:
+        """A cycle every period; between cycles the watch is applied every `DRAIN_S`, so commits waiting
+        for victims in the bind pipeline see them leave without waiting for the next cycle."""
         period = self.config.schedule_period_seconds
         while not stop.is_set():
             start = time.monotonic()
@@ -176,6 +194,9 @@ class Daemon:
                     self.cycle()
                 except Exception:
                     log.exception("cycle %d failed; continuing", self.cycle_no)
-            else:
-                self.backend.drain()
-            stop.wait(max(0.0, period - (time.monotonic() - start)))
+            while not stop.is_set():
+                self.idle_events += self.backend.drain()
+                left = period - (time.monotonic() - start)
+                if left <= 0:
+                    break
+                stop.wait(min(DRAIN_S, left))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -107,27 +107,38 @@ class StatusWriter:
         return cls._ref(POD_GROUPS.api_version, POD_GROUPS.kind, key, uid)
 
     # --- per cycle ----------------------------------------------------------------------------
-    def write(self, snapshot: Snapshot, record: SessionRecord, failed_binds: Mapping[str, str]) -> None:
+    def write(
+        self,
+        snapshot: Snapshot,
+        record: SessionRecord,
+        failed_binds: Mapping[str, str],
+        bound: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    ) -> None:
+        """This cycle's decisions (why a gang waits) and the commits that ended since the last cycle: gangs
+        bound (`Scheduled`, as kube-scheduler says it after the bind, not the decision) and failed binds.
+        `bound` None: every placed decision counts as bound (a backend whose commit never fails)."""
         self._forget_gone(snapshot, record)
+        if bound is None:
+            bound = {k: d.pods for k, d in record.decisions.items() if d.placed and k not in failed_binds}
         for key, decision in sorted(record.decisions.items()):
-            pg = snapshot.pod_groups.get(key)
-            if key in failed_binds:
-                self._failed_binding(snapshot, key, decision.pods, failed_binds[key], pg is not None)
-                continue
-            if decision.placed:
-                for pod, node in decision.pods:
-                    p = snapshot.pending.get(pod)
-                    self.event(
-                        self.pod_ref(pod, p.uid if p else ""),
-                        "Scheduled",
-                        f"Successfully assigned {pod} to {node} (gang {key})",
-                    )
-                if pg is not None:
-                    self._clear_condition(key)
-                    self._resources_status(snapshot, record, key, decision.pods)
-                self.evented.pop(key, None)
-            else:
-                self._unschedulable(snapshot, key, str(decision.reason), decision.message, pg is not None)
+            if not decision.placed and key not in failed_binds and key not in bound:
+                self._unschedulable(snapshot, key, str(decision.reason), decision.message, key in snapshot.pod_groups)
+        for key, pods in sorted(bound.items()):
+            for pod, node in pods:
+                p = snapshot.bound_pods.get(pod) or snapshot.pending.get(pod)
+                self.event(
+                    self.pod_ref(pod, p.uid if p else ""),
+                    "Scheduled",
+                    f"Successfully assigned {pod} to {node} (gang {key})",
+                )
+            if key in snapshot.pod_groups:
+                self._clear_condition(key)
+                self._resources_status(snapshot, record, key, tuple(pods))
+            self.evented.pop(key, None)
+        for key, message in sorted(failed_binds.items()):
+            has_pg = key in snapshot.pod_groups
+            pods = tuple((p.key, p.node_name) for p in snapshot.members.get(key, ())) if has_pg else ((key, ""),)
+            self._failed_binding(snapshot, key, pods, message, has_pg)
         for key, since in sorted(record.stale.items()):
             if key in snapshot.pod_groups:
                 self.status_pool.submit(self._patch_stale, key, since)

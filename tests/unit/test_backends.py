@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -103,7 +103,13 @@ class Sink:
     def __init__(self) -> None:
         self.failed: list[Mapping[str, str]] = []
 
-    def write(self, snapshot: Snapshot, record: SessionRecord, failed_binds: Mapping[str, str]) -> None:
+    def write(
+        self,
+        snapshot: Snapshot,
+        record: SessionRecord,
+        failed_binds: Mapping[str, str],
+        bound: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    ) -> None:
         self.failed.append(dict(failed_binds))
 
 

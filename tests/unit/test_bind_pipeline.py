@@ -1,0 +1,75 @@
+"""The bind pipeline (binder/pipeline.py): highest gang priority first, never a gang twice, and a stop that
+starts nothing queued. Real worker threads; each test gates the runner with events, so the order of work is
+decided by the pipeline, not by timing."""
+
+from __future__ import annotations
+
+import threading
+
+from scheduler.binder.pipeline import BindPipeline
+
+WAIT_S = 30.0  # a generous bound on a hang; never part of what is asserted
+
+
+class Gate:
+    """A runner that holds the first commit until released and records the order commits ran in."""
+
+    def __init__(self, expect: int) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.all_done = threading.Event()
+        self.order: list[str] = []
+        self.expect = expect
+
+    def __call__(self, job: str) -> str:
+        self.order.append(job)
+        self.started.set()
+        assert self.release.wait(WAIT_S)
+        if len(self.order) == self.expect:
+            self.all_done.set()
+        return f"done {job}"
+
+
+def test_a_high_priority_gang_decided_later_runs_before_the_low_priority_backlog() -> None:
+    gate = Gate(expect=4)
+    p: BindPipeline[str, str] = BindPipeline(gate, in_flight=1)
+    assert p.submit("low-0", "low-0", 0)
+    assert gate.started.wait(WAIT_S)  # low-0 holds the only worker
+    for job, prio in (("low-1", 0), ("low-2", 0), ("high", 1000)):
+        assert p.submit(job, job, prio)
+    gate.release.set()
+    assert gate.all_done.wait(WAIT_S)
+    assert gate.order == ["low-0", "high", "low-1", "low-2"]
+
+
+def test_a_gang_in_the_pipeline_is_not_queued_twice_and_is_free_again_once_taken() -> None:
+    gate = Gate(expect=1)
+    p: BindPipeline[str, str] = BindPipeline(gate, in_flight=2)
+    assert p.submit("g", "g", 0)
+    assert gate.started.wait(WAIT_S)
+    assert not p.submit("g", "g-again", 0)  # running: its placement is the one in flight
+    assert p.busy() == {"g"}
+    gate.release.set()
+    assert gate.all_done.wait(WAIT_S)
+    taken: list[tuple[str, str]] = []
+    while not taken:  # the result lands right after the runner returns
+        taken = p.take()
+    assert taken == [("g", "done g")]
+    assert p.busy() == frozenset()
+    assert p.submit("g", "g", 0)
+    p.abandon()
+
+
+def test_abandon_starts_nothing_queued_and_returns_it() -> None:
+    gate = Gate(expect=1)
+    p: BindPipeline[str, str] = BindPipeline(gate, in_flight=1)
+    assert p.submit("running", "running", 0)
+    assert gate.started.wait(WAIT_S)
+    p.submit("low", "low", 0)
+    p.submit("high", "high", 5)
+    assert p.abandon() == ["high", "low"]  # highest priority first
+    assert p.busy() == {"running"}  # a commit already under way finishes on its own
+    assert not p.submit("late", "late", 0)
+    gate.release.set()
+    assert gate.all_done.wait(WAIT_S)
+    assert gate.order == ["running"]
