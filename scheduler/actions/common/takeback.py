@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from operator import sub
 
 from scheduler.actions.common.admit import admit
 from scheduler.actions.common.gang import Chosen, GangPlacer, GroupPlan, PlacementError
@@ -36,6 +37,8 @@ from scheduler.framework.statement import ALLOCATE, PIPELINE, Statement
 
 Bucket = Callable[[set[str]], Iterator[Unit]]  # a domain's victims cheapest first, skipping blocked queues
 DOMAINS_PER_LEVEL = 4  # domains simulated per topology level (ranked by estimated victim cost)
+# tests set it: every trial `_minimize` skips is redone and must fail (the skip changes no decision)
+VALIDATE_SKIPS = False
 MINIMIZE_TRIES = 16  # victims tried for removal one by one after a placement was found
 
 
@@ -102,6 +105,7 @@ class TakeBack:
         self.rules = rules
         self.placer = GangPlacer(session)
         self.pool = Pool(session, rules.victim, rules.group, rules.action == "reclaim")
+        self._unplaced_free: list[int] = []  # the domain's free room before the last successful placement
 
     def candidates(self, preemptor: Job) -> Allowed:
         """What the preemptor may take (cheapest first, by group), and why the other running gangs are not
@@ -223,7 +227,9 @@ class TakeBack:
     def _place(self, stmt: Statement, gp: GroupPlan, dom: Domain, chosen: Chosen) -> bool:
         mark = stmt.checkpoint()
         chosen.clear()
+        before = list(dom.free)
         if self.placer.place_members(gp, dom, stmt, chosen):
+            self._unplaced_free = before
             return True
         stmt.rollback(mark)
         return False
@@ -250,15 +256,48 @@ class TakeBack:
         current = taken
         if len(needed) < len(taken) and self._redo(trail, job, gp, dom, needed, chosen):
             current = needed
+        release = self._releases(trail, dom, current)
         for tries, u in enumerate(sorted(current, key=lambda x: x.order, reverse=True)):
             if tries >= MINIMIZE_TRIES or len(current) == 1:
                 break
+            # a trial whose victims cannot free the gang's need in the domain fails at the redo's room
+            # check: skip re-evicting and re-placing for it (the same trials fail, the same victims stay)
+            if release is not None and not fits(list(map(sub, self._unplaced_free, release[id(u)])), gp.need_vec):
+                if VALIDATE_SKIPS:
+                    assert not self._redo(trail, job, gp, dom, [x for x in current if x is not u], chosen), u.job.key
+                continue
             rest = [x for x in current if x is not u]
             if self._redo(trail, job, gp, dom, rest, chosen):
                 current = rest
         if not self._redo(trail, job, gp, dom, current, chosen):  # the last trial may have been a failure
             raise AssertionError(f"take-back for {job.key}: a victim set that placed the gang no longer does")
         return current
+
+    def _releases(self, trail: Trail, dom: Domain, units: Sequence[Unit]) -> dict[int, list[int]] | None:
+        """What each of `units` releases in `dom` (by unit identity), or None when that is not each unit's
+        own: two units share a pod, or one is not evicted in the trail (then every trial is redone).
+        With the statement placed on exactly these victims, `_unplaced_free` minus a unit's release is
+        the domain's room a trial without that unit would have before placing."""
+        table = self.session.table
+        keys = [p.key for u in units for p in u.pods]
+        if len(set(keys)) != len(keys):
+            return None
+        evicted = {id(u): pods for u, _, pods in trail.entries}
+        by_key = {p.key: p for u in units for p in u.pods}
+        out: dict[int, list[int]] = {}
+        for u in units:
+            pods = evicted.get(id(u))
+            if pods is None:
+                return None
+            vec = [0] * len(table.dims)
+            for key in pods:
+                pod = by_key[key]
+                if not any(d is dom for d in table.memberships[table.by_name[pod.node_name]]):
+                    continue  # evicting it frees no room in this domain (apply updates members only)
+                for i, v in table.sparse_known(pod.request):
+                    vec[i] += v
+            out[id(u)] = vec
+        return out
 
     def _replace(self, stmt: Statement, taken: list[Unit]) -> str | None:
         """Consolidation: re-place every victim gang (as the pods its controller re-creates) in the same
