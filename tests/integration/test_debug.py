@@ -138,7 +138,8 @@ def test_debug_api_on_the_daemon(kube: Kube, daemon: Daemons, tmp_path: Path, mo
         cycles = stub.ListCycles(pb.ListCyclesRequest(include_decisions=True)).cycles
         assert [p.name for p in cycles[0].phases] == ["snapshot", "allocate", "commit", "status"]
         placing = next(c for c in cycles if any(x.job == f"{ns}/fits" and x.placed for x in c.decisions))
-        assert placing.pods_bound >= 2
+        # binds run beside the loop: the cycles from the placing one on report them as the pipeline finishes
+        assert sum(c.pods_bound for c in cycles if c.cycle >= placing.cycle) >= 2
 
         # -- simulate: a hypothetical gang, nothing changes in the cluster
         what_if = [
