@@ -453,8 +453,9 @@ def test_a_lone_pod_records_its_claim_on_itself_and_binds_after_provisioning(
     node = wait_for(lambda: kube.placements(["solo"])["solo"], "the pod bound", daemon)
     assert selected(kube, "data-solo") == node and bound_to(kube, "data-solo")
     ns = kube.ns
+    # the record is cleared after the bind lands (the pipeline's worker clears it once the bind answered)
+    wait_for(lambda: INTENT not in (kube.pods()["solo"]["metadata"].get("annotations") or {}) or None, "record cleared")
     status_writes = [
         p for _, m, p, _ in proxy.received if m == "PATCH" and p == f"/api/v1/namespaces/{ns}/pods/solo/status"
     ]
     assert len(status_writes) == 2, f"the record written and cleared: {status_writes}"
-    wait_for(lambda: INTENT not in (kube.pods()["solo"]["metadata"].get("annotations") or {}) or None, "record cleared")
