@@ -48,6 +48,7 @@ from daemon import (  # noqa: E402
     _CYCLE,
     GROUP_ANNOTATION,
     BindWatcher,
+    bench_setup,
     create_namespace,
     create_podgroups,
     create_pods,
@@ -67,7 +68,7 @@ from daemon import (  # noqa: E402
 )
 
 from scheduler.kube.client import ApiError, KubeClient  # noqa: E402
-from tests.kubecluster import LocalCluster, apply_crds  # noqa: E402
+from tests.kubecluster import LocalCluster  # noqa: E402
 
 ZONES, RACKS, PER_RACK = 10, 10, 10
 RACK_LABEL = "topology.kubernetes.io/rack"
@@ -207,14 +208,8 @@ def latency_main(argv: list[str]) -> int:
         print(f"[{time.monotonic() - t0:6.1f}s] {msg}", flush=True)
 
     with LocalCluster(extra_apiserver_args=["--delete-collection-workers=16"]) as cluster:
-        api = cluster.api_client()
-        apply_crds(api)
-        api.close()
-        kubeconfig = str(cluster.kubeconfig)
+        kubeconfig, client, pool = bench_setup(cluster, args.workers)  # the bench's own client: no rate limit
         cluster.start_kwok()
-        client = KubeClient.from_kubeconfig(kubeconfig, qps=0, burst=1)
-        client.pool.connection_pool_kw["maxsize"] = args.workers + 4
-        pool = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="create")
         try:
             make_nodes(client, pool, ZONES, RACKS, PER_RACK, kwok=True)
             ready, _ = wait_nodes_ready(client, n_nodes, 120)
@@ -334,14 +329,8 @@ def main() -> int:
     # more delete-collection workers than the default 1: emptying a 5,000-pod namespace between contenders
     # took ~60s (the request timeout) otherwise
     with LocalCluster(extra_apiserver_args=["--delete-collection-workers=16"]) as cluster:
-        api = cluster.api_client()
-        apply_crds(api)
-        api.close()
-        kubeconfig = str(cluster.kubeconfig)
+        kubeconfig, client, pool = bench_setup(cluster, args.workers)  # the bench's own client: no rate limit
         cluster.start_kwok()
-        client = KubeClient.from_kubeconfig(kubeconfig, qps=0, burst=1)  # the bench's own: no rate limit
-        client.pool.connection_pool_kw["maxsize"] = args.workers + 4
-        pool = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="create")
         try:
             nodes_s = make_nodes(client, pool, ZONES, RACKS, PER_RACK, kwok=True)
             ready, ready_s = wait_nodes_ready(client, n_nodes, 120)
