@@ -207,14 +207,14 @@ def test_dockerfile_recipe() -> None:
     froms = [ln for ln in lines if ln.upper().startswith("FROM ")]
     assert froms and all("slim" in ln or "${PYTHON_IMAGE}" in ln for ln in froms), froms
     assert re.search(r"^ARG PYTHON_IMAGE=python:3\.1[1-9]-slim", text, re.M)
-    ignore = (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().split()
+    ignore = (REPO / ".dockerignore").read_text().split()
     for ln in lines:
         if not ln.upper().startswith("COPY ") or "--from=" in ln:
             continue
         *srcs, _dst = shlex.split(ln)[1:]
         for s in srcs:
             assert (REPO / s).exists(), f"COPY source {s} missing from the build context (repository root)"
-            assert f"!{s}" in ignore or f"!{s}/" in ignore, f"{s} is excluded by Dockerfile.dockerignore"
+            assert f"!{s}" in ignore or f"!{s}/" in ignore, f"{s} is excluded by .dockerignore"
     user = [ln for ln in lines if ln.upper().startswith("USER ")]
     assert user and user[-1].split()[1].split(":")[0] not in ("0", "root"), user
     assert "PYTHONDONTWRITEBYTECODE=1" in text, "a read-only root filesystem: no .pyc writes at run time"
