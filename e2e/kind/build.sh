@@ -295,8 +295,10 @@ build_images() {
   # kind's containerd config names its own sandbox image: the same pause under that tag
   local sandbox; sandbox="$(sed -n 's/^ *sandbox_image *= *"\(.*\)"/\1/p' "$(kind_dir)/images/base/files/etc/containerd/config.toml")"
   if [ -n "$sandbox" ] && [ "$sandbox" != "$img" ]; then docker tag "$img" "$sandbox"; want+=("$sandbox"); fi
+  # (no `printf | grep -q` here: under pipefail, grep quitting at the first match can fail printf with SIGPIPE)
+  local made=" ${want[*]} "
   for img in $list; do
-    printf '%s\n' "${want[@]}" | grep -qx "$img" || { log "kubeadm needs $img, which this script does not make"; return 1; }
+    [[ "$made" == *" $img "* ]] || { log "kubeadm needs $img, which this script does not make"; return 1; }
   done
   docker save -o "$images_tar.tmp" "${want[@]}"
   mv -f "$images_tar.tmp" "$images_tar"
@@ -357,7 +359,7 @@ build_python_base() {
 scheduler_image="${KAISCHED_E2E_IMAGE:-kaisched:e2e}"
 build_scheduler_image() {
   docker build -q --build-arg "PYTHON_IMAGE=$python_image" -f "$repo/deploy/image/Dockerfile" -t "$scheduler_image" "$repo" >/dev/null
-  docker run --rm "$scheduler_image" --help | head -3 >&2
+  docker run --rm "$scheduler_image" --help | sed -n 1,3p >&2  # sed reads all: no SIGPIPE under pipefail
 }
 
 # ------------------------------------------------------------------------------------- workload
