@@ -330,7 +330,7 @@ class TakeBack:
 
 
 def _bucket(m: Merged) -> Bucket:
-    return lambda blocked: walk(m.by_queue(), blocked)
+    return lambda blocked: walk(m.units, blocked)
 
 
 def _unbound(p: Pod) -> Pod:

@@ -25,7 +25,7 @@ import heapq
 from bisect import bisect_left, insort
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import add
+from operator import add, sub
 
 from scheduler.api.disruption import DisruptionBudget
 from scheduler.api.pod import Pod
@@ -452,8 +452,7 @@ class Merged:
     """Every allowed victim touching one domain, cheapest first, with what each releases there. The
     running sums (`cum[i]`: entries 0..i; pods; pods breaking a budget) are made on demand, as far as a
     query needs them: most gangs fit after a short prefix, so long lists are never summed whole (their
-    total, for the quick rejection, is one column sum). `queues`: the same units by victim queue, for a
-    walk that drops refused queues."""
+    total, for the quick rejection, is one column sum)."""
 
     units: list[Unit] = field(default_factory=list)
     gains: list[Sequence[int]] = field(default_factory=list)  # what each releases in the domain
@@ -461,7 +460,6 @@ class Merged:
     pods: list[int] = field(default_factory=list)
     breaks: list[int] = field(default_factory=list)  # running sum of pods whose eviction breaks a budget
     total: list[int] | None = None
-    queues: list[tuple[str, list[Unit]]] | None = None  # by queue name, made on the first walk
 
     def sum_all(self) -> list[int]:
         if self.total is None:
@@ -480,14 +478,6 @@ class Merged:
             self.cum.append(list(gain))
             self.pods.append(len(u.pods))
             self.breaks.append(u.breaks)
-
-    def by_queue(self) -> list[tuple[str, list[Unit]]]:
-        if self.queues is None:
-            out: dict[str, list[Unit]] = {}
-            for u in self.units:
-                out.setdefault(u.job.queue, []).append(u)
-            self.queues = sorted(out.items())
-        return self.queues
 
 
 def _merge_level(units: list[Unit], where: dict[int, int], skip: str) -> dict[int, Merged]:
@@ -544,21 +534,26 @@ def _patched(m: Merged, before: list[Unit], now: list[tuple[Unit, Sequence[int]]
     """The domain's merged list with `before` taken out and `now` put in; None when it is left empty.
     The running sums before the first change are kept."""
     units, gains = list(m.units), list(m.gains)
+    total = list(m.total) if m.total is not None else None  # kept by difference: the lists can be long
     first = len(units)  # the first position that changed
     for u in before:
         i = bisect_left(units, u.order, key=_order)
         if i < len(units) and units[i] is u:
+            if total is not None:
+                total = list(map(sub, total, gains[i]))
             del units[i], gains[i]
             first = min(first, i)
     for u, g in now:
         i = bisect_left(units, u.order, key=_order)
         units.insert(i, u)
         gains.insert(i, g)
+        if total is not None:
+            total = list(map(add, total, g))
         first = min(first, i)
     if not units:
         return None
     keep = min(first, len(m.cum))
-    return Merged(units, gains, m.cum[:keep], m.pods[:keep], m.breaks[:keep])
+    return Merged(units, gains, m.cum[:keep], m.pods[:keep], m.breaks[:keep], total)
 
 
 def cheapest_prefix(m: Merged, free: Sequence[int], need: Sequence[int]) -> int | None:
@@ -599,22 +594,13 @@ def fits_sum(free: Sequence[int], extra: Sequence[int], need: Sequence[int]) -> 
     return True
 
 
-def walk(queues: list[tuple[str, list[Unit]]], blocked: set[str]) -> Iterator[Unit]:
-    """Units cheapest first across the per-queue lists; a queue added to `blocked` while walking is
-    dropped at once (its later units are never visited)."""
-    heap = [(units[0].order, i, 0) for i, (_q, units) in enumerate(queues) if units]
-    heapq.heapify(heap)
-    while heap:
-        _, i, pos = heap[0]
-        queue, units = queues[i]
-        if queue in blocked:
-            heapq.heappop(heap)
-            continue
-        if pos + 1 < len(units):
-            heapq.heapreplace(heap, (units[pos + 1].order, i, pos + 1))
-        else:
-            heapq.heappop(heap)
-        yield units[pos]
+def walk(units: list[Unit], blocked: set[str]) -> Iterator[Unit]:
+    """Units cheapest first, skipping those of a queue in `blocked` (a queue added while walking is
+    skipped from then on). A walk stops as soon as the gang fits, so it visits a short prefix of long
+    lists: cheaper than splitting every list by queue up front."""
+    for u in units:
+        if u.job.queue not in blocked:
+            yield u
 
 
 def _order(u: Unit) -> tuple[object, ...]:
