@@ -214,8 +214,7 @@ class TakeBack:
         if not pods:
             return False
         mark = stmt.checkpoint()
-        for p in pods:
-            stmt.evict(p, self.rules.action)
+        stmt.evict_many(pods, self.rules.action)
         problem = self.rules.after_evict(self.session, job, u)
         if problem is not None:
             notes.append(problem)
