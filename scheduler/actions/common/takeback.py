@@ -26,7 +26,7 @@ from scheduler.actions.common.admit import admit
 from scheduler.actions.common.gang import Chosen, GangPlacer, GroupPlan, PlacementError
 from scheduler.actions.common.order import queue_fair
 from scheduler.actions.common.topology import fits, levels_of
-from scheduler.actions.common.victims import Allowed, Merged, Pool, Unit, cheapest_prefix, walk
+from scheduler.actions.common.victims import Allowed, Merged, Pool, Unit, cheapest, walk
 from scheduler.api.pod import Pod
 from scheduler.api.reasons import Reason
 from scheduler.framework.jobs import Group, Job
@@ -125,7 +125,7 @@ class TakeBack:
         notes: list[str] = []
         for _level, doms in levels_of(table, gp.tier, None, pinned):
             ranked = self._rank(doms, allowed, gp.need_vec, job)
-            for _cost, dom, bucket in ranked[:DOMAINS_PER_LEVEL]:
+            for dom, bucket in ranked:
                 stmt = s.statement(job)
                 stmt.pipelining = True
                 trail = Trail(stmt)
@@ -158,32 +158,24 @@ class TakeBack:
         return Outcome(False, [f"{self.rules.action}: {n}" for n in sorted(set(notes))] + why)
 
     # --- choosing -----------------------------------------------------------------------------
-    def _rank(
-        self, doms: Sequence[Domain], allowed: Allowed, need: list[int], job: Job
-    ) -> list[tuple[tuple[int, int, int, str], Domain, Bucket]]:
-        """Domains that could hold the gang once emptied, with the victims touching each (cheapest first,
-        walked on demand), ranked by the estimated cost of the cheapest set whose release makes room
-        there: (priority of the dearest victim, pods whose eviction breaks a PodDisruptionBudget, pods
-        evicted), then by path. A domain where even every allowed victim's release would not make room is
-        skipped without looking at its victims."""
+    def _rank(self, doms: Sequence[Domain], allowed: Allowed, need: list[int], job: Job) -> list[tuple[Domain, Bucket]]:
+        """The `DOMAINS_PER_LEVEL` domains that could hold the gang once emptied whose estimated victim
+        set is cheapest, with the victims touching each (cheapest first, walked on demand). The estimate
+        is the cheapest set whose release makes room there: (priority of the dearest victim, pods whose
+        eviction breaks a PodDisruptionBudget, pods evicted), then by path (`victims.cheapest`). A
+        domain where even every allowed victim's release would not make room is left out."""
         cands = [d for d in doms if fits(d.alloc, need)]
         if not cands:
             return []
         merged = self.pool.merged_lists(allowed, doms, job)
-        out: list[tuple[tuple[int, int, int, str], Domain, Bucket]] = []
+        entries: list[tuple[str, Merged, Sequence[int]]] = []
+        holders: list[Domain] = []
         for dom in cands:
             m = merged.get(id(dom))
-            if m is None:
-                continue
-            n = cheapest_prefix(m, dom.free, need)
-            if n is None:
-                continue
-            worst = m.units[n - 1].order[0] if n else 0
-            assert isinstance(worst, int)
-            breaks, pods = (m.breaks[n - 1], m.pods[n - 1]) if n else (0, 0)
-            out.append(((worst, breaks, pods, dom.path), dom, _bucket(m)))
-        out.sort(key=lambda t: t[0])
-        return out
+            if m is not None:
+                entries.append((dom.path, m, dom.free))
+                holders.append(dom)
+        return [(holders[i], _bucket(entries[i][1])) for _, _, i in cheapest(entries, need, DOMAINS_PER_LEVEL)]
 
     def _evict_until_fits(
         self,

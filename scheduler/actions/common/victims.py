@@ -460,11 +460,19 @@ class Merged:
     pods: list[int] = field(default_factory=list)
     breaks: list[int] = field(default_factory=list)  # running sum of pods whose eviction breaks a budget
     total: list[int] | None = None
+    # per dimension, at least the largest release per pod evicted of any entry, as (release, pods): what
+    # bounds the pods any prefix must evict (`cost_bound`); kept as an upper bound when the list is patched
+    rates: list[tuple[int, int]] | None = None
 
     def sum_all(self) -> list[int]:
         if self.total is None:
             self.total = [sum(col) for col in zip(*self.gains, strict=True)]
         return self.total
+
+    def rate_bounds(self) -> list[tuple[int, int]]:
+        if self.rates is None:
+            self.rates = _rates(self.units, self.gains, None)
+        return self.rates
 
     def extend(self) -> None:
         """Sum one more entry."""
@@ -553,7 +561,23 @@ def _patched(m: Merged, before: list[Unit], now: list[tuple[Unit, Sequence[int]]
     if not units:
         return None
     keep = min(first, len(m.cum))
-    return Merged(units, gains, m.cum[:keep], m.pods[:keep], m.breaks[:keep], total)
+    rates = _rates([u for u, _ in now], [g for _, g in now], m.rates) if m.rates is not None else None
+    return Merged(units, gains, m.cum[:keep], m.pods[:keep], m.breaks[:keep], total, rates)
+
+
+def _rates(
+    units: Sequence[Unit], gains: Sequence[Sequence[int]], start: list[tuple[int, int]] | None
+) -> list[tuple[int, int]]:
+    """Per dimension the largest release per pod (as a fraction) over the entries and `start`."""
+    out = list(start) if start is not None else [(0, 1)] * (len(gains[0]) if gains else 0)
+    for u, gain in zip(units, gains, strict=True):
+        p = len(u.pods)
+        for i, g in enumerate(gain):
+            if g > 0:
+                bg, bp = out[i]
+                if g * bp > bg * p:
+                    out[i] = (g, p)
+    return out
 
 
 def cheapest_prefix(m: Merged, free: Sequence[int], need: Sequence[int]) -> int | None:
@@ -577,6 +601,69 @@ def cheapest_prefix(m: Merged, free: Sequence[int], need: Sequence[int]) -> int 
         m.extend()
         if fits_sum(free, m.cum[-1], need):
             return len(m.cum)
+
+
+Cost = tuple[int, int, int]  # (priority of the dearest victim, pods breaking a budget, pods evicted)
+
+
+def prefix_cost(m: Merged, free: Sequence[int], need: Sequence[int]) -> Cost | None:
+    """The cost of the cheapest prefix of `m` that makes room for `need` (None: none does)."""
+    n = cheapest_prefix(m, free, need)
+    if n is None:
+        return None
+    if not n:
+        return (0, 0, 0)
+    worst = m.units[n - 1].order[0]
+    assert isinstance(worst, int)
+    return (worst, m.breaks[n - 1], m.pods[n - 1])
+
+
+def cost_bound(m: Merged, free: Sequence[int], need: Sequence[int]) -> Cost | None:
+    """A lower bound of `prefix_cost` (None only where it is None), made without summing the list: the
+    dearest victim is at least as dear as the first, and a prefix releases per pod at most the largest
+    rate of any entry, so it evicts at least the deficit over that rate on every dimension."""
+    rates = m.rate_bounds()
+    pods = -1
+    for i, (f, x) in enumerate(zip(free, need, strict=True)):
+        deficit = x - f
+        if deficit > 0:
+            g, p = rates[i]
+            if g <= 0:
+                return None  # no entry releases any of it
+            lb = -(-deficit * p // g)
+            if lb > pods:
+                pods = lb
+    if pods < 0:
+        return (0, 0, 0)  # it fits already: the exact cost
+    worst = m.units[0].order[0]
+    assert isinstance(worst, int)
+    return (worst, 0, pods)
+
+
+def cheapest(
+    entries: Sequence[tuple[str, Merged, Sequence[int]]], need: Sequence[int], k: int
+) -> list[tuple[Cost, str, int]]:
+    """The `k` entries (path, victims, free room) whose cheapest prefix making room for `need` costs
+    least, as (cost, path, index), by cost then path then index; entries no prefix makes room in are
+    left out. Entries are costed in the order of their lower bounds (`cost_bound`) and the walk stops
+    once a bound exceeds the k-th cost found: most domains of a level are never summed."""
+    if len(entries) <= k:
+        exact = [
+            (c, path, i) for i, (path, m, free) in enumerate(entries) if (c := prefix_cost(m, free, need)) is not None
+        ]
+        exact.sort()
+        return exact
+    bounds = [(b, path, i) for i, (path, m, free) in enumerate(entries) if (b := cost_bound(m, free, need)) is not None]
+    bounds.sort()
+    best: list[tuple[Cost, str, int]] = []
+    for b, path, i in bounds:
+        if len(best) >= k and (b, path, i) > best[k - 1]:
+            break
+        _, m, free = entries[i]
+        c = prefix_cost(m, free, need)
+        if c is not None:
+            insort(best, (c, path, i))
+    return best[:k]
 
 
 def fits_vec(free: Sequence[int], need: Sequence[int]) -> bool:
