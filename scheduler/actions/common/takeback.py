@@ -37,7 +37,8 @@ from scheduler.framework.statement import ALLOCATE, PIPELINE, Statement
 
 Bucket = Callable[[set[str]], Iterator[Unit]]  # a domain's victims cheapest first, skipping blocked queues
 DOMAINS_PER_LEVEL = 4  # domains simulated per topology level (ranked by estimated victim cost)
-# tests set it: every trial `_minimize` skips is redone and must fail (the skip changes no decision)
+# tests set it: every trial `_minimize` skips is redone and must fail (the skip changes no decision), and
+# every trial it redoes finds the room it predicted
 VALIDATE_SKIPS = False
 MINIMIZE_TRIES = 16  # victims tried for removal one by one after a placement was found
 
@@ -106,6 +107,7 @@ class TakeBack:
         self.placer = GangPlacer(session)
         self.pool = Pool(session, rules.victim, rules.group, rules.action == "reclaim")
         self._unplaced_free: list[int] = []  # the domain's free room before the last successful placement
+        self._room: list[int] | None = None  # with VALIDATE_SKIPS: the domain's room the last redo placed in
 
     def candidates(self, preemptor: Job) -> Allowed:
         """What the preemptor may take (cheapest first, by group), and why the other running gangs are not
@@ -234,6 +236,8 @@ class TakeBack:
         for u in units[len(trail.entries) :]:
             if not self._evict(trail, job, u, []):
                 return False
+        if VALIDATE_SKIPS:
+            self._room = list(dom.free)
         if not fits(dom.free, gp.need_vec):
             return False
         return self._place(trail.stmt, gp, dom, chosen)
@@ -253,13 +257,17 @@ class TakeBack:
                 break
             # a trial whose victims cannot free the gang's need in the domain fails at the redo's room
             # check: skip re-evicting and re-placing for it (the same trials fail, the same victims stay)
-            if release is not None and not fits(list(map(sub, self._unplaced_free, release[id(u)])), gp.need_vec):
+            room = list(map(sub, self._unplaced_free, release[id(u)])) if release is not None else None
+            if room is not None and not fits(room, gp.need_vec):
                 if VALIDATE_SKIPS:
                     assert not self._redo(trail, job, gp, dom, [x for x in current if x is not u], chosen), u.job.key
                 continue
             rest = [x for x in current if x is not u]
+            self._room = None
             if self._redo(trail, job, gp, dom, rest, chosen):
                 current = rest
+            if VALIDATE_SKIPS and room is not None:  # the room the skip would have judged is the redo's
+                assert self._room is None or self._room == room, (u.job.key, dom.path)
         if not self._redo(trail, job, gp, dom, current, chosen):  # the last trial may have been a failure
             raise AssertionError(f"take-back for {job.key}: a victim set that placed the gang no longer does")
         return current
@@ -283,8 +291,8 @@ class TakeBack:
             vec = [0] * len(table.dims)
             for key in pods:
                 pod = by_key[key]
-                if not any(d is dom for d in table.memberships[table.by_name[pod.node_name]]):
-                    continue  # evicting it frees no room in this domain (apply updates members only)
+                if not table.counts_in(table.by_name[pod.node_name], dom):
+                    continue  # evicting it frees no room in this domain
                 for i, v in table.sparse_known(pod.request):
                     vec[i] += v
             out[id(u)] = vec
