@@ -118,8 +118,10 @@ class Session:
         if hit is not None:
             return hit
         value = job.pod_group.preemptibility if job.pod_group is not None else ""
-        if not value:
-            value = next((v for p in job.pending + job.bound if (v := p.label(PREEMPTIBILITY_LABEL))), "")
+        if not value:  # the first pod labelled, pending ones first (asked of every running job: no copies)
+            groups = (job.root,) if not job.root.children else job.root.walk()
+            value = next((v for g in groups for p in g.pending if (v := p.label(PREEMPTIBILITY_LABEL))), "")
+            value = value or next((v for g in groups for p in g.bound if (v := p.label(PREEMPTIBILITY_LABEL))), "")
         if value in ("preemptible", "non-preemptible"):
             hit = value == "preemptible"
         else:

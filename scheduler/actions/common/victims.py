@@ -158,6 +158,16 @@ def _unit(
     table = session.table
     known = sparse or table.sparse_known
     by_name = table.by_name
+    first = pods[0] if pods else None
+    if first is not None and all(p.node_name == first.node_name and p.request == first.request for p in pods):
+        # the usual unit: pods of one request on one node (a gang never across nodes, or an elastic member)
+        node = by_name.get(first.node_name)
+        if node is None:
+            return Unit(victim, pods, whole, order)
+        one = [0] * len(table.dims)
+        for i, v in known(first.request):
+            one[i] += v * len(pods)
+        return Unit(victim, pods, whole, order, (node,), ((node, tuple(one)),))
     count: dict[tuple[int, Resources], int] = {}  # (node, request) -> pods: a gang's pods share requests
     for p in pods:
         node = by_name.get(p.node_name)
