@@ -64,9 +64,21 @@ class Job:
         return [p for g in self.root.walk() for p in g.bound]
 
 
+NO_CONSTRAINT = TopologyConstraint()
+
+
+def _names_topology(annotations: tuple[tuple[str, str], ...]) -> bool:
+    """Whether an annotation could name a topology (each topology annotation has this prefix): most
+    objects have none, so the three lookups are skipped (asked of every running pod each cycle)."""
+    for k, _ in annotations:  # noqa: SIM110 - a loop is twice as fast as any() here
+        if k.startswith(TOPOLOGY_ANNOTATION):
+            return True
+    return False
+
+
 def _pod_constraint(pod: Pod) -> TopologyConstraint:
-    if not any(k.startswith(TOPOLOGY_ANNOTATION) for k, _ in pod.annotations):
-        return TopologyConstraint()
+    if not _names_topology(pod.annotations):
+        return NO_CONSTRAINT
     return TopologyConstraint(
         pod.annotation(TOPOLOGY_ANNOTATION) or "",
         pod.annotation(REQUIRED_ANNOTATION) or "",
@@ -78,18 +90,19 @@ def _gang_constraint(pg: PodGroup, pods: list[Pod]) -> TopologyConstraint:
     """spec.topologyConstraint, else the PodGroup's annotations, else the first pod's annotations."""
     if not pg.constraint.is_empty():
         return pg.constraint
-    from_annotations = TopologyConstraint(
-        pg.annotation(TOPOLOGY_ANNOTATION) or "",
-        pg.annotation(REQUIRED_ANNOTATION) or "",
-        pg.annotation(PREFERRED_ANNOTATION) or "",
-    )
-    if not from_annotations.is_empty():
-        return from_annotations
+    if _names_topology(pg.annotations):
+        from_annotations = TopologyConstraint(
+            pg.annotation(TOPOLOGY_ANNOTATION) or "",
+            pg.annotation(REQUIRED_ANNOTATION) or "",
+            pg.annotation(PREFERRED_ANNOTATION) or "",
+        )
+        if not from_annotations.is_empty():
+            return from_annotations
     for pod in pods:
         c = _pod_constraint(pod)
         if not c.is_empty():
             return c
-    return TopologyConstraint()
+    return NO_CONSTRAINT
 
 
 def _build_groups(pg: PodGroup, pods: list[Pod]) -> tuple[Group, tuple[Reason, str] | None]:
