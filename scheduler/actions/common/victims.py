@@ -450,7 +450,8 @@ class Pool:
         order = self._ordered.get(ck[1:])
         if order is None:
             lists = [self._build(g) for g in allowed.groups]
-            order = self._ordered[ck[1:]] = lists[0] if len(lists) == 1 else list(heapq.merge(*lists, key=_order))
+            # a list of its own (patched in place apart from the groups' lists)
+            order = self._ordered[ck[1:]] = list(lists[0]) if len(lists) == 1 else list(heapq.merge(*lists, key=_order))
         hit = _merge_level(order, where, skip)
         if not skip:  # the usual case: the job is no victim, so the lists serve every job of this set
             self._merged[ck] = (where, hit)
@@ -531,16 +532,16 @@ def _in_domains(u: Unit, where: dict[int, int]) -> Iterable[tuple[int, Sequence[
 
 
 def _replaced(units: list[Unit], before: list[Unit], now: list[Unit]) -> list[Unit]:
-    """A copy of `units` (cheapest first) with `before` taken out and `now` put in, still in order
-    (orders are unique: each unit is found by binary search)."""
-    out = list(units)
+    """`units` (cheapest first) with `before` taken out and `now` put in, in place, still in order (orders
+    are unique: each unit is found by binary search); returned for convenience. In place because the
+    lists are long (every allowed unit) and a commit changes a few."""
     for u in before:
-        i = bisect_left(out, u.order, key=_order)
-        if i < len(out) and out[i] is u:
-            del out[i]
+        i = bisect_left(units, u.order, key=_order)
+        if i < len(units) and units[i] is u:
+            del units[i]
     for u in now:
-        insort(out, u, key=_order)
-    return out
+        insort(units, u, key=_order)
+    return units
 
 
 def _entries(units: Sequence[Unit], where: dict[int, int], dom: int) -> list[tuple[Unit, Sequence[int]]]:
@@ -549,10 +550,10 @@ def _entries(units: Sequence[Unit], where: dict[int, int], dom: int) -> list[tup
 
 
 def _patched(m: Merged, before: list[Unit], now: list[tuple[Unit, Sequence[int]]]) -> Merged | None:
-    """The domain's merged list with `before` taken out and `now` put in; None when it is left empty.
-    The running sums before the first change are kept."""
-    units, gains = list(m.units), list(m.gains)
-    total = list(m.total) if m.total is not None else None  # kept by difference: the lists can be long
+    """The domain's merged list with `before` taken out and `now` put in, in place (as `_replaced`);
+    None when it is left empty. The running sums before the first change are kept, the total is kept by
+    difference and the rate bounds stay bounds."""
+    units, gains, total = m.units, m.gains, m.total
     first = len(units)  # the first position that changed
     for u in before:
         i = bisect_left(units, u.order, key=_order)
@@ -571,8 +572,11 @@ def _patched(m: Merged, before: list[Unit], now: list[tuple[Unit, Sequence[int]]
     if not units:
         return None
     keep = min(first, len(m.cum))
-    rates = _rates([u for u, _ in now], [g for _, g in now], m.rates) if m.rates is not None else None
-    return Merged(units, gains, m.cum[:keep], m.pods[:keep], m.breaks[:keep], total, rates)
+    del m.cum[keep:], m.pods[keep:], m.breaks[keep:]
+    m.total = total
+    if m.rates is not None and now:
+        m.rates = _rates([u for u, _ in now], [g for _, g in now], m.rates)
+    return m
 
 
 def _rates(
