@@ -26,7 +26,7 @@ from scheduler.actions.common.admit import admit
 from scheduler.actions.common.gang import Chosen, GangPlacer, GroupPlan, PlacementError
 from scheduler.actions.common.order import queue_fair
 from scheduler.actions.common.topology import fits, levels_of
-from scheduler.actions.common.victims import Allowed, Merged, Pool, Unit, cheapest, walk
+from scheduler.actions.common.victims import Allowed, Merged, Pool, Unit, cheapest, fits_vec, walk
 from scheduler.api.pod import Pod
 from scheduler.api.reasons import Reason
 from scheduler.framework.jobs import Group, Job
@@ -166,7 +166,7 @@ class TakeBack:
         is the cheapest set whose release makes room there: (priority of the dearest victim, pods whose
         eviction breaks a PodDisruptionBudget, pods evicted), then by path (`victims.cheapest`). A
         domain where even every allowed victim's release would not make room is left out."""
-        cands = [d for d in doms if fits(d.alloc, need)]
+        cands = [d for d in doms if fits_vec(d.alloc, need)]
         if not cands:
             return []
         merged = self.pool.merged_lists(allowed, doms, job)

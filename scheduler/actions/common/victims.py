@@ -128,7 +128,9 @@ def units_of(
     for g in groups:
         live = [p for p in g.bound if not p.deleting and (not gone or p.key not in gone)]
         rest.extend(live)
-        times.extend(p.start_time for p in g.bound if p.start_time is not None)
+        for p in g.bound:
+            if p.start_time is not None:
+                times.append(p.start_time)
         if not g.is_leaf():
             continue
         surplus = len(live) - leaf_minimum(g)
@@ -159,7 +161,9 @@ def _unit(
     known = sparse or table.sparse_known
     by_name = table.by_name
     first = pods[0] if pods else None
-    if first is not None and all(p.node_name == first.node_name and p.request == first.request for p in pods):
+    if first is not None and all(
+        p.node_name == first.node_name and (p.request is first.request or p.request == first.request) for p in pods
+    ):
         # the usual unit: pods of one request on one node (a gang never across nodes, or an elastic member)
         node = by_name.get(first.node_name)
         if node is None:
@@ -636,10 +640,12 @@ def cost_bound(m: Merged, free: Sequence[int], need: Sequence[int]) -> Cost | No
     """A lower bound of `prefix_cost` (None only where it is None), made without summing the list: the
     dearest victim is at least as dear as the first, and a prefix releases per pod at most the largest
     rate of any entry, so it evicts at least the deficit over that rate on every dimension."""
+    deficits = list(map(sub, need, free))
+    if max(deficits) <= 0:
+        return (0, 0, 0)  # it fits already: the exact cost
     rates = m.rate_bounds()
-    pods = -1
-    for i, (f, x) in enumerate(zip(free, need, strict=True)):
-        deficit = x - f
+    pods = 0
+    for i, deficit in enumerate(deficits):
         if deficit > 0:
             g, p = rates[i]
             if g <= 0:
@@ -647,8 +653,6 @@ def cost_bound(m: Merged, free: Sequence[int], need: Sequence[int]) -> Cost | No
             lb = -(-deficit * p // g)
             if lb > pods:
                 pods = lb
-    if pods < 0:
-        return (0, 0, 0)  # it fits already: the exact cost
     worst = m.units[0].order[0]
     assert isinstance(worst, int)
     return (worst, 0, pods)
