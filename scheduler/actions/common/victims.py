@@ -223,7 +223,6 @@ class Shared:
         self.sparse: dict[Resources, SparseReq] = {}
         self.budgets = budgets_by_namespace(session)
         self.running = [session.running[k] for k in sorted(session.running)]
-        self._pod_job: dict[str, str] | None = None
 
     @staticmethod
     def of(session: Session) -> Shared:
@@ -234,10 +233,8 @@ class Shared:
         commits first, forgetting those gangs' facts), and the log's end to ask from next time."""
         commits = self.session.record.commits
         if len(commits) > self.seen:
-            if self._pod_job is None:
-                self._pod_job = {p.key: job.key for job in self.session.running.values() for p in job.bound}
             for c in commits[self.seen :]:
-                touched = sorted({k for pod, _ in c.evictions if (k := self._pod_job.get(pod)) is not None})
+                touched = sorted({k for pod, _ in c.evictions if (k := self._job_of(pod)) is not None})
                 for key in touched:
                     self.units.pop((key, True), None)
                     self.units.pop((key, False), None)
@@ -245,6 +242,14 @@ class Shared:
                 self.log.extend(touched)
             self.seen = len(commits)
         return set(self.log[since:]), len(self.log)
+
+    def _job_of(self, pod_key: str) -> str | None:
+        """The running job an evicted pod belonged to (every victim pod is a bound pod of one)."""
+        pod = self.session.snapshot.bound_pods.get(pod_key)
+        if pod is None:
+            return None
+        key = pod.group_key or pod.key
+        return key if key in self.session.running else None
 
     def is_live(self, victim: Job) -> bool:
         hit = self.live.get(victim.key)
