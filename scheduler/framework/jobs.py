@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from scheduler.api.labels import (
     PREFERRED_ANNOTATION,
@@ -107,6 +108,12 @@ def _gang_constraint(pg: PodGroup, pods: list[Pod]) -> TopologyConstraint:
 
 def _build_groups(pg: PodGroup, pods: list[Pod]) -> tuple[Group, tuple[Reason, str] | None]:
     root = Group("", pg.min_member, pg.min_sub_group, _gang_constraint(pg, pods))
+    # the usual PodGroup (every running gang is built each cycle): nothing to validate, pods to the root
+    simple = not pg.sub_groups and not pg.problems and pg.min_sub_group is None and (pg.min_member or 0) >= 0
+    if simple and not any(pod.label(SUBGROUP_LABEL) for pod in pods):
+        for pod in pods:
+            (root.bound if pod.bound else root.pending).append(pod)
+        return root, None
     problem: tuple[Reason, str] | None = None
 
     def bad(message: str) -> None:
@@ -266,7 +273,7 @@ def build_running_jobs(snapshot: Snapshot, default_queue: str, pending: list[Job
             pg = snapshot.pod_groups.get(key)
             if pg is None:
                 continue  # its PodGroup is gone: nothing says what the gang is
-            job = _group_job(snapshot, key, pg, min(members, key=lambda p: p.name), default_queue)
+            job = _group_job(snapshot, key, pg, min(members, key=attrgetter("name")), default_queue)
         if job.problem is None:
             out[key] = job
     for key in sorted(snapshot.running_singles):
