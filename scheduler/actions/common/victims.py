@@ -37,6 +37,7 @@ from scheduler.framework.session import Session
 # why a victim gang is refused, by rule: None means it may be taken
 VictimRule = Callable[[Session, Job, Job], "str | None"]
 SLOW = "has not run its queue's min runtime"
+INF = float("inf")
 
 
 @dataclass(slots=True, eq=False)
@@ -50,6 +51,18 @@ class Unit:
     order: tuple[object, ...]
     nodes: tuple[int, ...] = ()
     gains: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    rate: tuple[float, ...] | None = None  # `per_pod()`, made on first use
+
+    def per_pod(self) -> tuple[float, ...]:
+        """At least what it releases per pod evicted, per dimension, in any domain (its whole release
+        over its pods, rounded up; INF when it has no pods): what bounds how few pods a set evicts."""
+        if self.rate is None:
+            total = [0] * (len(self.gains[0][1]) if self.gains else 0)
+            for _, vec in self.gains:
+                total = list(map(add, total, vec))
+            p = len(self.pods)
+            self.rate = tuple(-(-t // p) if p else (INF if t > 0 else 0) for t in total)
+        return self.rate
 
     @property
     def breaks(self) -> int:
@@ -480,18 +493,18 @@ class Merged:
     pods: list[int] = field(default_factory=list)
     breaks: list[int] = field(default_factory=list)  # running sum of pods whose eviction breaks a budget
     total: list[int] | None = None
-    # per dimension, at least the largest release per pod evicted of any entry, as (release, pods): what
+    # per dimension, at least the largest release per pod evicted of any entry (`Unit.per_pod`): what
     # bounds the pods any prefix must evict (`cost_bound`); kept as an upper bound when the list is patched
-    rates: list[tuple[int, int]] | None = None
+    rates: list[float] | None = None
 
     def sum_all(self) -> list[int]:
         if self.total is None:
             self.total = [sum(col) for col in zip(*self.gains, strict=True)]
         return self.total
 
-    def rate_bounds(self) -> list[tuple[int, int]]:
+    def rate_bounds(self) -> list[float]:
         if self.rates is None:
-            self.rates = _rates(self.units, self.gains, None)
+            self.rates = _rates(self.units, None)
         return self.rates
 
     def extend(self) -> None:
@@ -584,23 +597,18 @@ def _patched(m: Merged, before: list[Unit], now: list[tuple[Unit, Sequence[int]]
     del m.cum[keep:], m.pods[keep:], m.breaks[keep:]
     m.total = total
     if m.rates is not None and now:
-        m.rates = _rates([u for u, _ in now], [g for _, g in now], m.rates)
+        m.rates = _rates([u for u, _ in now], m.rates)
     return m
 
 
-def _rates(
-    units: Sequence[Unit], gains: Sequence[Sequence[int]], start: list[tuple[int, int]] | None
-) -> list[tuple[int, int]]:
-    """Per dimension the largest release per pod (as a fraction) over the entries and `start`."""
-    out = list(start) if start is not None else [(0, 1)] * (len(gains[0]) if gains else 0)
-    for u, gain in zip(units, gains, strict=True):
-        p = len(u.pods)
-        for i, g in enumerate(gain):
-            if g > 0:
-                bg, bp = out[i]
-                if g * bp > bg * p:
-                    out[i] = (g, p)
-    return out
+def _rates(units: Sequence[Unit], start: list[float] | None) -> list[float]:
+    """Per dimension the largest `Unit.per_pod` of the units and `start`."""
+    out = list(start) if start is not None else None
+    for u in units:
+        rate = u.per_pod()
+        if rate:  # a unit on no node of the table releases nothing anywhere
+            out = list(rate) if out is None else list(map(max, out, rate))
+    return out if out is not None else []
 
 
 def cheapest_prefix(m: Merged, free: Sequence[int], need: Sequence[int]) -> int | None:
@@ -652,12 +660,13 @@ def cost_bound(m: Merged, free: Sequence[int], need: Sequence[int]) -> Cost | No
     pods = 0
     for i, deficit in enumerate(deficits):
         if deficit > 0:
-            g, p = rates[i]
-            if g <= 0:
+            r = rates[i] if i < len(rates) else 0
+            if r <= 0:
                 return None  # no entry releases any of it
-            lb = -(-deficit * p // g)
-            if lb > pods:
-                pods = lb
+            if r != INF:
+                lb = -(-deficit // r)
+                if lb > pods:
+                    pods = int(lb)
     worst = m.units[0].order[0]
     assert isinstance(worst, int)
     return (worst, 0, pods)
