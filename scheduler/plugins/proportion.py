@@ -121,16 +121,25 @@ class Proportion(Plugin):
         group_queue = {job.key: job.queue for job in session.jobs if job.pod_group is not None}
         for key, pg in snapshot.pod_groups.items():
             group_queue.setdefault(key, pg.queue or "")
-        ours_used: dict[str, int] = {}  # summed in place: one Resources per addition is a cost per job
-        for (group, label), used in sorted(snapshot.usage.items()):
+        # summed as integers per queue, then charged once per queue: exact in any order (one Resources or
+        # one float update per running gang was most of this method's cost)
+        ours_used: dict[str, int] = {}
+        per_queue: dict[str, dict[str, int]] = {}
+        for (group, label), used in snapshot.usage.items():
+            queue = (group_queue.get(group) if group else None) or label or config.default_queue
+            acc = per_queue.get(queue)
+            if acc is None:
+                acc = per_queue[queue] = {}
             for name, v in used.items:
                 ours_used[name] = ours_used.get(name, 0) + v
-            queue = (group_queue.get(group) if group else None) or label or config.default_queue
+                acc[name] = acc.get(name, 0) + v
+        for queue in sorted(per_queue):
             node = queues.nodes.get(queue)
             if node is None:
                 continue
+            acc = per_queue[queue]
             for dim in QUEUE_DIMS:
-                v = used.get(dim)
+                v = acc.get(dim, 0)
                 node.allocated[dim] = node.allocated.get(dim, 0.0) + v
                 node.requested[dim] = node.requested.get(dim, 0.0) + v
         for job in session.jobs:
