@@ -11,6 +11,7 @@ from scheduler.api.labels import (
     REQUIRED_ANNOTATION,
     SUBGROUP_LABEL,
     TOPOLOGY_ANNOTATION,
+    names_topology,
 )
 from scheduler.api.pod import Pod
 from scheduler.api.podgroup import PodGroup, SubGroup, TopologyConstraint
@@ -68,17 +69,8 @@ class Job:
 NO_CONSTRAINT = TopologyConstraint()
 
 
-def _names_topology(annotations: tuple[tuple[str, str], ...]) -> bool:
-    """Whether an annotation could name a topology (each topology annotation has this prefix): most
-    objects have none, so the three lookups are skipped (asked of every running pod each cycle)."""
-    for k, _ in annotations:  # noqa: SIM110 - a loop is twice as fast as any() here
-        if k.startswith(TOPOLOGY_ANNOTATION):
-            return True
-    return False
-
-
 def _pod_constraint(pod: Pod) -> TopologyConstraint:
-    if not _names_topology(pod.annotations):
+    if not pod.topology_annotated:
         return NO_CONSTRAINT
     return TopologyConstraint(
         pod.annotation(TOPOLOGY_ANNOTATION) or "",
@@ -91,7 +83,7 @@ def _gang_constraint(pg: PodGroup, pods: list[Pod]) -> TopologyConstraint:
     """spec.topologyConstraint, else the PodGroup's annotations, else the first pod's annotations."""
     if not pg.constraint.is_empty():
         return pg.constraint
-    if _names_topology(pg.annotations):
+    if names_topology(pg.annotations):
         from_annotations = TopologyConstraint(
             pg.annotation(TOPOLOGY_ANNOTATION) or "",
             pg.annotation(REQUIRED_ANNOTATION) or "",
