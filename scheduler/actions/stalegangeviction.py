@@ -55,8 +55,6 @@ def stale_gang_eviction(session: Session) -> None:
             session.record.wake_at(since + grace)
             continue
         stmt = session.statement(job)
-        for pod in live_pods(session, job):
-            if pod.node_name in session.table.by_name:
-                stmt.evict(pod, "stalegang")
+        stmt.evict_many([p for p in live_pods(session, job) if p.node_name in session.table.by_name], "stalegang")
         stmt.commit()
         session.record.stale[key] = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from scheduler.api.labels import names_topology
 from scheduler.api.podspec import NO_EXTRAS, PodExtras
 from scheduler.api.resources import Resources
 
@@ -70,15 +71,17 @@ class Pod:
     task_priority: int = 0  # label kai.scheduler/task-priority: order inside a gang, higher first
     pod_group: str = ""  # annotation pod-group-name ("" = a gang of one)
     group_key: str = field(init=False, default="")  # "<ns>/<pod_group>", or "" for a gang of one
+    # "<ns>/<name>": made once (take-back and stale-gang eviction ask it of every running pod)
+    key: str = field(init=False, default="", compare=False, repr=False)
+    # an annotation could name a topology (they share this prefix): every running gang's pods are asked
+    topology_annotated: bool = field(init=False, default=False, compare=False, repr=False)
     start_time: float | None = None  # status.startTime (epoch seconds): how long a victim has run
     extras: PodExtras = NO_EXTRAS  # pod (anti-)affinity, spread, host ports, preferences, volumes
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "group_key", f"{self.namespace}/{self.pod_group}" if self.pod_group else "")
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        object.__setattr__(self, "key", f"{self.namespace}/{self.name}")
+        object.__setattr__(self, "topology_annotated", names_topology(self.annotations))
 
     @property
     def controlled(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from scheduler.api.labels import (
     PREFERRED_ANNOTATION,
@@ -10,6 +11,7 @@ from scheduler.api.labels import (
     REQUIRED_ANNOTATION,
     SUBGROUP_LABEL,
     TOPOLOGY_ANNOTATION,
+    names_topology,
 )
 from scheduler.api.pod import Pod
 from scheduler.api.podgroup import PodGroup, SubGroup, TopologyConstraint
@@ -64,9 +66,12 @@ class Job:
         return [p for g in self.root.walk() for p in g.bound]
 
 
+NO_CONSTRAINT = TopologyConstraint()
+
+
 def _pod_constraint(pod: Pod) -> TopologyConstraint:
-    if not any(k.startswith(TOPOLOGY_ANNOTATION) for k, _ in pod.annotations):
-        return TopologyConstraint()
+    if not pod.topology_annotated:
+        return NO_CONSTRAINT
     return TopologyConstraint(
         pod.annotation(TOPOLOGY_ANNOTATION) or "",
         pod.annotation(REQUIRED_ANNOTATION) or "",
@@ -78,22 +83,29 @@ def _gang_constraint(pg: PodGroup, pods: list[Pod]) -> TopologyConstraint:
     """spec.topologyConstraint, else the PodGroup's annotations, else the first pod's annotations."""
     if not pg.constraint.is_empty():
         return pg.constraint
-    from_annotations = TopologyConstraint(
-        pg.annotation(TOPOLOGY_ANNOTATION) or "",
-        pg.annotation(REQUIRED_ANNOTATION) or "",
-        pg.annotation(PREFERRED_ANNOTATION) or "",
-    )
-    if not from_annotations.is_empty():
-        return from_annotations
+    if names_topology(pg.annotations):
+        from_annotations = TopologyConstraint(
+            pg.annotation(TOPOLOGY_ANNOTATION) or "",
+            pg.annotation(REQUIRED_ANNOTATION) or "",
+            pg.annotation(PREFERRED_ANNOTATION) or "",
+        )
+        if not from_annotations.is_empty():
+            return from_annotations
     for pod in pods:
         c = _pod_constraint(pod)
         if not c.is_empty():
             return c
-    return TopologyConstraint()
+    return NO_CONSTRAINT
 
 
 def _build_groups(pg: PodGroup, pods: list[Pod]) -> tuple[Group, tuple[Reason, str] | None]:
     root = Group("", pg.min_member, pg.min_sub_group, _gang_constraint(pg, pods))
+    # the usual PodGroup (every running gang is built each cycle): nothing to validate, pods to the root
+    simple = not pg.sub_groups and not pg.problems and pg.min_sub_group is None and (pg.min_member or 0) >= 0
+    if simple and not any(pod.label(SUBGROUP_LABEL) for pod in pods):
+        for pod in pods:
+            (root.bound if pod.bound else root.pending).append(pod)
+        return root, None
     problem: tuple[Reason, str] | None = None
 
     def bad(message: str) -> None:
@@ -253,7 +265,7 @@ def build_running_jobs(snapshot: Snapshot, default_queue: str, pending: list[Job
             pg = snapshot.pod_groups.get(key)
             if pg is None:
                 continue  # its PodGroup is gone: nothing says what the gang is
-            job = _group_job(snapshot, key, pg, min(members, key=lambda p: p.name), default_queue)
+            job = _group_job(snapshot, key, pg, min(members, key=attrgetter("name")), default_queue)
         if job.problem is None:
             out[key] = job
     for key in sorted(snapshot.running_singles):

@@ -150,6 +150,17 @@ class NodeTable:
     def build_topology(self, topo: Topology) -> TopologyTree:
         return TopologyTree(self, topo)
 
+    def counts_in(self, node: int, dom: Domain) -> bool:
+        """Whether the node's capacity is in `dom`'s aggregate (`apply` updates it): the node is a member
+        of `dom` or of a domain below it."""
+        for d in self.memberships[node]:
+            p: Domain | None = d
+            while p is not None:
+                if p is dom:
+                    return True
+                p = p.parent if d.propagate else None
+        return False
+
     def apply(self, node: int, req: SparseReq, count: int) -> None:
         """Take `count` pods of `req` from a node (a negative count gives capacity back), keeping every
         aggregate and sorted index exact. Never call it while iterating a sorted index of this node."""

@@ -58,6 +58,7 @@ class Session:
         self.gone: set[str] = set()  # pods evicted by a committed statement of this session
         self._np_used: dict[str, dict[str, float]] | None = None  # queue -> non-preemptible usage
         self._preemptible: dict[str, bool] = {}  # job key -> answer (fixed for the session)
+        self._min_runtime: dict[tuple[str, bool], float] = {}  # (queue, reclaim) -> answer (fixed too)
         self.queues = QueueTree(implicit_queues(snapshot.queues, config))
         self._job_queue = {job.key: job.queue for job in self.jobs}
         self._by_key = {job.key: job for job in self.jobs}
@@ -118,8 +119,10 @@ class Session:
         if hit is not None:
             return hit
         value = job.pod_group.preemptibility if job.pod_group is not None else ""
-        if not value:
-            value = next((v for p in job.pending + job.bound if (v := p.label(PREEMPTIBILITY_LABEL))), "")
+        if not value:  # the first pod labelled, pending ones first (asked of every running job: no copies)
+            groups = (job.root,) if not job.root.children else job.root.walk()
+            value = next((v for g in groups for p in g.pending if (v := p.label(PREEMPTIBILITY_LABEL))), "")
+            value = value or next((v for g in groups for p in g.bound if (v := p.label(PREEMPTIBILITY_LABEL))), "")
         if value in ("preemptible", "non-preemptible"):
             hit = value == "preemptible"
         else:
@@ -129,14 +132,18 @@ class Session:
 
     def min_runtime(self, queue: str, reclaim: bool) -> float:
         """reclaimMinRuntime / preemptMinRuntime of the queue, else of its nearest ancestor that sets it,
-        else 0; -1 means never."""
+        else 0; -1 means never. Memoised: the queue tree is fixed for the session, and take-back asks it
+        of every running gang."""
+        hit = self._min_runtime.get((queue, reclaim))
+        if hit is not None:
+            return hit
+        value: float | None = None
         node = self.queues.nodes.get(queue)
-        while node is not None:
+        while node is not None and value is None:
             value = node.queue.reclaim_min_runtime if reclaim else node.queue.preempt_min_runtime
-            if value is not None:
-                return value
             node = node.parent
-        return 0.0
+        hit = self._min_runtime[(queue, reclaim)] = value if value is not None else 0.0
+        return hit
 
     def started(self, job: Job) -> float | None:
         """When the job's running pods started (the earliest status.startTime), None if none says."""

@@ -149,17 +149,33 @@ class Statement:
 
     def evict(self, pod: Pod, reason: str) -> None:
         """A running pod leaves: its request becomes releasing capacity on its node."""
-        node = self.table.by_name.get(pod.node_name)
-        if node is None:
-            raise ValueError(f"cannot evict {pod.key}: node {pod.node_name!r} is not in this session")
-        req = self.table.sparse_known(pod.request)
-        self._push(Op(EVICT, node, req, (pod,), reason=reason))
-        rel = self.table.releasing.setdefault(node, [0] * len(self.table.dims))
-        for i, v in req:
-            rel[i] += v
-        self.table.apply(node, req, -1)
-        self.table.capacity_grew()
-        self.session.deallocated((pod,), node)
+        self.evict_many((pod,), reason)
+
+    def evict_many(self, pods: Sequence[Pod], reason: str) -> None:
+        """Running pods of one job leave, in order: each run of pods on one node with one request is one
+        operation (one update of the node's aggregates and indexes, as a gang's pods share a node)."""
+        table = self.table
+        i, n = 0, len(pods)
+        while i < n:
+            pod = pods[i]
+            node = table.by_name.get(pod.node_name)
+            if node is None:
+                raise ValueError(f"cannot evict {pod.key}: node {pod.node_name!r} is not in this session")
+            j = i + 1
+            while j < n and pods[j].node_name == pod.node_name and pods[j].request == pod.request:
+                j += 1
+            run = tuple(pods[i:j])
+            req = table.sparse_known(pod.request)
+            self._push(Op(EVICT, node, req, run, reason=reason))
+            rel = table.releasing.setdefault(node, [0] * len(table.dims))
+            k = len(run)
+            for d, v in req:
+                rel[d] += v * k
+            table.apply(node, req, -k)
+            self.session.deallocated(run, node)
+            i = j
+        if n:
+            table.capacity_grew()
 
     # --- internals --------------------------------------------------------------------------
     def _req(self, pod: Pod) -> SparseReq:
@@ -183,11 +199,12 @@ class Statement:
         table = self.table
         if op.kind == EVICT:
             rel = table.releasing[op.node]
+            k = len(op.pods)
             for i, v in op.req:
-                rel[i] -= v
+                rel[i] -= v * k
             if not any(rel):
                 del table.releasing[op.node]
-            table.apply(op.node, op.req, 1)
+            table.apply(op.node, op.req, k)
             self.session.allocated(op.pods, op.node)
             return
         if op.kind == PIPELINE and op.released:

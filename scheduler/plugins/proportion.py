@@ -121,15 +121,25 @@ class Proportion(Plugin):
         group_queue = {job.key: job.queue for job in session.jobs if job.pod_group is not None}
         for key, pg in snapshot.pod_groups.items():
             group_queue.setdefault(key, pg.queue or "")
-        ours_used = Resources()
-        for (group, label), used in sorted(snapshot.usage.items()):
-            ours_used = ours_used + used
+        # summed as integers per queue, then charged once per queue: exact in any order (one Resources or
+        # one float update per running gang was most of this method's cost)
+        ours_used: dict[str, int] = {}
+        per_queue: dict[str, dict[str, int]] = {}
+        for (group, label), used in snapshot.usage.items():
             queue = (group_queue.get(group) if group else None) or label or config.default_queue
+            acc = per_queue.get(queue)
+            if acc is None:
+                acc = per_queue[queue] = {}
+            for name, v in used.items:
+                ours_used[name] = ours_used.get(name, 0) + v
+                acc[name] = acc.get(name, 0) + v
+        for queue in sorted(per_queue):
             node = queues.nodes.get(queue)
             if node is None:
                 continue
+            acc = per_queue[queue]
             for dim in QUEUE_DIMS:
-                v = used.get(dim)
+                v = acc.get(dim, 0)
                 node.allocated[dim] = node.allocated.get(dim, 0.0) + v
                 node.requested[dim] = node.requested.get(dim, 0.0) + v
         for job in session.jobs:
@@ -142,14 +152,20 @@ class Proportion(Plugin):
                     node.requested[dim] = node.requested.get(dim, 0.0) + req.get(dim) * n
         # capacity for queues: ready nodes' allocatable minus what other schedulers' pods use
         total: dict[str, float] = {}
-        other = sum((u for n, u in snapshot.node_used.items() if n in snapshot.nodes), Resources()) - ours_used
+        other: dict[str, int] = {}  # what pods of other schedulers use: every pod's usage less ours
+        for node_name, u in snapshot.node_used.items():
+            if node_name in snapshot.nodes:
+                for name, v in u.items:
+                    other[name] = other.get(name, 0) + v
+        for name, v in ours_used.items():
+            other[name] = other.get(name, 0) - v
         table = session.table
         for i, kube_node in enumerate(table.nodes):
             if table.schedulable[i] and not kube_node.unschedulable:
                 for dim in QUEUE_DIMS:
                     total[dim] = total.get(dim, 0.0) + kube_node.allocatable.get(dim)
         for dim in QUEUE_DIMS:
-            total[dim] = max(0.0, total.get(dim, 0.0) - max(0, other.get(dim)))
+            total[dim] = max(0.0, total.get(dim, 0.0) - max(0, other.get(dim, 0)))
         compute_fair_share(queues, total)
 
         def res(values: dict[str, float]) -> Resources:

@@ -1,6 +1,8 @@
 """Take-back's victim trimming (`_minimize`) skips re-evicting and re-placing for a trial whose victims
 cannot free the gang's need in its domain. With `VALIDATE_SKIPS` every skipped trial is redone anyway and
-must fail; the clusters are the engine benchmark's full ones (every GPU used by preemptible gangs of 20
+must fail, and every trial redone must find the room the check predicted (a zone's room counts the nodes
+of its racks: a check that counted only a domain's own members let every zone-level trial through); the
+clusters are the engine benchmark's full ones (every GPU used by preemptible gangs of 20
 queues), small, where trimming does remove victims (skipping every trial fails this test)."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The victim lists take-back ranks domains with: a list patched after a commit equals one built afresh,
-and the cheapest prefix found by the lazy running sums equals a plain scan."""
+the cheapest prefix found by the lazy running sums equals a plain scan, and the domains ranked with cost
+bounds are those a ranking of every domain's exact cost puts first."""
 
 from __future__ import annotations
 
@@ -14,9 +15,14 @@ from scheduler.actions.common.victims import (
     _merge_level,
     _patched,
     _replaced,
+    cheapest,
     cheapest_prefix,
+    cost_bound,
+    prefix_cost,
 )
+from scheduler.api.pod import Pod
 from scheduler.api.podgroup import TopologyConstraint
+from scheduler.api.resources import Resources
 from scheduler.framework.jobs import Group, Job
 
 DIMS = 2
@@ -26,14 +32,15 @@ def job(key: str) -> Job:
     return Job(key, "ns", None, "q", "", "", Group("", 1, None, TopologyConstraint()))
 
 
-def unit(i: int, prio: int, gains: list[tuple[int, tuple[int, int]]]) -> Unit:
+def unit(i: int, prio: int, gains: list[tuple[int, tuple[int, int]]], pods: int = 0) -> Unit:
     merged: dict[int, tuple[int, int]] = {}
     for node, (a, b) in gains:
         x, y = merged.get(node, (0, 0))
         merged[node] = (x + a, y + b)
     nodes = tuple(sorted(merged))
     order = (prio, i % 2, 1, 0.0, f"ns/g{i}", "")
-    return Unit(job(f"ns/g{i}"), (), True, order, nodes, tuple((n, merged[n]) for n in nodes))
+    pod_list = tuple(Pod("ns", f"g{i}-{k}", f"u{i}-{k}", "s", "n", "Running", Resources()) for k in range(pods))
+    return Unit(job(f"ns/g{i}"), pod_list, True, order, nodes, tuple((n, merged[n]) for n in nodes))
 
 
 units_st = st.lists(
@@ -106,3 +113,45 @@ def test_cheapest_prefix_is_the_first_prefix_that_fits(
                     want = i + 1
                     break
         assert cheapest_prefix(m, free, need) == want
+
+
+# units of 0-3 pods (0: a rate without bound) releasing 0-4 of two resources per node
+counted_st = st.lists(
+    st.tuples(
+        st.integers(0, 3),
+        st.lists(st.tuples(st.integers(0, 5), st.tuples(st.integers(0, 4), st.integers(0, 4))), min_size=1, max_size=3),
+        st.integers(0, 3),
+    ),
+    max_size=25,
+).map(lambda xs: sorted((unit(i, p, g, n) for i, (p, g, n) in enumerate(xs)), key=lambda u: u.order))
+
+
+@settings(max_examples=300, deadline=None)
+@given(counted_st, st.lists(FREE_ST, min_size=3, max_size=3), NEED_ST, st.integers(1, 3), st.data())
+def test_ranking_by_bounds_equals_ranking_every_domain(
+    units: list[Unit], frees: list[tuple[int, int]], need: tuple[int, int], k: int, data: st.DataObject
+) -> None:
+    merged = _merge_level(units, WHERE, "")
+    entries = []
+    for d, free in zip((100, 200, 300), frees, strict=True):
+        m = merged.get(d)
+        if m is None:
+            continue
+        if data.draw(st.booleans()):  # a list patched after a commit keeps its rates as an upper bound
+            m.rate_bounds()
+            gone = [u for u in m.units if data.draw(st.booleans())]
+            patched = _patched(m, gone, [])
+            if patched is None:
+                continue
+            m = patched
+        entries.append((f"d{d}", m, free))
+        exact = prefix_cost(m, free, need)
+        bound = cost_bound(m, free, need)
+        if bound is None:
+            assert exact is None
+        elif exact is not None:
+            assert bound <= exact
+    every = sorted(
+        (c, path, i) for i, (path, m, free) in enumerate(entries) if (c := prefix_cost(m, free, need)) is not None
+    )
+    assert cheapest(entries, need, k) == every[:k]

@@ -26,7 +26,7 @@ from scheduler.actions.common.admit import admit
 from scheduler.actions.common.gang import Chosen, GangPlacer, GroupPlan, PlacementError
 from scheduler.actions.common.order import queue_fair
 from scheduler.actions.common.topology import fits, levels_of
-from scheduler.actions.common.victims import Allowed, Merged, Pool, Unit, cheapest_prefix, walk
+from scheduler.actions.common.victims import Allowed, Merged, Pool, Unit, cheapest, fits_vec, walk
 from scheduler.api.pod import Pod
 from scheduler.api.reasons import Reason
 from scheduler.framework.jobs import Group, Job
@@ -37,7 +37,8 @@ from scheduler.framework.statement import ALLOCATE, PIPELINE, Statement
 
 Bucket = Callable[[set[str]], Iterator[Unit]]  # a domain's victims cheapest first, skipping blocked queues
 DOMAINS_PER_LEVEL = 4  # domains simulated per topology level (ranked by estimated victim cost)
-# tests set it: every trial `_minimize` skips is redone and must fail (the skip changes no decision)
+# tests set it: every trial `_minimize` skips is redone and must fail (the skip changes no decision), and
+# every trial it redoes finds the room it predicted
 VALIDATE_SKIPS = False
 MINIMIZE_TRIES = 16  # victims tried for removal one by one after a placement was found
 
@@ -106,6 +107,7 @@ class TakeBack:
         self.placer = GangPlacer(session)
         self.pool = Pool(session, rules.victim, rules.group, rules.action == "reclaim")
         self._unplaced_free: list[int] = []  # the domain's free room before the last successful placement
+        self._room: list[int] | None = None  # with VALIDATE_SKIPS: the domain's room the last redo placed in
 
     def candidates(self, preemptor: Job) -> Allowed:
         """What the preemptor may take (cheapest first, by group), and why the other running gangs are not
@@ -125,7 +127,7 @@ class TakeBack:
         notes: list[str] = []
         for _level, doms in levels_of(table, gp.tier, None, pinned):
             ranked = self._rank(doms, allowed, gp.need_vec, job)
-            for _cost, dom, bucket in ranked[:DOMAINS_PER_LEVEL]:
+            for dom, bucket in ranked:
                 stmt = s.statement(job)
                 stmt.pipelining = True
                 trail = Trail(stmt)
@@ -158,32 +160,24 @@ class TakeBack:
         return Outcome(False, [f"{self.rules.action}: {n}" for n in sorted(set(notes))] + why)
 
     # --- choosing -----------------------------------------------------------------------------
-    def _rank(
-        self, doms: Sequence[Domain], allowed: Allowed, need: list[int], job: Job
-    ) -> list[tuple[tuple[int, int, int, str], Domain, Bucket]]:
-        """Domains that could hold the gang once emptied, with the victims touching each (cheapest first,
-        walked on demand), ranked by the estimated cost of the cheapest set whose release makes room
-        there: (priority of the dearest victim, pods whose eviction breaks a PodDisruptionBudget, pods
-        evicted), then by path. A domain where even every allowed victim's release would not make room is
-        skipped without looking at its victims."""
-        cands = [d for d in doms if fits(d.alloc, need)]
+    def _rank(self, doms: Sequence[Domain], allowed: Allowed, need: list[int], job: Job) -> list[tuple[Domain, Bucket]]:
+        """The `DOMAINS_PER_LEVEL` domains that could hold the gang once emptied whose estimated victim
+        set is cheapest, with the victims touching each (cheapest first, walked on demand). The estimate
+        is the cheapest set whose release makes room there: (priority of the dearest victim, pods whose
+        eviction breaks a PodDisruptionBudget, pods evicted), then by path (`victims.cheapest`). A
+        domain where even every allowed victim's release would not make room is left out."""
+        cands = [d for d in doms if fits_vec(d.alloc, need)]
         if not cands:
             return []
         merged = self.pool.merged_lists(allowed, doms, job)
-        out: list[tuple[tuple[int, int, int, str], Domain, Bucket]] = []
+        entries: list[tuple[str, Merged, Sequence[int]]] = []
+        holders: list[Domain] = []
         for dom in cands:
             m = merged.get(id(dom))
-            if m is None:
-                continue
-            n = cheapest_prefix(m, dom.free, need)
-            if n is None:
-                continue
-            worst = m.units[n - 1].order[0] if n else 0
-            assert isinstance(worst, int)
-            breaks, pods = (m.breaks[n - 1], m.pods[n - 1]) if n else (0, 0)
-            out.append(((worst, breaks, pods, dom.path), dom, _bucket(m)))
-        out.sort(key=lambda t: t[0])
-        return out
+            if m is not None:
+                entries.append((dom.path, m, dom.free))
+                holders.append(dom)
+        return [(holders[i], _bucket(entries[i][1])) for _, _, i in cheapest(entries, need, DOMAINS_PER_LEVEL)]
 
     def _evict_until_fits(
         self,
@@ -214,8 +208,7 @@ class TakeBack:
         if not pods:
             return False
         mark = stmt.checkpoint()
-        for p in pods:
-            stmt.evict(p, self.rules.action)
+        stmt.evict_many(pods, self.rules.action)
         problem = self.rules.after_evict(self.session, job, u)
         if problem is not None:
             notes.append(problem)
@@ -243,6 +236,8 @@ class TakeBack:
         for u in units[len(trail.entries) :]:
             if not self._evict(trail, job, u, []):
                 return False
+        if VALIDATE_SKIPS:
+            self._room = list(dom.free)
         if not fits(dom.free, gp.need_vec):
             return False
         return self._place(trail.stmt, gp, dom, chosen)
@@ -262,13 +257,17 @@ class TakeBack:
                 break
             # a trial whose victims cannot free the gang's need in the domain fails at the redo's room
             # check: skip re-evicting and re-placing for it (the same trials fail, the same victims stay)
-            if release is not None and not fits(list(map(sub, self._unplaced_free, release[id(u)])), gp.need_vec):
+            room = list(map(sub, self._unplaced_free, release[id(u)])) if release is not None else None
+            if room is not None and not fits(room, gp.need_vec):
                 if VALIDATE_SKIPS:
                     assert not self._redo(trail, job, gp, dom, [x for x in current if x is not u], chosen), u.job.key
                 continue
             rest = [x for x in current if x is not u]
+            self._room = None
             if self._redo(trail, job, gp, dom, rest, chosen):
                 current = rest
+            if VALIDATE_SKIPS and room is not None:  # the room the skip would have judged is the redo's
+                assert self._room is None or self._room == room, (u.job.key, dom.path)
         if not self._redo(trail, job, gp, dom, current, chosen):  # the last trial may have been a failure
             raise AssertionError(f"take-back for {job.key}: a victim set that placed the gang no longer does")
         return current
@@ -292,8 +291,8 @@ class TakeBack:
             vec = [0] * len(table.dims)
             for key in pods:
                 pod = by_key[key]
-                if not any(d is dom for d in table.memberships[table.by_name[pod.node_name]]):
-                    continue  # evicting it frees no room in this domain (apply updates members only)
+                if not table.counts_in(table.by_name[pod.node_name], dom):
+                    continue  # evicting it frees no room in this domain
                 for i, v in table.sparse_known(pod.request):
                     vec[i] += v
             out[id(u)] = vec
@@ -330,7 +329,7 @@ class TakeBack:
 
 
 def _bucket(m: Merged) -> Bucket:
-    return lambda blocked: walk(m.by_queue(), blocked)
+    return lambda blocked: walk(m.units, blocked)
 
 
 def _unbound(p: Pod) -> Pod:

@@ -25,7 +25,7 @@ import heapq
 from bisect import bisect_left, insort
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import add
+from operator import add, sub
 
 from scheduler.api.disruption import DisruptionBudget
 from scheduler.api.pod import Pod
@@ -37,6 +37,7 @@ from scheduler.framework.session import Session
 # why a victim gang is refused, by rule: None means it may be taken
 VictimRule = Callable[[Session, Job, Job], "str | None"]
 SLOW = "has not run its queue's min runtime"
+INF = float("inf")
 
 
 @dataclass(slots=True, eq=False)
@@ -50,6 +51,18 @@ class Unit:
     order: tuple[object, ...]
     nodes: tuple[int, ...] = ()
     gains: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    rate: tuple[float, ...] | None = None  # `per_pod()`, made on first use
+
+    def per_pod(self) -> tuple[float, ...]:
+        """At least what it releases per pod evicted, per dimension, in any domain (its whole release
+        over its pods, rounded up; INF when it has no pods): what bounds how few pods a set evicts."""
+        if self.rate is None:
+            total = [0] * (len(self.gains[0][1]) if self.gains else 0)
+            for _, vec in self.gains:
+                total = list(map(add, total, vec))
+            p = len(self.pods)
+            self.rate = tuple(-(-t // p) if p else (INF if t > 0 else 0) for t in total)
+        return self.rate
 
     @property
     def breaks(self) -> int:
@@ -128,7 +141,9 @@ def units_of(
     for g in groups:
         live = [p for p in g.bound if not p.deleting and (not gone or p.key not in gone)]
         rest.extend(live)
-        times.extend(p.start_time for p in g.bound if p.start_time is not None)
+        for p in g.bound:
+            if p.start_time is not None:
+                times.append(p.start_time)
         if not g.is_leaf():
             continue
         surplus = len(live) - leaf_minimum(g)
@@ -158,6 +173,18 @@ def _unit(
     table = session.table
     known = sparse or table.sparse_known
     by_name = table.by_name
+    first = pods[0] if pods else None
+    if first is not None and all(
+        p.node_name == first.node_name and (p.request is first.request or p.request == first.request) for p in pods
+    ):
+        # the usual unit: pods of one request on one node (a gang never across nodes, or an elastic member)
+        node = by_name.get(first.node_name)
+        if node is None:
+            return Unit(victim, pods, whole, order)
+        one = [0] * len(table.dims)
+        for i, v in known(first.request):
+            one[i] += v * len(pods)
+        return Unit(victim, pods, whole, order, (node,), ((node, tuple(one)),))
     count: dict[tuple[int, Resources], int] = {}  # (node, request) -> pods: a gang's pods share requests
     for p in pods:
         node = by_name.get(p.node_name)
@@ -209,7 +236,6 @@ class Shared:
         self.sparse: dict[Resources, SparseReq] = {}
         self.budgets = budgets_by_namespace(session)
         self.running = [session.running[k] for k in sorted(session.running)]
-        self._pod_job: dict[str, str] | None = None
 
     @staticmethod
     def of(session: Session) -> Shared:
@@ -220,10 +246,8 @@ class Shared:
         commits first, forgetting those gangs' facts), and the log's end to ask from next time."""
         commits = self.session.record.commits
         if len(commits) > self.seen:
-            if self._pod_job is None:
-                self._pod_job = {p.key: job.key for job in self.session.running.values() for p in job.bound}
             for c in commits[self.seen :]:
-                touched = sorted({k for pod, _ in c.evictions if (k := self._pod_job.get(pod)) is not None})
+                touched = sorted({k for pod, _ in c.evictions if (k := self._job_of(pod)) is not None})
                 for key in touched:
                     self.units.pop((key, True), None)
                     self.units.pop((key, False), None)
@@ -231,6 +255,14 @@ class Shared:
                 self.log.extend(touched)
             self.seen = len(commits)
         return set(self.log[since:]), len(self.log)
+
+    def _job_of(self, pod_key: str) -> str | None:
+        """The running job an evicted pod belonged to (every victim pod is a bound pod of one)."""
+        pod = self.session.snapshot.bound_pods.get(pod_key)
+        if pod is None:
+            return None
+        key = pod.group_key or pod.key
+        return key if key in self.session.running else None
 
     def is_live(self, victim: Job) -> bool:
         hit = self.live.get(victim.key)
@@ -440,7 +472,8 @@ class Pool:
         order = self._ordered.get(ck[1:])
         if order is None:
             lists = [self._build(g) for g in allowed.groups]
-            order = self._ordered[ck[1:]] = lists[0] if len(lists) == 1 else list(heapq.merge(*lists, key=_order))
+            # a list of its own (patched in place apart from the groups' lists)
+            order = self._ordered[ck[1:]] = list(lists[0]) if len(lists) == 1 else list(heapq.merge(*lists, key=_order))
         hit = _merge_level(order, where, skip)
         if not skip:  # the usual case: the job is no victim, so the lists serve every job of this set
             self._merged[ck] = (where, hit)
@@ -452,8 +485,7 @@ class Merged:
     """Every allowed victim touching one domain, cheapest first, with what each releases there. The
     running sums (`cum[i]`: entries 0..i; pods; pods breaking a budget) are made on demand, as far as a
     query needs them: most gangs fit after a short prefix, so long lists are never summed whole (their
-    total, for the quick rejection, is one column sum). `queues`: the same units by victim queue, for a
-    walk that drops refused queues."""
+    total, for the quick rejection, is one column sum)."""
 
     units: list[Unit] = field(default_factory=list)
     gains: list[Sequence[int]] = field(default_factory=list)  # what each releases in the domain
@@ -461,12 +493,19 @@ class Merged:
     pods: list[int] = field(default_factory=list)
     breaks: list[int] = field(default_factory=list)  # running sum of pods whose eviction breaks a budget
     total: list[int] | None = None
-    queues: list[tuple[str, list[Unit]]] | None = None  # by queue name, made on the first walk
+    # per dimension, at least the largest release per pod evicted of any entry (`Unit.per_pod`): what
+    # bounds the pods any prefix must evict (`cost_bound`); kept as an upper bound when the list is patched
+    rates: list[float] | None = None
 
     def sum_all(self) -> list[int]:
         if self.total is None:
             self.total = [sum(col) for col in zip(*self.gains, strict=True)]
         return self.total
+
+    def rate_bounds(self) -> list[float]:
+        if self.rates is None:
+            self.rates = _rates(self.units, None)
+        return self.rates
 
     def extend(self) -> None:
         """Sum one more entry."""
@@ -480,14 +519,6 @@ class Merged:
             self.cum.append(list(gain))
             self.pods.append(len(u.pods))
             self.breaks.append(u.breaks)
-
-    def by_queue(self) -> list[tuple[str, list[Unit]]]:
-        if self.queues is None:
-            out: dict[str, list[Unit]] = {}
-            for u in self.units:
-                out.setdefault(u.job.queue, []).append(u)
-            self.queues = sorted(out.items())
-        return self.queues
 
 
 def _merge_level(units: list[Unit], where: dict[int, int], skip: str) -> dict[int, Merged]:
@@ -523,16 +554,16 @@ def _in_domains(u: Unit, where: dict[int, int]) -> Iterable[tuple[int, Sequence[
 
 
 def _replaced(units: list[Unit], before: list[Unit], now: list[Unit]) -> list[Unit]:
-    """A copy of `units` (cheapest first) with `before` taken out and `now` put in, still in order
-    (orders are unique: each unit is found by binary search)."""
-    out = list(units)
+    """`units` (cheapest first) with `before` taken out and `now` put in, in place, still in order (orders
+    are unique: each unit is found by binary search); returned for convenience. In place because the
+    lists are long (every allowed unit) and a commit changes a few."""
     for u in before:
-        i = bisect_left(out, u.order, key=_order)
-        if i < len(out) and out[i] is u:
-            del out[i]
+        i = bisect_left(units, u.order, key=_order)
+        if i < len(units) and units[i] is u:
+            del units[i]
     for u in now:
-        insort(out, u, key=_order)
-    return out
+        insort(units, u, key=_order)
+    return units
 
 
 def _entries(units: Sequence[Unit], where: dict[int, int], dom: int) -> list[tuple[Unit, Sequence[int]]]:
@@ -541,24 +572,43 @@ def _entries(units: Sequence[Unit], where: dict[int, int], dom: int) -> list[tup
 
 
 def _patched(m: Merged, before: list[Unit], now: list[tuple[Unit, Sequence[int]]]) -> Merged | None:
-    """The domain's merged list with `before` taken out and `now` put in; None when it is left empty.
-    The running sums before the first change are kept."""
-    units, gains = list(m.units), list(m.gains)
+    """The domain's merged list with `before` taken out and `now` put in, in place (as `_replaced`);
+    None when it is left empty. The running sums before the first change are kept, the total is kept by
+    difference and the rate bounds stay bounds."""
+    units, gains, total = m.units, m.gains, m.total
     first = len(units)  # the first position that changed
     for u in before:
         i = bisect_left(units, u.order, key=_order)
         if i < len(units) and units[i] is u:
+            if total is not None:
+                total = list(map(sub, total, gains[i]))
             del units[i], gains[i]
             first = min(first, i)
     for u, g in now:
         i = bisect_left(units, u.order, key=_order)
         units.insert(i, u)
         gains.insert(i, g)
+        if total is not None:
+            total = list(map(add, total, g))
         first = min(first, i)
     if not units:
         return None
     keep = min(first, len(m.cum))
-    return Merged(units, gains, m.cum[:keep], m.pods[:keep], m.breaks[:keep])
+    del m.cum[keep:], m.pods[keep:], m.breaks[keep:]
+    m.total = total
+    if m.rates is not None and now:
+        m.rates = _rates([u for u, _ in now], m.rates)
+    return m
+
+
+def _rates(units: Sequence[Unit], start: list[float] | None) -> list[float]:
+    """Per dimension the largest `Unit.per_pod` of the units and `start`."""
+    out = list(start) if start is not None else None
+    for u in units:
+        rate = u.per_pod()
+        if rate:  # a unit on no node of the table releases nothing anywhere
+            out = list(rate) if out is None else list(map(max, out, rate))
+    return out if out is not None else []
 
 
 def cheapest_prefix(m: Merged, free: Sequence[int], need: Sequence[int]) -> int | None:
@@ -584,6 +634,70 @@ def cheapest_prefix(m: Merged, free: Sequence[int], need: Sequence[int]) -> int 
             return len(m.cum)
 
 
+Cost = tuple[int, int, int]  # (priority of the dearest victim, pods breaking a budget, pods evicted)
+
+
+def prefix_cost(m: Merged, free: Sequence[int], need: Sequence[int]) -> Cost | None:
+    """The cost of the cheapest prefix of `m` that makes room for `need` (None: none does)."""
+    n = cheapest_prefix(m, free, need)
+    if n is None:
+        return None
+    if not n:
+        return (0, 0, 0)
+    worst = m.units[n - 1].order[0]
+    assert isinstance(worst, int)
+    return (worst, m.breaks[n - 1], m.pods[n - 1])
+
+
+def cost_bound(m: Merged, free: Sequence[int], need: Sequence[int]) -> Cost | None:
+    """A lower bound of `prefix_cost` (None only where it is None), made without summing the list: the
+    dearest victim is at least as dear as the first, and a prefix releases per pod at most the largest
+    rate of any entry, so it evicts at least the deficit over that rate on every dimension."""
+    deficits = list(map(sub, need, free))
+    if max(deficits) <= 0:
+        return (0, 0, 0)  # it fits already: the exact cost
+    rates = m.rate_bounds()
+    pods = 0
+    for i, deficit in enumerate(deficits):
+        if deficit > 0:
+            r = rates[i] if i < len(rates) else 0
+            if r <= 0:
+                return None  # no entry releases any of it
+            if r != INF:
+                lb = -(-deficit // r)
+                if lb > pods:
+                    pods = int(lb)
+    worst = m.units[0].order[0]
+    assert isinstance(worst, int)
+    return (worst, 0, pods)
+
+
+def cheapest(
+    entries: Sequence[tuple[str, Merged, Sequence[int]]], need: Sequence[int], k: int
+) -> list[tuple[Cost, str, int]]:
+    """The `k` entries (path, victims, free room) whose cheapest prefix making room for `need` costs
+    least, as (cost, path, index), by cost then path then index; entries no prefix makes room in are
+    left out. Entries are costed in the order of their lower bounds (`cost_bound`) and the walk stops
+    once a bound exceeds the k-th cost found: most domains of a level are never summed."""
+    if len(entries) <= k:
+        exact = [
+            (c, path, i) for i, (path, m, free) in enumerate(entries) if (c := prefix_cost(m, free, need)) is not None
+        ]
+        exact.sort()
+        return exact
+    bounds = [(b, path, i) for i, (path, m, free) in enumerate(entries) if (b := cost_bound(m, free, need)) is not None]
+    bounds.sort()
+    best: list[tuple[Cost, str, int]] = []
+    for b, path, i in bounds:
+        if len(best) >= k and (b, path, i) > best[k - 1]:
+            break
+        _, m, free = entries[i]
+        c = prefix_cost(m, free, need)
+        if c is not None:
+            insort(best, (c, path, i))
+    return best[:k]
+
+
 def fits_vec(free: Sequence[int], need: Sequence[int]) -> bool:
     for f, x in zip(free, need, strict=True):  # noqa: SIM110 - a loop is twice as fast as all() here
         if f < x:
@@ -599,22 +713,13 @@ def fits_sum(free: Sequence[int], extra: Sequence[int], need: Sequence[int]) -> 
     return True
 
 
-def walk(queues: list[tuple[str, list[Unit]]], blocked: set[str]) -> Iterator[Unit]:
-    """Units cheapest first across the per-queue lists; a queue added to `blocked` while walking is
-    dropped at once (its later units are never visited)."""
-    heap = [(units[0].order, i, 0) for i, (_q, units) in enumerate(queues) if units]
-    heapq.heapify(heap)
-    while heap:
-        _, i, pos = heap[0]
-        queue, units = queues[i]
-        if queue in blocked:
-            heapq.heappop(heap)
-            continue
-        if pos + 1 < len(units):
-            heapq.heapreplace(heap, (units[pos + 1].order, i, pos + 1))
-        else:
-            heapq.heappop(heap)
-        yield units[pos]
+def walk(units: list[Unit], blocked: set[str]) -> Iterator[Unit]:
+    """Units cheapest first, skipping those of a queue in `blocked` (a queue added while walking is
+    skipped from then on). A walk stops as soon as the gang fits, so it visits a short prefix of long
+    lists: cheaper than splitting every list by queue up front."""
+    for u in units:
+        if u.job.queue not in blocked:
+            yield u
 
 
 def _order(u: Unit) -> tuple[object, ...]:
