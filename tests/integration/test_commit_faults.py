@@ -241,3 +241,51 @@ def test_apiserver_restart_mid_commit(
     wait_for(lambda: kube.all_bound(names), "the whole gang bound after the restart", daemon, timeout=60)
     invariants(kube, w, {"g": (names, 4)}, nodes)
     wait_for(lambda: intent_of(kube, "g") is None or None, "intent cleared", daemon)
+
+
+def gang_writes(proxy: FaultProxy, ns: str, pg: str, names: list[str]) -> dict[str, int]:
+    """The daemon's requests that commit gang `pg`, as the proxy saw them arrive: real binds, dry-run binds
+    and writes of the PodGroup itself (the intent record and its clear; status has a path of its own)."""
+    pods = {f"/api/v1/namespaces/{ns}/pods/{n}/binding" for n in names}
+    pg_path = f"/apis/scheduling.run.ai/v2alpha2/namespaces/{ns}/podgroups/{pg}"
+    seen = {"binds": 0, "dry runs": 0, "intent writes": 0}
+    for _t, method, path, _ua in list(proxy.received):
+        bare, _, query = path.partition("?")
+        if method == "POST" and bare in pods:
+            seen["dry runs" if "dryRun" in query else "binds"] += 1
+        elif method == "PATCH" and bare == pg_path:
+            seen["intent writes"] += 1
+    return seen
+
+
+def test_gang_happy_path_costs_one_request_per_pod_and_two(kube: Kube, daemon: Daemons, proxy: FaultProxy) -> None:
+    """Issue 15 point 3: a gang whose binds are not expected to fail is not dry-run first: the intent, one
+    bind per member, the clear (N + 2 requests; before, every bind was dry-run too: 2N + 2)."""
+    names, nodes = setup_gang(kube)
+    w = Watcher(kube)
+    daemon.start()
+    wait_for(lambda: kube.all_bound(names), "the gang bound", daemon)
+    wait_for(lambda: intent_of(kube, "g") is None or None, "intent cleared", daemon)
+    invariants(kube, w, {"g": (names, 4)}, nodes)
+    assert gang_writes(proxy, kube.ns, "g", names) == {"binds": 4, "dry runs": 0, "intent writes": 2}
+
+
+def test_retry_after_a_refused_bind_is_dry_run_first(kube: Kube, daemon: Daemons, proxy: FaultProxy) -> None:
+    """Where a refusal is likely (the gang's last commit had a bind refused), the retry validates every bind
+    with a server-side dry run before the real binds; the first commit did not."""
+    names, nodes = setup_gang(kube)
+    w = Watcher(kube)
+    rule = proxy.add(Rule("POST", BIND, "status", status=500, nth=(3,)))
+    daemon.start()
+    wait_for(lambda: kube.all_bound(names), "the gang bound after the injected failure", daemon)
+    wait_for(lambda: intent_of(kube, "g") is None or None, "intent cleared", daemon)
+    invariants(kube, w, {"g": (names, 4)}, nodes)
+    assert rule.fired == 1
+    binds = [
+        "dry" if "dryRun" in path else "bind"
+        for _t, method, path, _ua in list(proxy.received)
+        if method == "POST" and path.partition("?")[0].endswith("/binding")
+    ]
+    # first commit: 4 real binds (one refused), no dry run; the retry: 4 dry runs, then 4 real binds
+    assert binds[:4] == ["bind"] * 4, binds
+    assert sorted(binds[4:]) == ["bind"] * 4 + ["dry"] * 4 and binds[4:8] == ["dry"] * 4, binds
