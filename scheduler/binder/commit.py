@@ -16,7 +16,9 @@ every bind and a request to clear the record). The record cannot be cleared by t
 instead (the API server drops metadata sent to a custom resource's status subresource). A commit with
 victims or claims keeps its record on the PodGroup (on the lone pod for a gang of one), cleared by a
 request of its own: its plan outlives any member's bind. A rollback's record goes where the commit's was (on
-the PodGroup when the anchor pod is gone); recovery reads records on PodGroups and on pending pods.
+the PodGroup when the anchor pod is gone); recovery reads records on PodGroups and on pending pods. The price:
+a crash mid-commit followed by the anchor pod's deletion (before the next leader recovers) leaves the bound
+members to stale-gang eviction, as a deleted PodGroup did with the record there.
 
 Server-side dry runs of the binds are made only where they pay, that is where a refused bind is likely or
 its rollback cannot be undone cheaply: a commit that evicts (victims are never evicted for a preemptor that
