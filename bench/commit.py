@@ -19,11 +19,19 @@ The backlog exists before the contender starts. For each: pods/s from the first 
 bind (includes creating the backlog and the contender's start-up), from the contender's start to the last
 bind, and from the first bind to the last bind; the ratios ours/kube-scheduler and ours/ceiling.
 
+Requests are counted by the API server itself (`apiserver_request_total` from its /metrics, read right
+before the contender starts and after it is stopped): binds, dry-run binds, writes of PodGroups (the
+commit intent and its clear), and status and events, each per pod bound. kwok's own writes (pod and node
+status, leases, its deletes of the previous contender's terminating pods) and watches are left out.
+
 Then kaisched alone on 500 gangs of 8 (1 GPU each via limits, PodGroup minMember 8, annotations
 kai.scheduler/topology=<a zone/rack Topology> and kai.scheduler/topology-required-placement=rack): pods/s,
 every gang all-or-nothing, every gang within one rack. After every contender: no node over-committed.
 
-    python bench/commit.py [--qps 200 --burst 400 --singles 5000 --gangs 500]
+Last, a PNG of pods bound over time (seconds since each contender started) per contender, the ceiling
+among them (--plot; needs matplotlib, the `bench` extra: without it the plot is skipped with a message).
+
+    python bench/commit.py [--qps 200 --burst 400 --singles 5000 --gangs 500 --plot FILE]
 
 Every process (etcd, kube-apiserver, kwok, the contenders) belongs to the LocalCluster and is killed when
 it stops; their logs are copied to --log-dir first.
@@ -32,10 +40,11 @@ it stops; their logs are copied to --log-dir first.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -122,6 +131,96 @@ def ceiling_main(argv: list[str]) -> int:
     # stay alive until the bench kills it: run_backlog reads an early exit as a crash
     time.sleep(3600)
     return 0
+
+
+# ------------------------------------------------------------------------------------------ requests
+_REQ = re.compile(r"^apiserver_request_total\{([^}]*)\} (\S+)$")
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+ApiKey = tuple[str, str, str, bool]  # (verb, resource, subresource, dry run)
+# kwok's writes as the kubelet: node status, and the DELETE that removes a terminating pod (the previous
+# contender's, deleted before this one starts; a rollback would delete too, but the happy path has none). Its pod
+# status writes share their path with the records a gang's anchor member keeps (PATCH pods/status): counted apart.
+KWOK = {("PATCH", "nodes", "status"), ("PUT", "nodes", "status"), ("DELETE", "pods", "")}
+
+
+def api_counts(client: KubeClient) -> Counter[ApiKey]:
+    """The API server's own count of the requests it has served, by verb, resource, subresource, dry run."""
+    text = client.request("GET", "/metrics", decode=lambda b: {"text": b.decode()})["text"]
+    out: Counter[ApiKey] = Counter()
+    for line in text.splitlines():
+        m = _REQ.match(line)
+        if m:
+            lb = dict(_LABEL.findall(m.group(1)))
+            key = (lb.get("verb", ""), lb.get("resource", ""), lb.get("subresource", ""), bool(lb.get("dry_run")))
+            out[key] += int(float(m.group(2)))
+    return out
+
+
+def request_mix(diff: Counter[ApiKey], pods: int, others: list[str] | None = None) -> dict[str, float]:
+    """Requests per pod bound, by what they did (see the module's docstring); `others` gets the requests
+    counted as other, most first."""
+    per = {"binds": 0, "dry runs": 0, "PodGroup writes": 0, "pods/status": 0, "status+events": 0, "other": 0}
+    rest: Counter[str] = Counter()
+    for (verb, res, sub, dry), n in diff.items():
+        if n <= 0 or verb in ("WATCH", "WATCHLIST") or res == "leases" or (verb, res, sub) in KWOK:
+            continue
+        if verb == "POST" and (res, sub) == ("pods", "binding"):
+            per["dry runs" if dry else "binds"] += n
+        elif verb == "PATCH" and (res, sub) == ("podgroups", ""):
+            per["PodGroup writes"] += n
+        elif verb == "PATCH" and (res, sub) == ("pods", "status"):
+            per["pods/status"] += n
+        elif sub == "status" or res == "events":
+            per["status+events"] += n
+        else:
+            per["other"] += n
+            rest[f"{verb} {res}{'/' + sub if sub else ''}"] += n
+    if others is not None:
+        others.extend(f"{k} {n}" for k, n in rest.most_common(4))
+    out = {k: v / pods if pods else float("nan") for k, v in per.items()}
+    out["commit"] = out["binds"] + out["dry runs"] + out["PodGroup writes"]
+    return out
+
+
+def mix_lines(mixes: dict[str, dict[str, float]], others: dict[str, list[str]]) -> list[str]:
+    cols = ("binds", "dry runs", "PodGroup writes", "commit", "pods/status", "status+events", "other")
+    lines = [f"{'requests per pod bound':<24}" + "".join(f"{c:>16}" for c in cols)]
+    for name, mix in mixes.items():
+        lines.append(f"  {name:<22}" + "".join(f"{mix[c]:>16.3f}" for c in cols))
+    lines.append(
+        "  (commit = binds + dry runs + PodGroup writes; issue 15's target for gangs: at most ~1.2. pods/status:"
+    )
+    lines.append("  kwok's status writes and a gang's record on its anchor member, one per gang: compare gangs with")
+    lines.append("  singles. status+events: PodGroup and Queue status, events, as sent before the contender stopped)")
+    lines.extend(f"  other, {name}: {', '.join(rest)}" for name, rest in others.items() if rest)
+    return lines
+
+
+# ------------------------------------------------------------------------------------------ plot
+def plot(path: Path, title: str, series: dict[str, tuple[float, list[float]]]) -> str:
+    """Pods bound over time per contender (label -> (its start, bind times), monotonic), as a PNG at `path`.
+    Returns what was done: matplotlib is a bench-only extra, and the numbers above stand without it."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "plot skipped: matplotlib is not installed (pip install -e '.[bench]')"
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for label, (start, times) in series.items():
+        xs = [0.0, *(t - start for t in sorted(times))]
+        ax.step(xs, range(len(xs)), where="post", label=f"{label} ({len(times)} pods)",
+                linestyle="--" if label == "ceiling" else "-")  # fmt: skip
+    ax.set_xlabel("seconds since the contender started")
+    ax.set_ylabel("pods bound")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return f"plot: {path}"
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -311,6 +410,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for all bound, per contender")
     ap.add_argument("--log-wait", type=float, default=30.0, help="after all bound, wait for the daemon's cycle log")
     ap.add_argument("--log-dir", default="/tmp/kaisched-bench-commit-logs", help="the processes' logs go here")
+    ap.add_argument("--plot", default="", help="the PNG of pods bound over time (default: in --log-dir)")
     args = ap.parse_args()
     n_nodes = ZONES * RACKS * PER_RACK
     per_node = -(-args.singles // n_nodes)
@@ -322,6 +422,8 @@ def main() -> int:
     results: dict[str, dict[str, Any]] = {}
     over: dict[str, list[str]] = {}
     logs: dict[str, str] = {}
+    mixes: dict[str, dict[str, float]] = {}
+    others: dict[str, list[str]] = defaultdict(list)
 
     def say(msg: str) -> None:
         print(f"[{time.monotonic() - t_bench:6.1f}s] {msg}", flush=True)
@@ -366,9 +468,12 @@ def main() -> int:
                     argv, env = kaisched_argv(kubeconfig, args.qps, args.burst, args.schedule_period), repo_env()
                 say(f"{name}: creating {len(bodies)} pods in {ns}, then starting it")
                 t_create0 = time.monotonic()
+                before: list[Counter[ApiKey]] = []  # read by on_start, in this iteration only
                 res = run_backlog(
-                    cluster, client, pool, bodies, name, argv, env, args.timeout, wait_log or "", args.log_wait
-                )
+                    cluster, client, pool, bodies, name, argv, env, args.timeout, wait_log or "", args.log_wait,
+                    on_start=lambda: before.append(api_counts(client)),  # noqa: B023 - called before the loop goes on
+                )  # fmt: skip
+                mixes[name] = request_mix(api_counts(client) - before[0], len(res["bound"]), others[name])
                 res["t_create0"] = t_create0
                 res["rates"] = rates(res, len(bodies), t_create0)
                 results[name] = res
@@ -411,10 +516,14 @@ def main() -> int:
             say(f"kaisched-gangs: creating {len(gbodies)} pods ({args.gangs} gangs x {args.gang_size}), then starting")
             t_create0 = time.monotonic()
             argv = kaisched_argv(kubeconfig, args.qps, args.burst, args.schedule_period)
+            gbefore: list[Counter[ApiKey]] = []
             gres = run_backlog(
                 cluster, client, pool, gbodies, "kaisched-gangs", argv, repo_env(), args.timeout, " cycle=",
-                args.log_wait,
+                args.log_wait, on_start=lambda: gbefore.append(api_counts(client)),
             )  # fmt: skip
+            mixes["kaisched-gangs"] = request_mix(
+                api_counts(client) - gbefore[0], len(gres["bound"]), others["kaisched-gangs"]
+            )
             gres["rates"] = rates(gres, len(gbodies), t_create0)
             gpods = list_all(client, f"/api/v1/namespaces/{GANG_NS}/pods")
             full, none, partial = gang_check(gpods)
@@ -464,7 +573,7 @@ def main() -> int:
         cells = [kai[k] / other[k] if other[k] and other[k] != float("inf") else float("nan")
                  for k in ("create_all", "start_all", "bind_span")]  # fmt: skip
         out.append(f"  {label:<30} {cells[0]:>10.2f}x {cells[1]:>16.2f}x {cells[2]:>16.2f}x")
-    out.append("  (targets from issue 4: ours >= 1.0x kube-scheduler, >= 0.70x ceiling)")
+    out.append("  (targets from issue 15: ours >= 1.2x kube-scheduler, >= 0.95x ceiling)")
     out.append(
         "ceiling's own log: " + " | ".join(ln for ln in logs["ceiling"].splitlines() if ln.startswith("ceiling"))
     )
@@ -500,6 +609,19 @@ def main() -> int:
     )
     if gres["exited"] is not None:
         out.append(f"daemon EXITED early with code {gres['exited']}")
+    cells = [g[k] / kai[k] if kai[k] and kai[k] != float("inf") else float("nan")
+             for k in ("create_all", "start_all", "bind_span")]  # fmt: skip
+    out.append(
+        f"gangs/singles (ours, same QPS): 1st create->all {cells[0]:.2f}x, start->all bound {cells[1]:.2f}x, "
+        f"1st->last bind {cells[2]:.2f}x (target from issue 15: >= 0.9x)"
+    )
+    out.append("")
+    out.extend(mix_lines(mixes, others))
+    series = {n: (r["t_start"], list(r["bound"].values())) for n, r in results.items()}
+    series[f"kaisched, {args.gangs} gangs x {args.gang_size}"] = (gres["t_start"], list(gres["bound"].values()))
+    png = Path(args.plot) if args.plot else Path(args.log_dir) / f"commit-qps{args.qps:g}.png"
+    title = f"pods bound over time, {n_nodes} kwok nodes, client QPS/burst {args.qps:g}/{args.burst}"
+    out.append(plot(png, title, series))
 
     for name in ("kaisched", "kaisched-gangs"):
         res = results.get(name, gres if name == "kaisched-gangs" else None)

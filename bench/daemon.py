@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
@@ -421,11 +422,16 @@ def run_backlog(
     timeout: float,
     wait_log: str = "",
     wait_log_timeout: float = 60.0,
+    on_start: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
+    """Create the backlog, start the contender and wait until every pod is bound (or `timeout`); `on_start`
+    runs once the backlog exists, right before the contender starts (bench/commit.py counts requests)."""
     created, create_s = create_pods(client, pool, bodies)
     watcher = BindWatcher(client, bodies[0]["metadata"]["namespace"], len(bodies))
     watcher.start()
     watcher.ready.wait(30)
+    if on_start is not None:
+        on_start()
     t_start = time.monotonic()
     wall_start = time.time()
     proc = cluster.spawn(proc_name, argv, env=env)

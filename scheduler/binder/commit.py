@@ -1,11 +1,32 @@
 """Atomic gang commit: every member bound, or none.
 
-Per gang: (1) an intent record (the plan: pod -> node, a commit id) is written on the PodGroup, so a
-restarted scheduler can finish or undo the commit; (2) every binding is validated with a server-side dry
-run; (3) members are bound concurrently (bounded by the pool); (4) if any member fails, the members that
-did bind are rolled back (owned pods deleted for their controller to recreate, unowned pods re-created
-from their own spec without the node), and the intent is cleared. Gangs of one need none of this: one
-bind is atomic by itself.
+Per gang: (1) an intent record (the plan: pod -> node, a commit id) is written, so a restarted scheduler
+can finish or undo the commit; (2) members are bound concurrently (bounded by the pool); (3) if any member
+fails, the members that did bind are rolled back (owned pods deleted for their controller to recreate,
+unowned pods re-created from their own spec without the node); (4) the record goes. Gangs of one need none
+of this: one bind is atomic by itself.
+
+Where the record lives: a plain gang's (no victims, no claims) is on one member, its anchor (the last of
+the plan), written through the pod's status subresource (which takes metadata annotations for pods); the
+other members are bound first, all at once, and the anchor last, by a Binding whose annotations empty the
+record (the API server copies a Binding's annotations onto the pod it binds). So the record and the last
+bind are one write: while the record exists it says what is left to do, and once it is gone every member
+is bound. A gang of N costs N + 1 requests (1.125 per pod for a gang of 8; it was 2N + 2, with a dry run of
+every bind and a request to clear the record). The record cannot be cleared by the PodGroup's status update
+instead (the API server drops metadata sent to a custom resource's status subresource). A commit with
+victims or claims keeps its record on the PodGroup (on the lone pod for a gang of one), cleared by a
+request of its own: its plan outlives any member's bind. A rollback's record goes where the commit's was (on
+the PodGroup when the anchor pod is gone); recovery reads records on PodGroups and on pending pods. The price:
+a crash mid-commit followed by the anchor pod's deletion (before the next leader recovers) leaves the bound
+members to stale-gang eviction, as a deleted PodGroup did with the record there.
+
+Server-side dry runs of the binds are made only where they pay, that is where a refused bind is likely or
+its rollback cannot be undone cheaply: a commit that evicts (victims are never evicted for a preemptor that
+could not bind), a commit that writes WaitForFirstConsumer claims (they are bound to the planned nodes
+before any pod), and a gang whose previous commit had a bind refused (its retry). Elsewhere the record and
+the rollback already make the commit all-or-nothing, and a dry run would double the requests of every
+gang to save a rollback that the cache check below makes rare: a member the cache already shows gone,
+terminating or bound elsewhere fails the commit before anything is written.
 
 A commit that takes room back (reclaim, preempt, consolidate, stale-gang eviction) first records its
 eviction plan in the same intent record (each victim with its uid), evicts the victims (the pod condition
@@ -121,9 +142,14 @@ class Intent:
     at: float = 0.0  # wall-clock time the eviction plan was recorded (its victims' deadline counts from it)
     on_pod: bool = False  # recorded on the pod `gang` itself (a gang of one), not on a PodGroup
     claims: tuple[ClaimBind, ...] = ()  # WaitForFirstConsumer claims written before any bind
+    # the member pod that holds the record of a plain gang's commit (bound last, its bind clears the record);
+    # "" when the record is on the PodGroup (or, `on_pod`, on the lone pod itself)
+    anchor: str = ""
 
     def to_json(self) -> str:
         data: dict[str, Any] = {"id": self.commit_id, "holder": self.holder, "bindings": dict(self.bindings)}
+        if self.anchor:
+            data["gang"] = self.gang
         if self.uids:
             data["uids"] = dict(self.uids)
         if self.undo:
@@ -144,8 +170,12 @@ class Intent:
 
     @staticmethod
     def parse(gang: str, text: str, on_pod: bool = False) -> Intent | None:
+        """The record kept on `gang` (a PodGroup, or `on_pod` a pod: a lone pod's own, or a gang's anchor)."""
         try:
             data = json.loads(text)
+            anchor = ""
+            if on_pod and str(data.get("gang") or gang) != gang:  # a gang's record on its anchor member
+                anchor, gang, on_pod = gang, str(data["gang"]), False
             bindings = tuple(sorted((str(k), str(v)) for k, v in dict(data["bindings"]).items()))
             uids = tuple(sorted((str(k), str(v)) for k, v in dict(data.get("uids") or {}).items()))
             undo = tuple(
@@ -162,7 +192,7 @@ class Intent:
             )
             holder = str(data.get("holder", ""))
             at = float(data.get("at") or 0.0)
-            return Intent(str(data["id"]), gang, bindings, holder, uids, undo, evictions, at, on_pod, claims)
+            return Intent(str(data["id"]), gang, bindings, holder, uids, undo, evictions, at, on_pod, claims, anchor)
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
@@ -218,6 +248,9 @@ class GangCommitter:
         # not a leftover for recovery (pruned to the records the cache still shows)
         self.cleared: set[str] = set()
         self._cleared_lock = threading.Lock()
+        # gangs whose last commit had a bind refused: their next commit dry-runs its binds first (a refusal is
+        # likely again, and a dry run is cheaper than a rollback); pruned to the gangs the cache still shows
+        self.refused: set[str] = set()
 
     def close(self) -> None:
         self.stopping.set()
@@ -225,12 +258,16 @@ class GangCommitter:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     # --- API calls ----------------------------------------------------------------------------
-    def _bind(self, pod_key: str, node: str, dry: bool) -> None:
+    def _bind(self, pod_key: str, node: str, dry: bool, clear: bool = False) -> None:
+        """POST the pod's Binding (`dry`: validated only). `clear`: the pod is its gang's anchor, and the
+        Binding's annotations (which the API server copies onto the pod as it binds it) empty its record."""
         ns, name = pod_key.split("/", 1)
         pod = self.state.pod(pod_key)
         meta: dict[str, Any] = {"name": name, "namespace": ns}
         if pod is not None and pod.uid:
             meta["uid"] = pod.uid  # a recreated pod of the same name must not receive this decision
+        if clear:
+            meta["annotations"] = {INTENT_ANNOTATION: ""}
         body = {
             "apiVersion": PODS.api_version,
             "kind": "Binding",
@@ -250,17 +287,21 @@ class GangCommitter:
         metadata annotations: the eviction's `pods/status` patch right is all it needs, never `pods` patch
         (tests/integration/test_evictions.py checks the API server keeps it)."""
         value = intent.to_json() if intent is not None else None
+        if where.anchor:
+            path = PODS.of_key(where.anchor, "status")
+        else:
+            path = PODS.of_key(where.gang, "status") if where.on_pod else POD_GROUPS.of_key(where.gang)
         self.client.request(
             "PATCH",
-            PODS.of_key(where.gang, "status") if where.on_pod else POD_GROUPS.of_key(where.gang),
+            path,
             body={"metadata": {"annotations": {INTENT_ANNOTATION: value}}},
             content_type="application/merge-patch+json",
         )
 
-    def _run(self, calls: list[tuple[str, str, str, bool]]) -> dict[tuple[str, str], str]:
+    def _run(self, calls: list[tuple[str, str, str, bool]], clear: bool = False) -> dict[tuple[str, str], str]:
         """(gang, pod, node, dry) calls in parallel; returns (gang, pod) -> error for the failed ones."""
         futures: list[tuple[str, str, Future[None]]] = [
-            (gang, pod, self.pool.submit(self._bind, pod, node, dry)) for gang, pod, node, dry in calls
+            (gang, pod, self.pool.submit(self._bind, pod, node, dry, clear)) for gang, pod, node, dry in calls
         ]
         errors: dict[tuple[str, str], str] = {}
         for gang, pod, fut in futures:
@@ -356,22 +397,52 @@ class GangCommitter:
         """(error or None, members rolled back). API calls only: the cache is updated by the caller."""
         bindings = list(c.binds)
         intent = None
+        changed = self._changed(bindings)
+        if changed is not None:
+            self._refused(c.job, True)
+            return f"{changed} since the decision; nothing was written or bound", []
         claims, error = self.claims.read(c.claims) if c.claims else ((), None)
         if error is not None:
             return f"{error}; nothing was written or bound", []
         if (c.has_pod_group and len(bindings) > 1) or claims:
-            intent = self._intent(c, (), claims)
-            error = self._record_and_validate(intent)
+            # a plain gang's record is on its last member, whose bind (last) clears it; claims keep theirs
+            # on the PodGroup (their undo outlives any member's bind)
+            intent = self._intent(c, (), claims, "" if claims else bindings[-1][0])
+            error = self._record_and_validate(intent, validate=bool(claims) or self._refused(c.job))
             if error is not None:
                 return error, []
         return self._claims_then_binds(c.job, bindings, intent)
 
-    def _intent(self, c: GangWrite, victims: tuple[Victim, ...], claims: tuple[ClaimBind, ...]) -> Intent:
+    def _changed(self, bindings: Sequence[tuple[str, str]]) -> str | None:
+        """What the cache shows has changed for a member since it was placed (gone, terminating, bound to
+        another node), or None: such a bind would be refused, so the commit fails before any write."""
+        for pod_key, node in bindings:
+            pod = self.state.pod(pod_key)
+            if pod is None:
+                return f"member {pod_key} is gone"
+            if pod.deleting:
+                return f"member {pod_key} is terminating"
+            if pod.node_name not in ("", node):
+                return f"member {pod_key} is bound to {pod.node_name}"
+        return None
+
+    def _refused(self, gang: str, now: bool | None = None) -> bool:
+        """Whether `gang`'s last commit had a bind refused; `now` records how this commit ended."""
+        with self._cleared_lock:
+            if now is True:
+                self.refused.add(gang)
+            elif now is False:
+                self.refused.discard(gang)
+            return gang in self.refused
+
+    def _intent(
+        self, c: GangWrite, victims: tuple[Victim, ...], claims: tuple[ClaimBind, ...], anchor: str = ""
+    ) -> Intent:
         bindings = (*c.binds, *c.pipelined)
         uids = tuple((p, pod.uid) for p, _ in bindings if (pod := self.state.pod(p)) is not None and pod.uid)
         on_pod = not c.has_pod_group
         at = time.time() if victims else 0.0
-        return Intent(uuid.uuid4().hex, c.job, bindings, self.identity, uids, (), victims, at, on_pod, claims)
+        return Intent(uuid.uuid4().hex, c.job, bindings, self.identity, uids, (), victims, at, on_pod, claims, anchor)
 
     def _claims_then_binds(
         self, gang: str, bindings: list[tuple[str, str]], intent: Intent | None
@@ -389,8 +460,9 @@ class GangCommitter:
                 return f"{error}; claims undone, nothing was bound", []
         return self._binds(gang, bindings, intent)
 
-    def _record_and_validate(self, intent: Intent) -> str | None:
-        """Write the intent record, then dry-run every bind; an error (nothing bound, no intent left) or None."""
+    def _record_and_validate(self, intent: Intent, validate: bool) -> str | None:
+        """Write the intent record, then (`validate`, where it pays: see the module's docstring) dry-run every
+        bind; an error (nothing bound, no intent left) or None."""
         try:
             self._set_intent(intent, intent)
         except ApiError as err:
@@ -398,9 +470,10 @@ class GangCommitter:
             return f"could not record the commit intent on the {where}: {err}"
         if intent.evictions:
             crashpoint("evict:after-plan")
-        if self.dry_run and intent.bindings:
+        if validate and self.dry_run and intent.bindings:
             refused = self._run([(intent.gang, p, n, True) for p, n in intent.bindings])
             if refused:
+                self._refused(intent.gang, True)
                 first = min((p, e) for (_, p), e in refused.items())
                 self._clear_intent(intent.gang, intent)
                 return f"validation (dry run) refused {first[0]}: {first[1]}; nothing was bound"
@@ -410,12 +483,12 @@ class GangCommitter:
         self, gang: str, bindings: list[tuple[str, str]], intent: Intent | None
     ) -> tuple[str | None, list[tuple[str, str]]]:
         """Bind every member; roll back the ones that bound if any failed; clear the intent."""
-        failed = self._run([(gang, p, n, False) for p, n in bindings])
+        failed, done = self._bind_all(gang, bindings, intent)
+        self._refused(gang, bool(failed))
         if not failed:
-            self._clear_intent(gang, intent)
+            self._completed(gang, intent)
             return None, []
         errs = {p: e for (_, p), e in failed.items()}
-        done = [(p, n) for p, n in bindings if p not in errs]
         first = min(errs.items())
         what = f"{len(errs)}/{len(bindings)} binds failed (first: {first[0]}: {first[1]})"
         try:
@@ -423,6 +496,30 @@ class GangCommitter:
         except ApiError as err:  # fenced, or the API away: the intent stays for whoever recovers
             return f"{what}; rollback left to recovery: {err}", []
         return f"{what}; rolled back {len(done)} bound members", done
+
+    def _bind_all(
+        self, gang: str, bindings: list[tuple[str, str]], intent: Intent | None
+    ) -> tuple[dict[tuple[str, str], str], list[tuple[str, str]]]:
+        """Bind the members concurrently, the record's anchor last (its bind clears the record): (failed,
+        bound). The anchor is bound only once every other member is, so while the record exists it says
+        what is left, and once it is gone every member is bound."""
+        anchor = intent.anchor if intent is not None else ""
+        rest = [(p, n) for p, n in bindings if p != anchor]
+        failed = self._run([(gang, p, n, False) for p, n in rest])
+        done = [(p, n) for p, n in rest if (gang, p) not in failed]
+        last = [(p, n) for p, n in bindings if p == anchor]
+        if last and not failed:
+            failed = self._run([(gang, p, n, False) for p, n in last], clear=True)
+            done += [(p, n) for p, n in last if (gang, p) not in failed]
+        return failed, done
+
+    def _completed(self, gang: str, intent: Intent | None) -> None:
+        """Every member is bound: the record goes (an anchor's went with its bind, no request left)."""
+        if intent is not None and intent.anchor and intent.anchor in dict(intent.bindings):
+            with self._cleared_lock:
+                self.cleared.add(intent.commit_id)
+        else:
+            self._clear_intent(gang, intent)
 
     def _assume(self, bindings: list[tuple[str, str]], now: float) -> None:
         """The cache holds the pods on their nodes at once: the next cycle never double-books a node
@@ -474,7 +571,7 @@ class GangCommitter:
         if error is not None:
             return f"{error}; nothing was evicted or bound", None, []
         intent = self._intent(c, tuple(victims), claims)
-        error = self._record_and_validate(intent)
+        error = self._record_and_validate(intent, validate=True)  # victims are evicted only for binds that pass
         if error is not None:
             return error, None, []
         try:
@@ -639,7 +736,13 @@ class GangCommitter:
         base = intent if intent is not None else Intent(uuid.uuid4().hex, gang, tuple(bound), self.identity)
         # the plan's evictions are done by now (binds come after them): the record carries the rollback only
         record = dataclasses.replace(base, holder=self.identity, undo=tuple(undo), evictions=())
-        self._set_intent(record, record)  # raises (fenced, API away): then nothing was deleted
+        try:
+            self._set_intent(record, record)  # raises (fenced, API away): then nothing was deleted
+        except ApiError as err:
+            if err.status != 404 or not record.anchor:
+                raise
+            record = dataclasses.replace(record, anchor="")  # the anchor pod is gone: the PodGroup keeps it
+            self._set_intent(record, record)
         crashpoint("rollback:before-delete")
         self._resume(record)
 
@@ -718,10 +821,13 @@ class GangCommitter:
         records += [(k, p.annotation(INTENT_ANNOTATION), True) for k, p in sorted(snapshot.pending.items())]
         with self._cleared_lock:
             cleared, self.cleared = self.cleared, set()
+            self.refused &= {*snapshot.pod_groups, *snapshot.pending, *busy}
         for key, text, on_pod in records:
             if not text or key in busy:
                 continue
             intent = Intent.parse(key, text, on_pod)
+            if intent is not None and intent.gang in busy:
+                continue  # an anchor's record of a commit the pipeline is running now
             if intent is not None and intent.commit_id in cleared:
                 with self._cleared_lock:
                     self.cleared.add(intent.commit_id)  # still shown: keep skipping it until the watch says
@@ -789,12 +895,11 @@ class GangCommitter:
         if feasible and intent.claims:
             claim_error = self.claims.bind(intent.claims)  # what is left of the writes, then the wait
         if feasible and claim_error is None:
-            failed = self._run([(intent.gang, p, n, False) for p, n in missing])
+            failed, done = self._bind_all(intent.gang, missing, intent)
             if not failed:
                 self._assume(missing, time.monotonic())
-                self._clear_intent(intent.gang, intent)
+                self._completed(intent.gang, dataclasses.replace(intent, bindings=tuple(missing)))
                 return f"{intent.gang}: commit {intent.commit_id[:8]} completed ({len(missing)} members bound){evicted}"
-            done = [(p, n) for p, n in missing if (intent.gang, p) not in failed]
             as_planned += done
         self.rollback(intent.gang, as_planned, intent)
         why = f": {claim_error}" if claim_error else ""

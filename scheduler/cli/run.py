@@ -44,7 +44,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--http-address", default="0.0.0.0", help="address for /healthz, /readyz, /metrics")
     p.add_argument("--http-port", type=int, default=8080)
     p.add_argument(
-        "--no-bind-dry-run", action="store_true", help="skip the server-side dry run that validates a gang's binds"
+        "--no-bind-dry-run",
+        action="store_true",
+        help="never dry-run a gang's binds (made only where they pay: evictions, claims, a retry after a refused bind)",
     )
     p.add_argument(
         "--volume-bind-timeout",

@@ -93,8 +93,17 @@ def setup_gang(kube: Kube, n: int = 4, per_node: int = 2, name: str = "g") -> tu
 
 
 def intent_of(kube: Kube, pg: str) -> str | None:
+    """The gang's commit record: on its PodGroup, or on the member that anchors a plain gang's commit (that
+    member's bind, the last, empties it)."""
     obj = kube.req("GET", f"/apis/scheduling.run.ai/v2alpha2/namespaces/{kube.ns}/podgroups/{pg}")
-    return (obj["metadata"].get("annotations") or {}).get(INTENT)
+    text = (obj["metadata"].get("annotations") or {}).get(INTENT)
+    if text:
+        return str(text)
+    for p in kube.pods().values():
+        ann = p["metadata"].get("annotations") or {}
+        if ann.get("pod-group-name") == pg and ann.get(INTENT):
+            return str(ann[INTENT])
+    return None
 
 
 @pytest.mark.parametrize("status", [500, 409, 429])
@@ -114,8 +123,9 @@ def test_kth_bind_fails_gang_rolls_back_then_binds(status: int, kube: Kube, daem
     ev = wait_for(lambda: kube.events("FailedBinding"), "a FailedBinding event", daemon)
     assert "rolled back" in ev[0]["note"], ev[0]["note"]
     recreated = [n for n, p in kube.pods().items() if p["metadata"]["uid"] != uids[n]]
-    # binds go out together: the three that succeeded were returned (re-created unbound, so new uids)
-    assert len(recreated) == 3, recreated
+    # binds go out together but for the anchor's, which waits for them: the two that succeeded were returned
+    # (re-created unbound, so new uids)
+    assert len(recreated) == 2, recreated
     wait_for(lambda: intent_of(kube, "g") is None or None, "intent cleared", daemon)
 
 
@@ -151,12 +161,13 @@ def _held(rule: Rule, n: int) -> bool:
 
 
 def hold_all_binds(kube: Kube, daemon: Daemons, proxy: FaultProxy) -> tuple[list[str], dict[str, int], Watcher]:
-    """A gang of 4 whose four binds all sit at the proxy until `proxy.clear()` lets them go."""
+    """A gang of 4 whose binds sit at the proxy until `proxy.clear()` lets them go: the three sent together
+    (the anchor's bind waits for them)."""
     names, nodes = setup_gang(kube)
     w = Watcher(kube)
     rule = proxy.add(Rule("POST", BIND, "delay", hold=threading.Event(), delay=30))
     daemon.start()
-    wait_for(lambda: _held(rule, 4) or None, "all four binds held at the proxy", daemon)
+    wait_for(lambda: _held(rule, 3) or None, "the three binds in flight held at the proxy", daemon)
     return names, nodes, w
 
 
@@ -202,22 +213,22 @@ def test_sigkill_mid_commit_then_restart(kube: Kube, daemon: Daemons, proxy: Fau
     rule = proxy.add(Rule("POST", BIND, "drop", hold=hold, nth=(3,), delay=60))
     d = daemon.start()
     wait_for(
-        lambda: sum(1 for n in names if kube.pods()[n]["spec"].get("nodeName")) == 3 or None,
-        "three members bound, the fourth held",
+        lambda: sum(1 for n in names if kube.pods()[n]["spec"].get("nodeName")) == 2 or None,
+        "two members bound, the third held (the anchor's bind waits for it)",
         daemon,
     )
-    assert intent_of(kube, "g"), "the commit intent is on the PodGroup while binding"
+    assert intent_of(kube, "g"), "the commit record is on the API server while binding"
     d.kill()
     proxy.clear()  # the held request is dropped: the old process never learns its fate
     assert rule.fired == 1
     time.sleep(0.5)
-    assert sum(1 for n in names if kube.pods()[n]["spec"].get("nodeName")) == 3
+    assert sum(1 for n in names if kube.pods()[n]["spec"].get("nodeName")) == 2
     daemon.start()
     wait_for(lambda: kube.all_bound(names), "recovery completed the gang", daemon)
     wait_for(lambda: intent_of(kube, "g") is None or None, "intent cleared", daemon)
     invariants(kube, w, {"g": (names, 4)}, nodes)
     line = wait_for(lambda: "recovery" in daemon.tail() and daemon.tail(), "the recovery log line", daemon)
-    assert "completed (1 members bound)" in line, line
+    assert "completed (2 members bound)" in line, line
 
 
 def test_apiserver_restart_mid_commit(
@@ -241,3 +252,53 @@ def test_apiserver_restart_mid_commit(
     wait_for(lambda: kube.all_bound(names), "the whole gang bound after the restart", daemon, timeout=60)
     invariants(kube, w, {"g": (names, 4)}, nodes)
     wait_for(lambda: intent_of(kube, "g") is None or None, "intent cleared", daemon)
+
+
+def gang_writes(proxy: FaultProxy, ns: str, pg: str, names: list[str]) -> dict[str, int]:
+    """The daemon's requests that commit gang `pg`, as the proxy saw them arrive: real binds, dry-run binds
+    and writes of the commit record (on the PodGroup itself, or on a member through its status)."""
+    pods = {f"/api/v1/namespaces/{ns}/pods/{n}/binding" for n in names}
+    records = {f"/apis/scheduling.run.ai/v2alpha2/namespaces/{ns}/podgroups/{pg}"}
+    records |= {f"/api/v1/namespaces/{ns}/pods/{n}/status" for n in names}
+    seen = {"binds": 0, "dry runs": 0, "record writes": 0}
+    for _t, method, path, _ua in list(proxy.received):
+        bare, _, query = path.partition("?")
+        if method == "POST" and bare in pods:
+            seen["dry runs" if "dryRun" in query else "binds"] += 1
+        elif method == "PATCH" and bare in records:
+            seen["record writes"] += 1
+    return seen
+
+
+def test_gang_happy_path_costs_one_request_per_pod_and_one(kube: Kube, daemon: Daemons, proxy: FaultProxy) -> None:
+    """Issue 15 point 3: a gang whose binds are not expected to fail is not dry-run first, and its record
+    is emptied by its anchor's bind: the record, one bind per member (N + 1 requests; before, every bind
+    was dry-run too and the record cleared by a request of its own: 2N + 2)."""
+    names, nodes = setup_gang(kube)
+    w = Watcher(kube)
+    daemon.start()
+    wait_for(lambda: kube.all_bound(names), "the gang bound", daemon)
+    wait_for(lambda: intent_of(kube, "g") is None or None, "intent cleared", daemon)
+    invariants(kube, w, {"g": (names, 4)}, nodes)
+    assert gang_writes(proxy, kube.ns, "g", names) == {"binds": 4, "dry runs": 0, "record writes": 1}
+
+
+def test_retry_after_a_refused_bind_is_dry_run_first(kube: Kube, daemon: Daemons, proxy: FaultProxy) -> None:
+    """Where a refusal is likely (the gang's last commit had a bind refused), the retry validates every bind
+    with a server-side dry run before the real binds; the first commit did not."""
+    names, nodes = setup_gang(kube)
+    w = Watcher(kube)
+    rule = proxy.add(Rule("POST", BIND, "status", status=500, nth=(3,)))
+    daemon.start()
+    wait_for(lambda: kube.all_bound(names), "the gang bound after the injected failure", daemon)
+    wait_for(lambda: intent_of(kube, "g") is None or None, "intent cleared", daemon)
+    invariants(kube, w, {"g": (names, 4)}, nodes)
+    assert rule.fired == 1
+    binds = [
+        "dry" if "dryRun" in path else "bind"
+        for _t, method, path, _ua in list(proxy.received)
+        if method == "POST" and path.partition("?")[0].endswith("/binding")
+    ]
+    # first commit: 3 real binds (one refused; the anchor's bind waits for them, so it is never sent), no dry
+    # run; the retry: 4 dry runs, then 4 real binds
+    assert binds == ["bind"] * 3 + ["dry"] * 4 + ["bind"] * 4, binds

@@ -31,3 +31,14 @@ def test_a_claim_without_its_uid_makes_the_record_unreadable() -> None:
     """Recovery clears an unreadable record rather than touching claims it cannot identify."""
     data = {"id": "c1", "holder": "me", "bindings": {"ns/a": "n1"}, "claims": {"ns/data-a": {"volume": "pv-1"}}}
     assert Intent.parse("ns/g", json.dumps(data)) is None
+
+
+def test_an_anchor_record_names_its_gang_and_is_read_back_from_the_member_pod() -> None:
+    """A plain gang's record lives on its anchor member: read from that pod (as recovery reads pending
+    pods' records), it is the gang's record, kept on the anchor; a lone pod's own record stays its own."""
+    intent = Intent("c1", "ns/g", (("ns/a", "n1"), ("ns/b", "n2")), "me", anchor="ns/b")
+    assert json.loads(intent.to_json())["gang"] == "ns/g"
+    assert Intent.parse("ns/b", intent.to_json(), on_pod=True) == intent
+    lone = Intent("c2", "ns/solo", (("ns/solo", "n1"),), "me", on_pod=True)
+    assert "gang" not in json.loads(lone.to_json())
+    assert Intent.parse("ns/solo", lone.to_json(), on_pod=True) == lone
