@@ -29,6 +29,9 @@ Obj = Mapping[str, Any]
 # KAI's keys
 BATCH_MIN_MEMBER_ANNOTATION = "kai.scheduler/batch-min-member"  # Job, JobSet, default grouper
 STATEFULSET_MIN_MEMBER_ANNOTATION = "kai.scheduler/min-member"  # StatefulSet with podManagementPolicy Parallel
+SEGMENT_SIZE_ANNOTATION = "kai.scheduler/segment-size"  # LeaderWorkerSet without subGroupPolicy
+SEGMENT_REQUIRED_ANNOTATION = "kai.scheduler/segment-topology-required-placement"
+SEGMENT_PREFERRED_ANNOTATION = "kai.scheduler/segment-topology-preferred-placement"
 PRIORITY_LABEL = "priorityClassName"
 RAY_PRIORITY_LABEL = "ray.io/priority-class-name"
 # ours: marks a PodGroup this grouper made, so it never touches one a user wrote
@@ -51,6 +54,8 @@ JOBSET_REPLICATED_JOB_LABEL = "jobset.sigs.k8s.io/replicatedjob-name"
 JOBSET_JOB_INDEX_LABEL = "jobset.sigs.k8s.io/job-index"
 LWS_GROUP_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
 LWS_WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
+LWS_SIZE_ANNOTATION = "leaderworkerset.sigs.k8s.io/size"  # on every pod: its revision's group size
+LWS_LEADER, LWS_WORKERS = "leader", "workers"  # KAI's subgroup names
 KUBEFLOW_REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
 RAY_GROUP_LABEL = "ray.io/group"
 RAY_HEAD_GROUP = "headgroup"
@@ -397,27 +402,122 @@ def _jobset(base: _Base, pod: Obj, top: Obj, chain: Sequence[Obj]) -> GroupSpec:
 
 
 def _lws(base: _Base, pod: Obj, top: Obj, chain: Sequence[Obj]) -> GroupSpec:
-    """One gang per replica group (leader + its workers), `pg-<lws>-<uid>-group-<index>`; minMember the
-    group size for startupPolicy LeaderCreated (the default); for LeaderReady the leader alone until it is
-    placed (its workers are only created once it is ready). Subgroups: leader (1) and workers (size - 1)."""
+    """One gang per replica group (leader + its workers), `pg-<lws>-<uid>-group-<index>`, minMember the group
+    size: the pod's `leaderworkerset.sigs.k8s.io/size` (the size of the LWS revision that made it), else
+    spec.leaderWorkerTemplate.size. startupPolicy LeaderReady: the leader alone until it is placed (its workers
+    are only created once it is ready). Subgroups `leader` (1) and `workers` (size - 1); with segments
+    (spec.leaderWorkerTemplate.subGroupPolicy.subGroupSize, else KAI's kai.scheduler/segment-size on the LWS or
+    its workerTemplate) one subgroup per LWS subgroup instead (see _lws_segments)."""
     where = describe(top)
-    size = _int(_get(top, "spec", "leaderWorkerTemplate", "size"), 1, f"{where} spec.leaderWorkerTemplate.size")
+    template = _get(top, "spec", "leaderWorkerTemplate")
+    size = _int_annotation(annotations_of(pod), LWS_SIZE_ANNOTATION, f"pod {meta(pod).get('name')}") or _int(
+        _get(template, "size"), 1, f"{where} spec.leaderWorkerTemplate.size"
+    )
     if size < 1:
         raise GroupingError(f"{where}: spec.leaderWorkerTemplate.size must be >= 1, got {size}")
     labels = labels_of(pod)
     group_index = labels.get(LWS_GROUP_INDEX_LABEL, "")
     if group_index.isdigit():
         base.name = f"{base.name}-group-{int(group_index)}"
-    is_leader = labels.get(LWS_WORKER_INDEX_LABEL, "0") == "0"
+    worker_index = labels.get(LWS_WORKER_INDEX_LABEL)
+    # a worker's owners include its leader pod (the workers' StatefulSet is the leader's)
+    is_leader = worker_index == "0" if worker_index is not None else all(o.get("kind") != "Pod" for o in chain)
     policy = str(_get(top, "spec", "startupPolicy") or "LeaderCreated")
     if policy not in ("LeaderCreated", "LeaderReady"):
         raise GroupingError(f"{where}: unknown spec.startupPolicy {policy!r}")
+    leader = SubGroup(LWS_LEADER, 1, "", TopologyConstraint())
     if policy == "LeaderReady" and is_leader and not _get(pod, "spec", "nodeName"):
-        return base.spec(1, [SubGroup("leader", 1, "", TopologyConstraint())], pod_subgroup="leader")
-    subs = [SubGroup("leader", 1, "", TopologyConstraint())]
+        return base.spec(1, [leader], pod_subgroup=LWS_LEADER)
+    segment = _lws_segment_size(top, base.notes, size)
+    if segment is not None and size > 1:
+        worker = 0 if is_leader else _lws_worker_index(pod, worker_index, size)
+        subs, leaf = _lws_segments(top, base.notes, size, segment, worker)
+        return base.spec(size, subs, pod_subgroup=leaf)
+    subs = [leader]
     if size > 1:
-        subs.append(SubGroup("workers", size - 1, "", TopologyConstraint()))
-    return base.spec(size, subs, pod_subgroup="leader" if is_leader else "workers")
+        subs.append(SubGroup(LWS_WORKERS, size - 1, "", TopologyConstraint()))
+    return base.spec(size, subs, pod_subgroup=LWS_LEADER if is_leader else LWS_WORKERS)
+
+
+def _lws_worker_template_notes(top: Obj) -> dict[str, str]:
+    return _strmap(_get(top, "spec", "leaderWorkerTemplate", "workerTemplate", "metadata", "annotations"))
+
+
+def _lws_segment_size(top: Obj, notes: Mapping[str, str], size: int) -> int | None:
+    """The LWS's subgroup size: its own subGroupPolicy, else KAI's segment-size annotation on the LWS, then on
+    its workerTemplate (KAI's order); None: no segments."""
+    where = describe(top)
+    value = _get(top, "spec", "leaderWorkerTemplate", "subGroupPolicy", "subGroupSize")
+    segment = (
+        _int(value, 1, f"{where} spec.leaderWorkerTemplate.subGroupPolicy.subGroupSize")
+        if value is not None
+        else _int_annotation(notes, SEGMENT_SIZE_ANNOTATION, where)
+        or _int_annotation(_lws_worker_template_notes(top), SEGMENT_SIZE_ANNOTATION, f"{where} workerTemplate")
+    )
+    if segment is not None and not 1 <= segment <= size:
+        raise GroupingError(f"{where}: subgroup size {segment} must be between 1 and the group size {size}")
+    return segment
+
+
+def _lws_worker_index(pod: Obj, worker_index: str | None, size: int) -> int:
+    if worker_index is None or not worker_index.isdigit() or int(worker_index) >= size:
+        raise GroupingError(
+            f"pod {meta(pod).get('name')}: label {LWS_WORKER_INDEX_LABEL}={worker_index!r} is not a worker index "
+            f"of a group of {size}, so its segment of the group is unknown"
+        )
+    return int(worker_index)
+
+
+def _lws_segments(
+    top: Obj, notes: Mapping[str, str], size: int, segment: int, worker: int
+) -> tuple[list[SubGroup], str]:
+    """The subgroups of a segmented replica group and the pod's leaf (worker index `worker`, 0 the leader).
+    Members are split as LWS splits them: subGroupPolicyType LeaderWorker (the default) puts the leader in
+    segment 0, with the workers 1..segment when size - 1 is divisible by the segment size, else 1..segment-1;
+    LeaderExcluded (size - 1 divisible) keeps the leader out of every segment. Names as KAI's: `segment-<i>`
+    (its topology from kai.scheduler/segment-topology-{required,preferred}-placement on the workerTemplate,
+    else on the LWS), and `leader` (inside segment-0 for LeaderWorker) and `workers` (segment 0's workers).
+    Each segment's minMember counts its members (KAI counts the leader twice when there is one segment of a
+    divisible size, so such a gang never starts)."""
+    where = describe(top)
+    policy = str(_get(top, "spec", "leaderWorkerTemplate", "subGroupPolicy", "subGroupPolicyType") or "LeaderWorker")
+    if policy not in ("LeaderWorker", "LeaderExcluded"):
+        raise GroupingError(f"{where}: unknown subGroupPolicy.subGroupPolicyType {policy!r}")
+    divisible = (size - 1) % segment == 0
+    if policy == "LeaderExcluded" and not divisible:
+        raise GroupingError(
+            f"{where}: LeaderExcluded needs size - 1 ({size - 1}) divisible by the subgroup size {segment}"
+        )
+
+    def segment_of(w: int) -> int:
+        return (w - 1) // segment if divisible else w // segment
+
+    counts = [0] * (segment_of(size - 1) + 1)
+    for w in range(1, size):
+        counts[segment_of(w)] += 1
+    worker_notes = _lws_worker_template_notes(top)
+    placement = {
+        k: worker_notes.get(k) or notes.get(k, "")
+        for k in (TOPOLOGY_ANNOTATION, SEGMENT_REQUIRED_ANNOTATION, SEGMENT_PREFERRED_ANNOTATION)
+    }
+    constraint = TopologyConstraint(
+        placement[TOPOLOGY_ANNOTATION], placement[SEGMENT_REQUIRED_ANNOTATION], placement[SEGMENT_PREFERRED_ANNOTATION]
+    )
+    if not (constraint.required_level or constraint.preferred_level):
+        constraint = TopologyConstraint()
+    segments = [SubGroup(f"segment-{i}", n, "", constraint) for i, n in enumerate(counts)]
+    if policy == "LeaderExcluded":
+        leaf = LWS_LEADER if worker == 0 else f"segment-{segment_of(worker)}"
+        return [SubGroup(LWS_LEADER, 1, "", TopologyConstraint()), *segments], leaf
+    first = segments[0]
+    segments[0] = SubGroup(first.name, counts[0] + 1, "", constraint)
+    inner = [
+        SubGroup(LWS_LEADER, 1, first.name, TopologyConstraint()),
+        SubGroup(LWS_WORKERS, counts[0], first.name, TopologyConstraint()),
+    ]
+    own = segment_of(worker) if worker else -1
+    leaf = LWS_LEADER if own < 0 else LWS_WORKERS if own == 0 else f"segment-{own}"
+    return [*segments, *inner], leaf
 
 
 def _kubeflow(base: _Base, pod: Obj, top: Obj, chain: Sequence[Obj]) -> GroupSpec:

@@ -276,6 +276,145 @@ def test_leaderworkerset_leader_ready_places_the_leader_alone_first() -> None:
     assert g is not None and g.min_member == 1
 
 
+def lws_group(
+    lws_spec: dict[str, Any], size: int, annotations: dict[str, str] | None = None
+) -> tuple[dict[str, Any], list[tuple[dict[str, Any], list[dict[str, Any]]]]]:
+    """A LeaderWorkerSet's replica group 0 as the LWS operator makes it: the leader StatefulSet owns the leader
+    pod, which owns the workers' StatefulSet, which owns the workers. Returns the LWS and, per pod, its chain."""
+    lws = obj("LeaderWorkerSet", "llm", "l1", api_version="leaderworkerset.x-k8s.io/v1", spec=lws_spec,
+              annotations=annotations)  # fmt: skip
+    leader_sts = obj("StatefulSet", "llm", "s1", lws, api_version="apps/v1")
+    index = {"leaderworkerset.sigs.k8s.io/group-index": "0"}
+    leader = pod("llm-0", leader_sts, {**index, "leaderworkerset.sigs.k8s.io/worker-index": "0"})
+    worker_sts = obj("StatefulSet", "llm-0", "s2", leader, api_version="apps/v1")
+    out = [(leader, [lws, leader_sts])]
+    for w in range(1, size):
+        p = pod(f"llm-0-{w}", worker_sts, {**index, "leaderworkerset.sigs.k8s.io/worker-index": str(w)})
+        out.append((p, [lws, leader_sts, leader, worker_sts]))
+    return lws, out
+
+
+def lws_leaves(lws_spec: dict[str, Any], size: int, annotations: dict[str, str] | None = None) -> list[str]:
+    """Each pod's leaf subgroup, after checking that every pod sees the same PodGroup and that every leaf's
+    minMember is the number of pods in it."""
+    _, pods = lws_group(lws_spec, size, annotations)
+    specs = [group(p, *objects) for p, objects in pods]
+    first = specs[0]
+    assert first is not None and first.min_member == size
+    leaves = []
+    for g in specs:
+        assert g is not None
+        assert (g.name, g.sub_groups, g.min_member) == (first.name, first.sub_groups, first.min_member)
+        leaves.append(g.pod_subgroup)
+    parents = {s.parent for s in first.sub_groups}
+    for s in first.sub_groups:
+        if s.name not in parents:
+            assert s.min_member == leaves.count(s.name), (s, leaves)
+    return leaves
+
+
+def test_leaderworkerset_segments_split_the_group_as_lws_does() -> None:
+    """subGroupPolicy.subGroupSize: one subgroup per LWS subgroup, named as KAI names them. Size 5 by 2
+    (size - 1 divisible): the leader is an extra member of segment 0 (leader, w1, w2), then (w3, w4)."""
+    spec = {"leaderWorkerTemplate": {"size": 5, "subGroupPolicy": {"subGroupSize": 2}}}
+    leaves = lws_leaves(spec, 5)
+    assert leaves == ["leader", "workers", "workers", "segment-1", "segment-1"]
+    _, pods = lws_group(spec, 5)
+    g = group(pods[0][0], *pods[0][1])
+    assert g is not None
+    assert [(s.name, s.min_member, s.parent) for s in g.sub_groups] == [
+        ("segment-0", 3, ""), ("segment-1", 2, ""),
+        ("leader", 1, "segment-0"), ("workers", 2, "segment-0")]  # fmt: skip
+    # size 4 by 2 (size divisible): (leader, w1), (w2, w3)
+    assert lws_leaves({"leaderWorkerTemplate": {"size": 4, "subGroupPolicy": {"subGroupSize": 2}}}, 4) == [
+        "leader", "workers", "segment-1", "segment-1"]  # fmt: skip
+    # size 3 by 2, one segment: (leader, w1, w2); minMember 3 (KAI's would say 4 and the gang never starts)
+    assert lws_leaves({"leaderWorkerTemplate": {"size": 3, "subGroupPolicy": {"subGroupSize": 2}}}, 3) == [
+        "leader", "workers", "workers"]  # fmt: skip
+    # LeaderExcluded: the leader in no segment, (w1, w2), (w3, w4)
+    excluded = {"subGroupSize": 2, "subGroupPolicyType": "LeaderExcluded"}
+    assert lws_leaves({"leaderWorkerTemplate": {"size": 5, "subGroupPolicy": excluded}}, 5) == [
+        "leader", "segment-0", "segment-0", "segment-1", "segment-1"]  # fmt: skip
+
+
+def test_leaderworkerset_segment_size_and_topology_from_annotations() -> None:
+    """Without subGroupPolicy, KAI's kai.scheduler/segment-size (on the LWS, else its workerTemplate) makes the
+    segments; kai.scheduler/segment-topology-*-placement gives each segment its own topology constraint."""
+    notes = {
+        "kai.scheduler/segment-size": "2",
+        "kai.scheduler/segment-topology-required-placement": "rack",
+        "kai.scheduler/segment-topology-preferred-placement": "host",
+    }
+    spec = {"leaderWorkerTemplate": {"size": 5, "workerTemplate": {"metadata": {"annotations": notes}}}}
+    assert lws_leaves(spec, 5, {"kai.scheduler/topology": "topo"}) == [
+        "leader", "workers", "workers", "segment-1", "segment-1"]  # fmt: skip
+    _, pods = lws_group(spec, 5, {"kai.scheduler/topology": "topo"})
+    g = group(pods[3][0], *pods[3][1])
+    assert g is not None
+    by_name = {s.name: s.constraint for s in g.sub_groups}
+    assert by_name["segment-0"] == by_name["segment-1"] == TopologyConstraint("topo", "rack", "host")
+    assert by_name["leader"] == by_name["workers"] == TopologyConstraint()
+    # on the LWS itself
+    lws_notes = {"kai.scheduler/segment-size": "3"}
+    assert lws_leaves({"leaderWorkerTemplate": {"size": 4}}, 4, lws_notes) == [
+        "leader",
+        "workers",
+        "workers",
+        "workers",
+    ]
+
+
+def test_leaderworkerset_segment_errors_name_the_fix() -> None:
+    for spec, fragment in (
+        ({"size": 3, "subGroupPolicy": {"subGroupSize": 4}}, "between 1 and the group size 3"),
+        ({"size": 4, "subGroupPolicy": {"subGroupSize": 2, "subGroupPolicyType": "LeaderExcluded"}}, "divisible"),
+        ({"size": 3, "subGroupPolicy": {"subGroupSize": 2, "subGroupPolicyType": "Other"}}, "subGroupPolicyType"),
+    ):
+        _, pods = lws_group({"leaderWorkerTemplate": spec}, 3)
+        with pytest.raises(GroupingError, match=fragment):
+            group(pods[1][0], *pods[1][1])
+
+
+def test_leaderworkerset_size_from_the_pods_revision() -> None:
+    """The pod's leaderworkerset.sigs.k8s.io/size (the LWS revision that made it) wins over the spec's size,
+    so a group made before a resize keeps its own size."""
+    _, pods = lws_group({"leaderWorkerTemplate": {"size": 4}}, 2)
+    worker, objects = pods[1]
+    worker["metadata"]["annotations"] = {"leaderworkerset.sigs.k8s.io/size": "2"}
+    g = group(worker, *objects)
+    assert g is not None and g.min_member == 2
+    assert [(s.name, s.min_member) for s in g.sub_groups] == [("leader", 1), ("workers", 1)]
+
+
+def test_leaderworkerset_worker_without_index_label_is_told_by_its_owners() -> None:
+    """A worker is owned (through its StatefulSet) by its leader pod: without a worker-index label it is
+    still a worker, and the leader without one is still the leader."""
+    _, pods = lws_group({"leaderWorkerTemplate": {"size": 3}}, 3)
+    for p, _ in pods:
+        del p["metadata"]["labels"]["leaderworkerset.sigs.k8s.io/worker-index"]
+    subs = []
+    for p, objects in pods:
+        g = group(p, *objects)
+        assert g is not None
+        subs.append(g.pod_subgroup)
+    assert subs == ["leader", "workers", "workers"]
+
+
+def test_leaderworkerset_leader_ready_worker_and_placed_leader_need_the_group() -> None:
+    """LeaderReady: once the leader is placed (its workers exist only then), the gang is the whole group."""
+    spec = {"startupPolicy": "LeaderReady", "leaderWorkerTemplate": {"size": 3, "subGroupPolicy": {"subGroupSize": 2}}}
+    _, pods = lws_group(spec, 3)
+    leader, objects = pods[0]
+    alone = group(leader, *objects)
+    assert alone is not None and (alone.min_member, alone.pod_subgroup) == (1, "leader")
+    assert [s.name for s in alone.sub_groups] == ["leader"]
+    leader["spec"]["nodeName"] = "n1"
+    for p, objects in pods:
+        g = group(p, *objects)
+        assert g is not None and g.min_member == 3 and g.name == alone.name
+        assert [s.name for s in g.sub_groups] == ["segment-0", "leader", "workers"]
+
+
 def test_pytorchjob_counts_every_replica_with_a_subgroup_per_type() -> None:
     pj = obj(
         "PyTorchJob",
