@@ -554,7 +554,7 @@ def _kubeflow(base: _Base, pod: Obj, top: Obj, chain: Sequence[Obj]) -> GroupSpe
 def _ray(base: _Base, pod: Obj, top: Obj, chain: Sequence[Obj]) -> GroupSpec:
     """One gang per RayCluster (or the RayJob / RayService that made it): the head (1) and every worker
     group with minReplicas x numOfHosts (replicas x numOfHosts when neither autoscaling nor minReplicas
-    is set; suspended groups count 0), each a subgroup with its template's topology (as KAI's)."""
+    is set; a group with `suspend` counts 0), each a subgroup with its template's topology (as KAI's)."""
     cluster = next((o for o in chain if o.get("kind") == "RayCluster"), top)
     where = describe(cluster)
     head = _template_constraint(_get(cluster, "spec", "headGroupSpec", "template"))
@@ -564,7 +564,7 @@ def _ray(base: _Base, pod: Obj, top: Obj, chain: Sequence[Obj]) -> GroupSpec:
     groups = _get(cluster, "spec", "workerGroupSpecs") or []
     for i, group in enumerate(groups if isinstance(groups, list) else []):
         name = str(_get(group, "groupName") or f"worker-group-{i}")
-        if _get(group, "suspended"):
+        if _get(group, "suspend"):  # KubeRay's field (KAI reads `suspended`, which KubeRay's CRD prunes)
             continue
         desired = _int(_get(group, "replicas"), 0, f"{where} workerGroupSpecs[{name}].replicas")
         minimum = _int(_get(group, "minReplicas"), 0, f"{where} workerGroupSpecs[{name}].minReplicas")

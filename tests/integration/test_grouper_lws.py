@@ -17,6 +17,7 @@ import pytest
 
 from tests.integration.test_daemon import RACK, Daemons, Kube, daemon, kube, wait_for
 from tests.integration.test_grouper_daemon import bound, create, owner_ref, podgroups, pods_of, template, workload_crds
+from tests.upstream_crds import CrdSet
 
 pytestmark = pytest.mark.integration
 SHARED_FIXTURES = (daemon, kube, workload_crds)  # requested by name below
@@ -83,7 +84,7 @@ def new_lws(
     return LwsController(k, lws)
 
 
-def test_each_replica_group_is_one_gang(kube: Kube, daemon: Daemons, workload_crds: list[str]) -> None:
+def test_each_replica_group_is_one_gang(kube: Kube, daemon: Daemons, workload_crds: CrdSet) -> None:
     """Two groups of 3 (leader + 2 workers, 1 GPU each) and one 4-GPU node: one group starts whole, the other
     waits whole (no leader or worker of it starts alone), each its own PodGroup."""
     kube.node("lw-a", 4)
@@ -124,7 +125,7 @@ def test_each_replica_group_is_one_gang(kube: Kube, daemon: Daemons, workload_cr
             assert m["labels"][SUBGROUP] == ("leader" if m["labels"][WORKER_INDEX] == "0" else "workers")
 
 
-def test_leader_ready_then_segments_each_in_a_rack(kube: Kube, daemon: Daemons, workload_crds: list[str]) -> None:
+def test_leader_ready_then_segments_each_in_a_rack(kube: Kube, daemon: Daemons, workload_crds: CrdSet) -> None:
     """startupPolicy LeaderReady with subGroupPolicy.subGroupSize 2 and the segment topology annotation
     required rack, size 5: the leader is a gang of one until it is placed; then (as the operator creates the
     workers only now) the PodGroup grows to the group (minMember 5; segment-0 = leader, w1, w2 and segment-1 =

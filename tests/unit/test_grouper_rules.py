@@ -466,6 +466,7 @@ def test_mpijob_launcher_created_late_is_not_counted() -> None:
 
 
 def test_raycluster_head_and_worker_groups() -> None:
+    """A suspended worker group (KubeRay's `suspend`: its pods are deleted) is not waited for."""
     rc = obj(
         "RayCluster",
         "rc",
@@ -477,7 +478,7 @@ def test_raycluster_head_and_worker_groups() -> None:
             "workerGroupSpecs": [
                 {"groupName": "gpu", "replicas": 4, "minReplicas": 2, "numOfHosts": 2},
                 {"groupName": "cpu", "replicas": 3},
-                {"groupName": "off", "replicas": 5, "suspended": True},
+                {"groupName": "off", "replicas": 5, "suspend": True},
             ],
         },
     )
