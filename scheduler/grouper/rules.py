@@ -44,6 +44,7 @@ DEFAULT_PRIORITY_CLASSES: Mapping[str, str] = {
     "Deployment": INFERENCE,
     "LeaderWorkerSet": INFERENCE,  # a serving kind (KAI's default grouper would say train)
     "DynamoGraphDeployment": INFERENCE,
+    "PodCliqueSet": INFERENCE,  # Grove: disaggregated serving
     "RayService": INFERENCE,
     "Service": INFERENCE,  # Knative
     "Notebook": BUILD,
@@ -626,6 +627,79 @@ def _dynamo(base: _Base, pod: Obj, top: Obj, chain: Sequence[Obj]) -> GroupSpec:
     return base.spec(sum(s.min_member or 0 for s in subs), subs, pod_subgroup=names[component])
 
 
+def _grove(base: _Base, pod: Obj, top: Obj, chain: Sequence[Obj]) -> GroupSpec:
+    """One gang per Grove PodGang, worked out from the PodCliqueSet as Grove makes its PodGangs: replica r's
+    base gang `<pcs>-<r>` holds every standalone clique and replicas 0..minAvailable-1 of each scaling group;
+    each scaling group replica i >= minAvailable is a gang of its own (`<pcs>-<r>-<group>-<i - minAvailable>`).
+    A subgroup per PodClique (its name, `<pcs>-<r>-<clique>` or `<pcs>-<r>-<group>-<i>-<clique>`) with the
+    clique's minAvailable (default: its replicas); minMember their sum. KAI reads the PodGang itself and names
+    the gang `pg-<podgang>-<podgang uid>`; ours is `pg-<podgang>-<pcs uid>`, so the rule needs only the owners
+    (simulate and replay have no PodGangs)."""
+    where = describe(top)
+    pcs = str(meta(top).get("name", ""))
+    template = _get(top, "spec", "template") or {}
+    cliques: dict[str, int] = {}
+    for i, clique in enumerate(_get(template, "cliques") or []):
+        name = str(_get(clique, "name") or "")
+        if not name:
+            raise GroupingError(f"{where}: spec.template.cliques[{i}] has no name")
+        replicas = _int(_get(clique, "spec", "replicas"), 1, f"{where} clique {name} replicas")
+        cliques[name] = _int(_get(clique, "spec", "minAvailable"), replicas, f"{where} clique {name} minAvailable")
+    groups: dict[str, tuple[list[str], int, int]] = {}  # scaling group -> (cliques, replicas, minAvailable)
+    for i, sg in enumerate(_get(template, "podCliqueScalingGroups") or []):
+        name = str(_get(sg, "name") or "")
+        names = [str(c) for c in _get(sg, "cliqueNames") or []]
+        if not name or not names or any(c not in cliques for c in names):
+            raise GroupingError(
+                f"{where}: spec.template.podCliqueScalingGroups[{i}] needs a name and cliqueNames of its cliques"
+            )
+        replicas = _int(_get(sg, "replicas"), 1, f"{where} scaling group {name} replicas")
+        groups[name] = (
+            names,
+            replicas,
+            _int(_get(sg, "minAvailable"), 1, f"{where} scaling group {name} minAvailable"),
+        )
+    clique_obj = chain[0] if chain and chain[0].get("kind") == "PodClique" else None
+    own = str(meta(clique_obj).get("name", "")) if clique_obj is not None else ""
+    grouped = {c for names, _, _ in groups.values() for c in names}
+    found = re.fullmatch(rf"{re.escape(pcs)}-(\d+)-(.+)", own)
+    if found is None:
+        raise GroupingError(
+            f"pod {meta(pod).get('name')} of {where} is not owned by one of its PodCliques ({own or 'none'})"
+        )
+    replica, rest = int(found.group(1)), found.group(2)
+    prefix = f"{pcs}-{replica}"
+    # the gang's members: (PodClique name, minAvailable) of the pod's PodGang
+    members: list[tuple[str, int]] | None = None
+    gang = prefix
+    if rest in cliques and rest not in grouped:
+        members = []
+    else:
+        for sg_name in sorted(groups):
+            names, replicas, min_available = groups[sg_name]
+            m = re.fullmatch(rf"{re.escape(sg_name)}-(\d+)-(.+)", rest)
+            if m is not None and m.group(2) in names:
+                index = int(m.group(1))
+                if index >= min_available:  # a scaled replica: a gang of its own
+                    gang = f"{prefix}-{sg_name}-{index - min_available}"
+                    members = [(f"{prefix}-{sg_name}-{index}-{c}", cliques[c]) for c in names]
+                else:
+                    members = []
+                break
+    if members is None:
+        raise GroupingError(f"{where}: PodClique {own} is no clique of its template")
+    if not members:  # the base gang
+        members = [(f"{prefix}-{c}", n) for c, n in cliques.items() if c not in grouped]
+        for sg_name in sorted(groups):
+            names, replicas, min_available = groups[sg_name]
+            members += [
+                (f"{prefix}-{sg_name}-{i}-{c}", cliques[c]) for i in range(min(min_available, replicas)) for c in names
+            ]
+    base.name = pg_name(gang, str(meta(top).get("uid", "")))
+    subs = [SubGroup(_dns_label(name), n, "", TopologyConstraint()) for name, n in members]
+    return base.spec(sum(n for _, n in members), subs, pod_subgroup=_dns_label(own))
+
+
 _RULES = {
     "Deployment": _deployment,
     "StatefulSet": _statefulset,
@@ -636,6 +710,7 @@ _RULES = {
     "RayJob": _ray,
     "RayService": _ray,
     "DynamoGraphDeployment": _dynamo,
+    "PodCliqueSet": _grove,
     **dict.fromkeys(KUBEFLOW_REPLICA_SPECS, _kubeflow),
 }
 

@@ -687,3 +687,69 @@ def test_the_daemons_grouper_holds_a_pod_no_pass_has_seen_yet() -> None:
         assert grouper.waiting() == {}
     finally:
         grouper.close()
+
+
+def grove_objects() -> tuple[dict[str, Any], dict[str, Any]]:
+    """A PodCliqueSet of 2 replicas: a standalone frontend clique, and a scaling group `prefill` (a leader and
+    workers, 3 replicas of which 2 are the guaranteed minimum); and its PodCliqueScalingGroup of replica 1."""
+    spec = {
+        "replicas": 2,
+        "template": {
+            "cliques": [
+                {"name": "frontend", "spec": {"replicas": 2}},
+                {"name": "leader", "spec": {"replicas": 1}},
+                {"name": "worker", "spec": {"replicas": 3, "minAvailable": 2}},
+            ],
+            "podCliqueScalingGroups": [
+                {"name": "prefill", "cliqueNames": ["leader", "worker"], "replicas": 3, "minAvailable": 2}
+            ],
+        },
+    }
+    pcs = obj("PodCliqueSet", "inf", "g1", api_version="grove.io/v1alpha1", spec=spec)
+    pcsg = obj("PodCliqueScalingGroup", "inf-1-prefill", "sg1", pcs, api_version="grove.io/v1alpha1")
+    return pcs, pcsg
+
+
+def grove_pod(clique: str, owner: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    pclq = obj("PodClique", clique, f"pc-{clique}", owner, api_version="grove.io/v1alpha1")
+    return pod(f"{clique}-x", pclq), pclq
+
+
+def test_grove_podcliqueset_base_gang_holds_standalone_cliques_and_the_minimum_of_each_scaling_group() -> None:
+    pcs, pcsg = grove_objects()
+    front, front_clq = grove_pod("inf-1-frontend", pcs)
+    worker, worker_clq = grove_pod("inf-1-prefill-1-worker", pcsg)
+    a = group(front, front_clq, pcs)
+    b = group(worker, worker_clq, pcsg, pcs)
+    assert a is not None and b is not None
+    assert (a.name, a.min_member, a.priority_class, a.owner.kind) == ("pg-inf-1-g1", 8, "inference", "PodCliqueSet")
+    assert [(s.name, s.min_member) for s in a.sub_groups] == [
+        ("inf-1-frontend", 2),
+        ("inf-1-prefill-0-leader", 1),
+        ("inf-1-prefill-0-worker", 2),
+        ("inf-1-prefill-1-leader", 1),
+        ("inf-1-prefill-1-worker", 2),
+    ]
+    assert (b.name, b.sub_groups, b.min_member) == (a.name, a.sub_groups, a.min_member)
+    assert (a.pod_subgroup, b.pod_subgroup) == ("inf-1-frontend", "inf-1-prefill-1-worker")
+
+
+def test_grove_scaling_group_replica_above_its_minimum_is_a_gang_of_its_own() -> None:
+    pcs, pcsg = grove_objects()
+    leader, clq = grove_pod("inf-1-prefill-2-leader", pcsg)
+    g = group(leader, clq, pcsg, pcs)
+    assert g is not None
+    assert (g.name, g.min_member, g.pod_subgroup) == ("pg-inf-1-prefill-0-g1", 3, "inf-1-prefill-2-leader")
+    assert [(s.name, s.min_member) for s in g.sub_groups] == [
+        ("inf-1-prefill-2-leader", 1),
+        ("inf-1-prefill-2-worker", 2),
+    ]
+
+
+def test_grove_pod_outside_its_cliques_waits_with_the_reason() -> None:
+    pcs, _ = grove_objects()
+    with pytest.raises(GroupingError, match="not owned by one of its PodCliques"):
+        group(pod("stray", pcs), pcs)
+    p, clq = grove_pod("inf-0-other", pcs)
+    with pytest.raises(GroupingError, match="no clique of its template"):
+        group(p, clq, pcs)
