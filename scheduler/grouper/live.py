@@ -229,7 +229,9 @@ class LiveGrouper:
             if result.update is not None:
                 updates.setdefault(pg_key, result.update)
             joins.append((key, pg_key, result.pod_patch))
-            self.held[key] = awaiting(pod, f"waiting for its PodGroup {result.spec.name}, which the grouper is making")
+            self.held[key] = awaiting(
+                pod, f"waiting for its PodGroup {result.spec.group.name}, which the grouper is making"
+            )
         if time.monotonic() - self._last_resync >= self.resync_seconds:
             self._last_resync = time.monotonic()
             updates.update({k: v for k, v in self._resync(config).items() if k not in updates})

@@ -22,7 +22,7 @@ from scheduler.api.labels import (
     REQUIRED_ANNOTATION,
     TOPOLOGY_ANNOTATION,
 )
-from scheduler.api.podgroup import SubGroup, TopologyConstraint
+from scheduler.api.podgroup import PodGroup, SubGroup, TopologyConstraint
 
 Obj = Mapping[str, Any]
 
@@ -99,26 +99,18 @@ class OwnerRef:
 
 @dataclass(frozen=True, slots=True)
 class GroupSpec:
-    """The PodGroup a pod belongs to, and the leaf subgroup it joins ("" when the gang has none)."""
+    """The gang a pod belongs to, as the scheduler's own PodGroup type, with what the object written for it
+    carries besides (owner reference, labels) and the leaf subgroup the pod joins ("" when the gang has none)."""
 
-    namespace: str
-    name: str
-    min_member: int | None
-    queue: str
-    priority_class: str
-    preemptibility: str
-    constraint: TopologyConstraint
+    group: PodGroup
     owner: OwnerRef
     labels: tuple[tuple[str, str], ...] = ()
-    annotations: tuple[tuple[str, str], ...] = ()
-    sub_groups: tuple[SubGroup, ...] = ()
-    min_sub_group: int | None = None
     pod_subgroup: str = ""
     kind: str = ""  # the kind whose rule made it
 
     @property
     def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return self.group.key
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -269,7 +261,7 @@ class _Base:
     ) -> GroupSpec:
         notes = dict(self.notes)
         notes[GROUPER_ANNOTATION] = GROUPER_NAME
-        return GroupSpec(
+        group = PodGroup(
             namespace=self.namespace,
             name=self.name,
             min_member=min_member,
@@ -277,14 +269,11 @@ class _Base:
             priority_class=self.priority_class,
             preemptibility=self.preemptibility,
             constraint=_constraint(self.notes),
-            owner=self.owner,
-            labels=tuple(sorted(self.labels.items())),
-            annotations=tuple(sorted(notes.items())),
             sub_groups=tuple(sub_groups),
             min_sub_group=min_sub_group,
-            pod_subgroup=pod_subgroup,
-            kind=self.kind,
+            annotations=tuple(sorted(notes.items())),
         )
+        return GroupSpec(group, self.owner, tuple(sorted(self.labels.items())), pod_subgroup, self.kind)
 
 
 def _priority_class(
