@@ -1,15 +1,17 @@
 """The grouper on a real cluster: runs in the daemon's cycle (so only the leader writes, through the same
 fenced client as every other write), before the snapshot.
 
-It sees pods and PodGroups through the daemon's watch (`observe`), reads owners on demand with GET
-(their resource found by API discovery, so any kind works; a kind whose CRD is not installed is a 404,
-never a crash), creates the PodGroups it makes (marked with `kai.scheduler/grouped-by: kaisched`),
+It sees pods and PodGroups through the daemon's watch (`observe`), and the workload kinds it groups
+through watches of their own (`owner_event`, kube/paths.py GROUPED_OWNERS: a kind whose CRD is not
+installed, or that it may not list, is simply empty); an owner not seen there (another kind or version, or
+not arrived yet) is read on demand with GET (its resource found by API discovery, so any kind works; a 404
+is never a crash). It creates the PodGroups it makes (marked with `kai.scheduler/grouped-by: kaisched`),
 updates only those, and annotates each pod with `pod-group-name`. Until a pod is annotated it is held
 (`held`): the session makes it wait with AwaitingPodGroup instead of placing it as a gang of one (an
 owner that cannot be read holds it too, the message naming the owner and the fix; except a kind with
-no gang rule the scheduler may not read, grouped by what it can read). Every
-`resync_seconds` it re-reads the owners of each of its PodGroups, so a scaled workload's gang follows
-(minMember after a scale)."""
+no gang rule the scheduler may not read, grouped by what it can read). When a watched owner changes, and
+every `resync_seconds` (for the owners it reads by GET), it works out each of its PodGroups again, so a
+scaled workload's gang follows at once (minMember after a scale)."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from scheduler.grouper.objects import is_ours, needs_update
 from scheduler.grouper.plan import PodPlan, awaiting, needs_grouping, plan, unreadable
 from scheduler.grouper.rules import GANG_KINDS, GrouperConfig, GroupingError, annotations_of, group_pod, meta
 from scheduler.kube.client import ApiError, KubeClient
-from scheduler.kube.paths import POD_GROUPS
+from scheduler.kube.paths import GROUPED_OWNERS, POD_GROUPS
 
 log = logging.getLogger("kaisched.grouper")
 
@@ -47,6 +49,31 @@ def _skeleton(pod: Obj) -> dict[str, Any]:
         "metadata": {k: m[k] for k in keep_meta if k in m},
         "spec": {k: spec[k] for k in keep_spec if k in spec},
         "status": {"phase": (pod.get("status") or {}).get("phase", "Pending")},
+    }
+
+
+# parts of a workload no rule reads and that can be large (pod specs): not kept in the owner store
+_HEAVY = frozenset(("containers", "initContainers", "ephemeralContainers", "volumes", "volumeClaimTemplates"))
+
+
+def _trim(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _trim(v) for k, v in value.items() if k not in _HEAVY}
+    if isinstance(value, list):
+        return [_trim(v) for v in value]
+    return value
+
+
+def _owner_skeleton(api_version: str, kind: str, obj: Obj) -> dict[str, Any]:
+    """What the rules read of a watched owner: its identity, labels, annotations, owners and spec (without
+    pod specs); its status is left out, so a status update is no change."""
+    m = meta(obj)
+    keep = ("name", "namespace", "uid", "labels", "annotations", "ownerReferences")
+    return {
+        "apiVersion": str(obj.get("apiVersion") or api_version),
+        "kind": kind,
+        "metadata": {k: m[k] for k in keep if k in m},
+        "spec": _trim(obj.get("spec") or {}),
     }
 
 
@@ -72,7 +99,7 @@ class LiveGrouper:
         self,
         client: KubeClient,
         scheduler_name: str,
-        resync_seconds: float = 15.0,
+        resync_seconds: float = 60.0,
         workers: int = 16,
         max_pods_per_pass: int = 500,
         on_object: Callable[[str, dict[str, Any]], None] | None = None,
@@ -94,6 +121,11 @@ class LiveGrouper:
         self._last_resync = time.monotonic()
         self._unreadable: dict[tuple[str, str, str, str], tuple[int, float]] = {}  # owner -> (status, retry at)
         self.stats = {"created": 0, "updated": 0, "pods": 0, "failed": 0}
+        # the watched workload kinds (kube/paths.py GROUPED_OWNERS): (kind, namespace, name) -> skeleton
+        self.owners: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._owner_versions = {r.kind: r.api_version for r in GROUPED_OWNERS}
+        self._owner_listing: dict[str, set[tuple[str, str, str]]] = {}
+        self._owners_changed = False  # a watched owner changed: bring our PodGroups up to date now
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -128,6 +160,35 @@ class LiveGrouper:
             self.singles.discard(key)
             self._joined.pop(str(meta(skeleton).get("uid", "")), None)
             self.held.pop(key, None)
+
+    def owner_event(self, event: str, kind: str, payload: Any) -> None:
+        """A watch event of a workload kind: LIST opens a (re)list, PAGE and SYNC carry its items (after SYNC
+        what it lacked is gone), the others one object."""
+        if event == "LIST":
+            self._owner_listing[kind] = set()
+        elif event in ("PAGE", "SYNC"):
+            listing = self._owner_listing.setdefault(kind, set())
+            for obj in payload:
+                listing.add(self._put_owner(kind, obj, False))
+            if event == "SYNC":
+                for key in [k for k in self.owners if k[0] == kind and k not in listing]:
+                    del self.owners[key]
+                    self._owners_changed = True
+                del self._owner_listing[kind]
+        else:
+            self._put_owner(kind, payload, event == "DELETED")
+
+    def _put_owner(self, kind: str, obj: Obj, deleted: bool) -> tuple[str, str, str]:
+        m = meta(obj)
+        key = (kind, str(m.get("namespace") or "default"), str(m.get("name", "")))
+        if deleted:
+            self._owners_changed |= self.owners.pop(key, None) is not None
+            return key
+        skeleton = _owner_skeleton(self._owner_versions.get(kind, ""), kind, obj)
+        if self.owners.get(key) != skeleton:
+            self.owners[key] = skeleton
+            self._owners_changed = True
+        return key
 
     def waiting(self) -> dict[str, tuple[str, str]]:
         """The pods a session must hold back: those a pass held, and those that came in after the last pass
@@ -180,6 +241,15 @@ class LiveGrouper:
                 pod = self.pods.get(f"{ref.namespace}/{ref.name}")
                 if pod is not None:
                     return pod
+            # a watched owner of the version the reference names and the same uid; else (not seen yet, an
+            # other version, re-created) it is read
+            watched = self.owners.get((ref.kind, ref.namespace, ref.name))
+            if (
+                watched is not None
+                and watched["apiVersion"] == ref.api_version
+                and meta(watched).get("uid") in ("", ref.uid or meta(watched).get("uid"))
+            ):
+                return watched
             k = (ref.api_version, ref.kind, ref.namespace, ref.name)
             if k not in run.owners:
                 status, until = self._unreadable.get(k, (0, 0.0))
@@ -232,8 +302,8 @@ class LiveGrouper:
             self.held[key] = awaiting(
                 pod, f"waiting for its PodGroup {result.spec.group.name}, which the grouper is making"
             )
-        if time.monotonic() - self._last_resync >= self.resync_seconds:
-            self._last_resync = time.monotonic()
+        if self._owners_changed or time.monotonic() - self._last_resync >= self.resync_seconds:
+            self._last_resync, self._owners_changed = time.monotonic(), False
             updates.update({k: v for k, v in self._resync(config).items() if k not in updates})
         failed_groups = set(self._parallel(self._create, sorted(creates.items())))
         failed_groups |= set(self._parallel(self._update, sorted(updates.items())))

@@ -120,10 +120,14 @@ def test_workloads_are_grouped_and_scheduled_as_gangs(kube: Kube, daemon: Daemon
     assert len(groups) == 2 + 3, sorted(groups)
 
 
-def test_a_gang_waits_whole_and_follows_a_scale(kube: Kube, daemon: Daemons, controllers: None) -> None:
+def test_a_gang_waits_whole_and_follows_a_scale(kube: Kube, daemon: Daemons, controllers: None, tmp_path: Path) -> None:
+    """The PodGroup follows the Job's scale through the grouper's watch of Jobs: its periodic re-read of
+    owners is set to an hour here, so only the watch can bring the change."""
     kube.node("gw-a", 4)
     kube.node("gw-b", 4)
-    daemon.start()
+    config = tmp_path / "config.yaml"
+    config.write_text("groupingResyncSeconds: 3600\n")
+    daemon.start("--config", str(config))
     job_tmpl = {**template(kube, 3), "spec": {**template(kube, 3)["spec"], "restartPolicy": "Never"}}
     job = create(kube, "/apis/batch/v1", "jobs", {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "big"},
