@@ -708,6 +708,37 @@ def test_the_daemons_grouper_holds_a_pod_no_pass_has_seen_yet() -> None:
         grouper.close()
 
 
+def test_the_daemons_grouper_keeps_watched_owners_and_notices_what_changes_a_gang() -> None:
+    """The watched workloads (owner_event): kept without pod specs or status, a status update is no change,
+    a spec change or a deletion is; a relist drops what it lacks. (No API server: nothing is sent.)"""
+    from scheduler.grouper.chain import Ref
+    from scheduler.grouper.live import LiveGrouper, _Pass
+    from scheduler.kube.client import KubeClient
+
+    grouper = LiveGrouper(KubeClient("https://127.0.0.1:9"), "kai-scheduler")
+    try:
+        job = indexed_job("j", "j1", 3, 3)
+        job["spec"]["template"] = {"spec": {"containers": [{"name": "c", "image": "x"}]}}
+        job["status"] = {"active": 3}
+        grouper.owner_event("LIST", "Job", [])
+        grouper.owner_event("SYNC", "Job", [job])
+        kept = grouper.owners[("Job", NS, "j")]
+        assert kept["spec"]["template"] == {"spec": {}} and "status" not in kept and kept["apiVersion"] == "batch/v1"
+        lookup = grouper._lookup(_Pass())
+        assert lookup(Ref("batch/v1", "Job", "j", "j1", NS)) is kept  # from memory: no GET
+        grouper._owners_changed = False
+        grouper.owner_event("MODIFIED", "Job", {**job, "status": {"active": 2}})
+        assert not grouper._owners_changed
+        grouper.owner_event("MODIFIED", "Job", {**job, "spec": {**job["spec"], "parallelism": 2}})
+        assert grouper._owners_changed and grouper.owners[("Job", NS, "j")]["spec"]["parallelism"] == 2
+        grouper._owners_changed = False
+        grouper.owner_event("LIST", "Job", [])
+        grouper.owner_event("SYNC", "Job", [])
+        assert grouper._owners_changed and not grouper.owners
+    finally:
+        grouper.close()
+
+
 def grove_objects() -> tuple[dict[str, Any], dict[str, Any]]:
     """A PodCliqueSet of 2 replicas: a standalone frontend clique, and a scaling group `prefill` (a leader and
     workers, 3 replicas of which 2 are the guaranteed minimum); and its PodCliqueScalingGroup of replica 1."""
