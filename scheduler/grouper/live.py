@@ -16,6 +16,7 @@ scaled workload's gang follows at once (minMember after a scale)."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -118,14 +119,18 @@ class LiveGrouper:
         self._resources: dict[str, dict[str, tuple[str, bool]] | None] = {}  # apiVersion -> kind -> (plural, ns'd)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grouper")
         self._lock = threading.Lock()
-        self._last_resync = time.monotonic()
+        self._last_resync = -math.inf  # the first pass works out every PodGroup (a previous leader's too)
         self._unreadable: dict[tuple[str, str, str, str], tuple[int, float]] = {}  # owner -> (status, retry at)
         self.stats = {"created": 0, "updated": 0, "pods": 0, "failed": 0}
         # the watched workload kinds (kube/paths.py GROUPED_OWNERS): (kind, namespace, name) -> skeleton
         self.owners: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._owner_versions = {r.kind: r.api_version for r in GROUPED_OWNERS}
         self._owner_listing: dict[str, set[tuple[str, str, str]]] = {}
-        self._owners_changed = False  # a watched owner changed: bring our PodGroups up to date now
+        self._changed: set[str] = set()  # uids of watched owners that changed since the last pass
+        self._gone: set[str] = set()  # ... and of those deleted
+        # owner uid -> {PodGroup key: the member pod last grouped through it}: which gangs an owner's change
+        # can change, and a pod to work each out again from
+        self._uses: dict[str, dict[str, str]] = {}
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -172,8 +177,9 @@ class LiveGrouper:
                 listing.add(self._put_owner(kind, obj, False))
             if event == "SYNC":
                 for key in [k for k in self.owners if k[0] == kind and k not in listing]:
-                    del self.owners[key]
-                    self._owners_changed = True
+                    uid = str(meta(self.owners.pop(key)).get("uid", ""))
+                    self._changed.add(uid)
+                    self._gone.add(uid)
                 del self._owner_listing[kind]
         else:
             self._put_owner(kind, payload, event == "DELETED")
@@ -182,13 +188,19 @@ class LiveGrouper:
         m = meta(obj)
         key = (kind, str(m.get("namespace") or "default"), str(m.get("name", "")))
         if deleted:
-            self._owners_changed |= self.owners.pop(key, None) is not None
+            if self.owners.pop(key, None) is not None:
+                self._changed.add(str(m.get("uid", "")))
+                self._gone.add(str(m.get("uid", "")))
             return key
         skeleton = _owner_skeleton(self._owner_versions.get(kind, ""), kind, obj)
         if self.owners.get(key) != skeleton:
             self.owners[key] = skeleton
-            self._owners_changed = True
+            self._changed.add(str(m.get("uid", "")))
         return key
+
+    def _used(self, pg_key: str, pod_key: str, chain: Chain) -> None:
+        for owner in chain.owners:
+            self._uses.setdefault(str(meta(owner).get("uid", "")), {})[pg_key] = pod_key
 
     def waiting(self) -> dict[str, tuple[str, str]]:
         """The pods a session must hold back: those a pass held, and those that came in after the last pass
@@ -294,6 +306,8 @@ class LiveGrouper:
                 continue
             self.singles.discard(key)
             pg_key = result.spec.key
+            if result.spec.owner.kind != "Pod":  # one pod's gang (a Deployment's) follows no owner
+                self._used(pg_key, key, chain)
             if result.create is not None:
                 creates.setdefault(pg_key, result.create)
             if result.update is not None:
@@ -302,9 +316,17 @@ class LiveGrouper:
             self.held[key] = awaiting(
                 pod, f"waiting for its PodGroup {result.spec.group.name}, which the grouper is making"
             )
-        if self._owners_changed or time.monotonic() - self._last_resync >= self.resync_seconds:
-            self._last_resync, self._owners_changed = time.monotonic(), False
-            updates.update({k: v for k, v in self._resync(config).items() if k not in updates})
+        # the PodGroups to work out again: those grouped through a watched owner that changed; every one of
+        # ours every resync_seconds (their owners not watched)
+        changed = {pg: p for uid in sorted(self._changed) for pg, p in self._uses.get(uid, {}).items()}
+        for uid in self._gone:
+            self._uses.pop(uid, None)
+        self._changed, self._gone = set(), set()
+        if time.monotonic() - self._last_resync >= self.resync_seconds:
+            self._last_resync = time.monotonic()
+            updates.update({k: v for k, v in self._resync(config, None).items() if k not in updates})
+        elif changed:
+            updates.update({k: v for k, v in self._resync(config, changed).items() if k not in updates})
         failed_groups = set(self._parallel(self._create, sorted(creates.items())))
         failed_groups |= set(self._parallel(self._update, sorted(updates.items())))
         ready = [(k, pg, patch) for k, pg, patch in joins if pg not in failed_groups]
@@ -333,14 +355,17 @@ class LiveGrouper:
         existing = self.podgroups.get(first.spec.key)
         return first if existing is None else plan(pod, chain, existing, config)
 
-    def _resync(self, config: GrouperConfig) -> dict[str, dict[str, Any]]:
-        """Merge patches for our PodGroups whose workload changed (fresh owners, read for this)."""
-        members: dict[str, dict[str, Any]] = {}
-        for key in sorted(self.pods):
-            pod = self.pods[key]
-            name = annotations_of(pod).get(POD_GROUP_ANNOTATION)
-            if name:
-                members.setdefault(f"{key.split('/', 1)[0]}/{name}", pod)
+    def _resync(self, config: GrouperConfig, scope: Mapping[str, str] | None) -> dict[str, dict[str, Any]]:
+        """Merge patches for our PodGroups whose workload changed: those of `scope` (PodGroup key -> a member
+        pod's key), or every one (None), worked out again from their owners."""
+        members = {pg: self.pods[p] for pg, p in sorted((scope or {}).items()) if p in self.pods}
+        if scope is None or len(members) < len(scope):  # every PodGroup, or one whose pod has gone (a scale-down)
+            for key in sorted(self.pods):
+                pod = self.pods[key]
+                name = annotations_of(pod).get(POD_GROUP_ANNOTATION)
+                pg = f"{key.split('/', 1)[0]}/{name}"
+                if name and (scope is None or pg in scope):
+                    members.setdefault(pg, pod)
         out: dict[str, dict[str, Any]] = {}
         run = _Pass()
         for pg_key in sorted(members):
@@ -350,6 +375,7 @@ class LiveGrouper:
             chain = walk(members[pg_key], self._lookup(run))
             if chain.missing is not None:
                 continue
+            self._used(pg_key, _key(members[pg_key]), chain)
             try:
                 spec = group_pod(members[pg_key], chain.owners, config)
             except GroupingError:

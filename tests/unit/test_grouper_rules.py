@@ -726,15 +726,15 @@ def test_the_daemons_grouper_keeps_watched_owners_and_notices_what_changes_a_gan
         assert kept["spec"]["template"] == {"spec": {}} and "status" not in kept and kept["apiVersion"] == "batch/v1"
         lookup = grouper._lookup(_Pass())
         assert lookup(Ref("batch/v1", "Job", "j", "j1", NS)) is kept  # from memory: no GET
-        grouper._owners_changed = False
+        grouper._changed.clear()
         grouper.owner_event("MODIFIED", "Job", {**job, "status": {"active": 2}})
-        assert not grouper._owners_changed
+        assert not grouper._changed
         grouper.owner_event("MODIFIED", "Job", {**job, "spec": {**job["spec"], "parallelism": 2}})
-        assert grouper._owners_changed and grouper.owners[("Job", NS, "j")]["spec"]["parallelism"] == 2
-        grouper._owners_changed = False
+        assert grouper._changed == {"j1"} and grouper.owners[("Job", NS, "j")]["spec"]["parallelism"] == 2
+        grouper._changed.clear()
         grouper.owner_event("LIST", "Job", [])
         grouper.owner_event("SYNC", "Job", [])
-        assert grouper._owners_changed and not grouper.owners
+        assert grouper._changed == grouper._gone == {"j1"} and not grouper.owners
     finally:
         grouper.close()
 
