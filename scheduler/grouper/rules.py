@@ -658,26 +658,25 @@ def _grove(base: _Base, pod: Obj, top: Obj, chain: Sequence[Obj]) -> GroupSpec:
         )
     replica, rest = int(found.group(1)), found.group(2)
     prefix = f"{pcs}-{replica}"
-    # the gang's members: (PodClique name, minAvailable) of the pod's PodGang
-    members: list[tuple[str, int]] | None = None
-    gang = prefix
-    if rest in cliques and rest not in grouped:
-        members = []
-    else:
+    # the pod's PodGang and its members, (PodClique name, minAvailable): a scaled scaling-group replica's own
+    # gang, else the replica's base gang
+    scaled: tuple[str, list[tuple[str, int]]] | None = None
+    if rest not in cliques or rest in grouped:
         for sg_name in sorted(groups):
-            names, replicas, min_available = groups[sg_name]
+            names, _, min_available = groups[sg_name]
             m = re.fullmatch(rf"{re.escape(sg_name)}-(\d+)-(.+)", rest)
             if m is not None and m.group(2) in names:
                 index = int(m.group(1))
-                if index >= min_available:  # a scaled replica: a gang of its own
-                    gang = f"{prefix}-{sg_name}-{index - min_available}"
+                if index >= min_available:
                     members = [(f"{prefix}-{sg_name}-{index}-{c}", cliques[c]) for c in names]
-                else:
-                    members = []
+                    scaled = (f"{prefix}-{sg_name}-{index - min_available}", members)
                 break
-    if members is None:
-        raise GroupingError(f"{where}: PodClique {own} is no clique of its template")
-    if not members:  # the base gang
+        else:
+            raise GroupingError(f"{where}: PodClique {own} is no clique of its template")
+    if scaled is not None:
+        gang, members = scaled
+    else:
+        gang = prefix
         members = [(f"{prefix}-{c}", n) for c, n in cliques.items() if c not in grouped]
         for sg_name in sorted(groups):
             names, replicas, min_available = groups[sg_name]
