@@ -513,7 +513,8 @@ def apply_crds(api_client: Any, crd_dir: Path = CRD_DIR, timeout: float = 30.0) 
     ext = client.ApiextensionsV1Api(api_client)
     names: list[str] = []
     for path in sorted(crd_dir.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
+        # libyaml's loader where PyYAML has it: upstream CRDs are megabytes (tests/upstream_crds.py)
+        for doc in yaml.load_all(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
             if not doc or doc.get("kind") != "CustomResourceDefinition":
                 continue
             name = doc["metadata"]["name"]

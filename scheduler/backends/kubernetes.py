@@ -28,7 +28,7 @@ from scheduler.framework.record import GangCommit
 from scheduler.grouper.live import LiveGrouper
 from scheduler.kube import podwire
 from scheduler.kube.client import ApiError, KubeClient, decode_dict
-from scheduler.kube.paths import PODS, WATCHED, ApiResource
+from scheduler.kube.paths import GROUPED_OWNERS, PODS, WATCHED, ApiResource
 
 log = logging.getLogger("kaisched.kube")
 
@@ -73,10 +73,18 @@ def _collector_paused() -> Iterator[None]:
 
 class Reflector(threading.Thread):
     def __init__(
-        self, client: KubeClient, res: ApiResource, out: queue.Queue[tuple[str, str, Any]], stop: threading.Event
+        self,
+        client: KubeClient,
+        res: ApiResource,
+        out: queue.Queue[tuple[str, str, Any]],
+        stop: threading.Event,
+        optional: bool = False,
     ) -> None:
         super().__init__(name=f"reflector-{res.kind}", daemon=True)
         self.client, self.res, self.out, self.stop_event = client, res, out, stop
+        # optional (the grouper's owners): a kind it may not list (403) is empty, as one not installed (404)
+        self.optional = optional
+        self.forbidden_logged = False
         self.synced = threading.Event()
         self.relists = 0
         self.reconnects = 0
@@ -122,7 +130,10 @@ class Reflector(threading.Thread):
                 if err.status == 410:
                     rv = ""
                     continue
-                if err.status == 404 and not rv:
+                if err.status == 403 and self.optional and not rv and not self.forbidden_logged:
+                    self.forbidden_logged = True
+                    log.warning("not watching %s (%s): its objects are read one by one", self.res.kind, err)
+                if (err.status == 404 or (err.status == 403 and self.optional)) and not rv:
                     # the CRD is not installed (yet): the cluster has none of these; keep checking
                     self.out.put(("SYNC", self.res.kind, []))
                     self.synced.set()
@@ -176,12 +187,20 @@ class KubeBackend:
         identity: str = "kaisched",
         bind_parallelism: int = 32,
         dry_run: bool = True,
+        watch_owners: bool = True,
     ) -> None:
         self.client = client
         self.state = ClusterState(scheduler_name)
         self.events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
         self.stop_event = threading.Event()
         self.reflectors = [Reflector(client, r, self.events, self.stop_event) for r in WATCHED]
+        # the workloads' objects, for the grouper only (never the cache's, never waited for: see GROUPED_OWNERS)
+        self.owner_reflectors = (
+            [Reflector(client, r, self.events, self.stop_event, optional=True) for r in GROUPED_OWNERS]
+            if watch_owners
+            else []
+        )
+        self.owner_kinds = frozenset(r.kind for r in GROUPED_OWNERS)
         self.known: dict[str, set[str]] = {r.kind: set() for r in WATCHED}
         self.listed: dict[str, set[str]] = {}  # kind -> keys of the list being received, page by page
         self.committer = GangCommitter(client, self.state, identity, bind_parallelism, dry_run)
@@ -201,7 +220,7 @@ class KubeBackend:
         self.grouping = False  # set by the first group() (configuration `grouping`)
 
     def start(self) -> None:
-        for r in self.reflectors:
+        for r in (*self.reflectors, *self.owner_reflectors):
             r.start()
 
     def stop(self) -> None:
@@ -244,6 +263,7 @@ class KubeBackend:
         """Make the PodGroups of pods waiting for one (grouper/live.py), then take what was written into
         the cache, so this cycle already schedules the gangs."""
         self.grouping = True  # from now on pods the grouper has not seen yet are held in snapshots
+        self.grouper.resync_seconds = config.grouping_resync_seconds
         if self.grouper.run(grouper_config(config, self.known["PriorityClass"])):
             self.drain()
 
@@ -292,7 +312,9 @@ class KubeBackend:
                 self._settle()
                 return n
             n += 1
-            if kind == "LIST":
+            if res in self.owner_kinds:
+                self.grouper.owner_event(kind, res, payload)
+            elif kind == "LIST":
                 self.listed[res] = set()
             elif kind in ("PAGE", "SYNC"):
                 with _collector_paused():

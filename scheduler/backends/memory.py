@@ -116,7 +116,7 @@ class MemoryBackend:
             spec_name = None
             result = plan(pod, chain, None, grouping)
             if result.spec is not None:
-                spec_name = result.spec.name
+                spec_name = result.spec.group.name
                 existing = self.objects.get(("PodGroup", ns, spec_name))
                 if existing is not None:
                     result = plan(pod, chain, existing, grouping)

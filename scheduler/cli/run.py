@@ -100,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, schedule_period_seconds=args.schedule_period)
     client = KubeClient.from_kubeconfig(args.kubeconfig, qps=args.qps, burst=args.burst)
     identity = args.identity or f"{socket.gethostname()}_{os.getpid()}"
-    backend = KubeBackend(client, config.scheduler_name, identity, dry_run=not args.no_bind_dry_run)
+    backend = KubeBackend(
+        client, config.scheduler_name, identity, dry_run=not args.no_bind_dry_run, watch_owners=config.grouping
+    )
     backend.committer.claims.timeout = args.volume_bind_timeout
     metrics = Metrics()
     # events and status get a client (and rate limit) of their own, as kube-scheduler's event client does,

@@ -56,6 +56,9 @@ class SchedulerConfig:
     # kind -> PriorityClass a grouped gang gets when neither the workload nor the pod names one (over the
     # built-in defaults: inference for Deployment, LeaderWorkerSet, DynamoGraphDeployment; train otherwise)
     grouping_priority_classes: Mapping[str, str] = field(default_factory=dict)
+    # the grouper watches the workload kinds it groups, so a scale reaches the gang at once; every this many
+    # seconds it also re-reads the owners of its PodGroups that it does not watch (other kinds, versions)
+    grouping_resync_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         for name in ("actions", "plugins"):
@@ -86,6 +89,9 @@ class SchedulerConfig:
         pcs = self.grouping_priority_classes
         if not isinstance(pcs, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in pcs.items()):
             raise ConfigError("groupingPriorityClasses must map workload kinds to PriorityClass names")
+        r = self.grouping_resync_seconds
+        if isinstance(r, bool) or not isinstance(r, int | float) or r <= 0:
+            raise ConfigError("groupingResyncSeconds must be a number of seconds > 0")
         if self.schedule_period_seconds <= 0:
             raise ConfigError("schedulePeriodSeconds must be > 0")
 

@@ -1,19 +1,22 @@
 """The grouper on a real cluster: runs in the daemon's cycle (so only the leader writes, through the same
 fenced client as every other write), before the snapshot.
 
-It sees pods and PodGroups through the daemon's watch (`observe`), reads owners on demand with GET
-(their resource found by API discovery, so any kind works; a kind whose CRD is not installed is a 404,
-never a crash), creates the PodGroups it makes (marked with `kai.scheduler/grouped-by: kaisched`),
+It sees pods and PodGroups through the daemon's watch (`observe`), and the workload kinds it groups
+through watches of their own (`owner_event`, kube/paths.py GROUPED_OWNERS: a kind whose CRD is not
+installed, or that it may not list, is simply empty); an owner not seen there (another kind or version, or
+not arrived yet) is read on demand with GET (its resource found by API discovery, so any kind works; a 404
+is never a crash). It creates the PodGroups it makes (marked with `kai.scheduler/grouped-by: kaisched`),
 updates only those, and annotates each pod with `pod-group-name`. Until a pod is annotated it is held
 (`held`): the session makes it wait with AwaitingPodGroup instead of placing it as a gang of one (an
 owner that cannot be read holds it too, the message naming the owner and the fix; except a kind with
-no gang rule the scheduler may not read, grouped by what it can read). Every
-`resync_seconds` it re-reads the owners of each of its PodGroups, so a scaled workload's gang follows
-(minMember after a scale)."""
+no gang rule the scheduler may not read, grouped by what it can read). When a watched owner changes, and
+every `resync_seconds` (for the owners it reads by GET), it works out each of its PodGroups again, so a
+scaled workload's gang follows at once (minMember after a scale)."""
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -27,7 +30,7 @@ from scheduler.grouper.objects import is_ours, needs_update
 from scheduler.grouper.plan import PodPlan, awaiting, needs_grouping, plan, unreadable
 from scheduler.grouper.rules import GANG_KINDS, GrouperConfig, GroupingError, annotations_of, group_pod, meta
 from scheduler.kube.client import ApiError, KubeClient
-from scheduler.kube.paths import POD_GROUPS
+from scheduler.kube.paths import GROUPED_OWNERS, POD_GROUPS
 
 log = logging.getLogger("kaisched.grouper")
 
@@ -47,6 +50,31 @@ def _skeleton(pod: Obj) -> dict[str, Any]:
         "metadata": {k: m[k] for k in keep_meta if k in m},
         "spec": {k: spec[k] for k in keep_spec if k in spec},
         "status": {"phase": (pod.get("status") or {}).get("phase", "Pending")},
+    }
+
+
+# parts of a workload no rule reads and that can be large (pod specs): not kept in the owner store
+_HEAVY = frozenset(("containers", "initContainers", "ephemeralContainers", "volumes", "volumeClaimTemplates"))
+
+
+def _trim(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _trim(v) for k, v in value.items() if k not in _HEAVY}
+    if isinstance(value, list):
+        return [_trim(v) for v in value]
+    return value
+
+
+def _owner_skeleton(api_version: str, kind: str, obj: Obj) -> dict[str, Any]:
+    """What the rules read of a watched owner: its identity, labels, annotations, owners and spec (without
+    pod specs); its status is left out, so a status update is no change."""
+    m = meta(obj)
+    keep = ("name", "namespace", "uid", "labels", "annotations", "ownerReferences")
+    return {
+        "apiVersion": str(obj.get("apiVersion") or api_version),
+        "kind": kind,
+        "metadata": {k: m[k] for k in keep if k in m},
+        "spec": _trim(obj.get("spec") or {}),
     }
 
 
@@ -72,7 +100,7 @@ class LiveGrouper:
         self,
         client: KubeClient,
         scheduler_name: str,
-        resync_seconds: float = 15.0,
+        resync_seconds: float = 60.0,
         workers: int = 16,
         max_pods_per_pass: int = 500,
         on_object: Callable[[str, dict[str, Any]], None] | None = None,
@@ -91,9 +119,18 @@ class LiveGrouper:
         self._resources: dict[str, dict[str, tuple[str, bool]] | None] = {}  # apiVersion -> kind -> (plural, ns'd)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grouper")
         self._lock = threading.Lock()
-        self._last_resync = time.monotonic()
+        self._last_resync = -math.inf  # the first pass works out every PodGroup (a previous leader's too)
         self._unreadable: dict[tuple[str, str, str, str], tuple[int, float]] = {}  # owner -> (status, retry at)
         self.stats = {"created": 0, "updated": 0, "pods": 0, "failed": 0}
+        # the watched workload kinds (kube/paths.py GROUPED_OWNERS): (kind, namespace, name) -> skeleton
+        self.owners: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._owner_versions = {r.kind: r.api_version for r in GROUPED_OWNERS}
+        self._owner_listing: dict[str, set[tuple[str, str, str]]] = {}
+        self._changed: set[str] = set()  # uids of watched owners that changed since the last pass
+        self._gone: set[str] = set()  # ... and of those deleted
+        # owner uid -> {PodGroup key: the member pod last grouped through it}: which gangs an owner's change
+        # can change, and a pod to work each out again from
+        self._uses: dict[str, dict[str, str]] = {}
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -128,6 +165,42 @@ class LiveGrouper:
             self.singles.discard(key)
             self._joined.pop(str(meta(skeleton).get("uid", "")), None)
             self.held.pop(key, None)
+
+    def owner_event(self, event: str, kind: str, payload: Any) -> None:
+        """A watch event of a workload kind: LIST opens a (re)list, PAGE and SYNC carry its items (after SYNC
+        what it lacked is gone), the others one object."""
+        if event == "LIST":
+            self._owner_listing[kind] = set()
+        elif event in ("PAGE", "SYNC"):
+            listing = self._owner_listing.setdefault(kind, set())
+            for obj in payload:
+                listing.add(self._put_owner(kind, obj, False))
+            if event == "SYNC":
+                for key in [k for k in self.owners if k[0] == kind and k not in listing]:
+                    uid = str(meta(self.owners.pop(key)).get("uid", ""))
+                    self._changed.add(uid)
+                    self._gone.add(uid)
+                del self._owner_listing[kind]
+        else:
+            self._put_owner(kind, payload, event == "DELETED")
+
+    def _put_owner(self, kind: str, obj: Obj, deleted: bool) -> tuple[str, str, str]:
+        m = meta(obj)
+        key = (kind, str(m.get("namespace") or "default"), str(m.get("name", "")))
+        if deleted:
+            if self.owners.pop(key, None) is not None:
+                self._changed.add(str(m.get("uid", "")))
+                self._gone.add(str(m.get("uid", "")))
+            return key
+        skeleton = _owner_skeleton(self._owner_versions.get(kind, ""), kind, obj)
+        if self.owners.get(key) != skeleton:
+            self.owners[key] = skeleton
+            self._changed.add(str(m.get("uid", "")))
+        return key
+
+    def _used(self, pg_key: str, pod_key: str, chain: Chain) -> None:
+        for owner in chain.owners:
+            self._uses.setdefault(str(meta(owner).get("uid", "")), {})[pg_key] = pod_key
 
     def waiting(self) -> dict[str, tuple[str, str]]:
         """The pods a session must hold back: those a pass held, and those that came in after the last pass
@@ -180,6 +253,15 @@ class LiveGrouper:
                 pod = self.pods.get(f"{ref.namespace}/{ref.name}")
                 if pod is not None:
                     return pod
+            # a watched owner of the version the reference names and the same uid; else (not seen yet, an
+            # other version, re-created) it is read
+            watched = self.owners.get((ref.kind, ref.namespace, ref.name))
+            if (
+                watched is not None
+                and watched["apiVersion"] == ref.api_version
+                and meta(watched).get("uid") in ("", ref.uid or meta(watched).get("uid"))
+            ):
+                return watched
             k = (ref.api_version, ref.kind, ref.namespace, ref.name)
             if k not in run.owners:
                 status, until = self._unreadable.get(k, (0, 0.0))
@@ -224,15 +306,27 @@ class LiveGrouper:
                 continue
             self.singles.discard(key)
             pg_key = result.spec.key
+            if result.spec.owner.kind != "Pod":  # one pod's gang (a Deployment's) follows no owner
+                self._used(pg_key, key, chain)
             if result.create is not None:
                 creates.setdefault(pg_key, result.create)
             if result.update is not None:
                 updates.setdefault(pg_key, result.update)
             joins.append((key, pg_key, result.pod_patch))
-            self.held[key] = awaiting(pod, f"waiting for its PodGroup {result.spec.name}, which the grouper is making")
+            self.held[key] = awaiting(
+                pod, f"waiting for its PodGroup {result.spec.group.name}, which the grouper is making"
+            )
+        # the PodGroups to work out again: those grouped through a watched owner that changed; every one of
+        # ours every resync_seconds (their owners not watched)
+        changed = {pg: p for uid in sorted(self._changed) for pg, p in self._uses.get(uid, {}).items()}
+        for uid in self._gone:
+            self._uses.pop(uid, None)
+        self._changed, self._gone = set(), set()
         if time.monotonic() - self._last_resync >= self.resync_seconds:
             self._last_resync = time.monotonic()
-            updates.update({k: v for k, v in self._resync(config).items() if k not in updates})
+            updates.update({k: v for k, v in self._resync(config, None).items() if k not in updates})
+        elif changed:
+            updates.update({k: v for k, v in self._resync(config, changed).items() if k not in updates})
         failed_groups = set(self._parallel(self._create, sorted(creates.items())))
         failed_groups |= set(self._parallel(self._update, sorted(updates.items())))
         ready = [(k, pg, patch) for k, pg, patch in joins if pg not in failed_groups]
@@ -261,14 +355,17 @@ class LiveGrouper:
         existing = self.podgroups.get(first.spec.key)
         return first if existing is None else plan(pod, chain, existing, config)
 
-    def _resync(self, config: GrouperConfig) -> dict[str, dict[str, Any]]:
-        """Merge patches for our PodGroups whose workload changed (fresh owners, read for this)."""
-        members: dict[str, dict[str, Any]] = {}
-        for key in sorted(self.pods):
-            pod = self.pods[key]
-            name = annotations_of(pod).get(POD_GROUP_ANNOTATION)
-            if name:
-                members.setdefault(f"{key.split('/', 1)[0]}/{name}", pod)
+    def _resync(self, config: GrouperConfig, scope: Mapping[str, str] | None) -> dict[str, dict[str, Any]]:
+        """Merge patches for our PodGroups whose workload changed: those of `scope` (PodGroup key -> a member
+        pod's key), or every one (None), worked out again from their owners."""
+        members = {pg: self.pods[p] for pg, p in sorted((scope or {}).items()) if p in self.pods}
+        if scope is None or len(members) < len(scope):  # every PodGroup, or one whose pod has gone (a scale-down)
+            for key in sorted(self.pods):
+                pod = self.pods[key]
+                name = annotations_of(pod).get(POD_GROUP_ANNOTATION)
+                pg = f"{key.split('/', 1)[0]}/{name}"
+                if name and (scope is None or pg in scope):
+                    members.setdefault(pg, pod)
         out: dict[str, dict[str, Any]] = {}
         run = _Pass()
         for pg_key in sorted(members):
@@ -278,6 +375,7 @@ class LiveGrouper:
             chain = walk(members[pg_key], self._lookup(run))
             if chain.missing is not None:
                 continue
+            self._used(pg_key, _key(members[pg_key]), chain)
             try:
                 spec = group_pod(members[pg_key], chain.owners, config)
             except GroupingError:

@@ -30,18 +30,19 @@ def _gang(min_member: int | None, min_sub_group: int | None, c: TopologyConstrai
 
 def podgroup_spec(spec: GroupSpec) -> dict[str, Any]:
     """The PodGroup's spec field (also what an update compares)."""
-    out: dict[str, Any] = {"queue": spec.queue, "priorityClassName": spec.priority_class}
-    out.update(_gang(spec.min_member, spec.min_sub_group, spec.constraint))
-    if spec.preemptibility:
-        out["preemptibility"] = spec.preemptibility
-    if spec.sub_groups:
+    pg = spec.group
+    out: dict[str, Any] = {"queue": pg.queue, "priorityClassName": pg.priority_class}
+    out.update(_gang(pg.min_member, pg.min_sub_group, pg.constraint))
+    if pg.preemptibility:
+        out["preemptibility"] = pg.preemptibility
+    if pg.sub_groups:
         out["subGroups"] = [
             {
                 "name": sg.name,
                 **({"parent": sg.parent} if sg.parent else {}),
                 **_gang(sg.min_member, sg.min_sub_group, sg.constraint),
             }
-            for sg in spec.sub_groups
+            for sg in pg.sub_groups
         ]
     return out
 
@@ -53,10 +54,10 @@ def podgroup_object(spec: GroupSpec) -> dict[str, Any]:
         "apiVersion": POD_GROUPS.api_version,
         "kind": POD_GROUPS.kind,
         "metadata": {
-            "name": spec.name,
-            "namespace": spec.namespace,
+            "name": spec.group.name,
+            "namespace": spec.group.namespace,
             "labels": dict(spec.labels),
-            "annotations": dict(spec.annotations),
+            "annotations": dict(spec.group.annotations),
             "ownerReferences": [
                 {
                     "apiVersion": spec.owner.api_version,
@@ -89,7 +90,7 @@ def needs_update(existing: Mapping[str, Any], spec: GroupSpec) -> dict[str, Any]
     if spec_patch:
         patch["spec"] = spec_patch
     labels = {k: v for k, v in spec.labels if labels_of(existing).get(k) != v}
-    notes = {k: v for k, v in spec.annotations if annotations_of(existing).get(k) != v}
+    notes = {k: v for k, v in spec.group.annotations if annotations_of(existing).get(k) != v}
     if labels or notes:
         patch["metadata"] = {k: v for k, v in (("labels", labels), ("annotations", notes)) if v}
     return patch or None
@@ -97,7 +98,7 @@ def needs_update(existing: Mapping[str, Any], spec: GroupSpec) -> dict[str, Any]
 
 def pod_patch(spec: GroupSpec) -> dict[str, Any]:
     """What joins a pod to its gang: the pod-group-name annotation, and its leaf subgroup's label."""
-    patch: dict[str, Any] = {"metadata": {"annotations": {POD_GROUP_ANNOTATION: spec.name}}}
+    patch: dict[str, Any] = {"metadata": {"annotations": {POD_GROUP_ANNOTATION: spec.group.name}}}
     if spec.pod_subgroup:
         patch["metadata"]["labels"] = {SUBGROUP_LABEL: spec.pod_subgroup}
     return patch

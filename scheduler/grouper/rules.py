@@ -22,13 +22,16 @@ from scheduler.api.labels import (
     REQUIRED_ANNOTATION,
     TOPOLOGY_ANNOTATION,
 )
-from scheduler.api.podgroup import SubGroup, TopologyConstraint
+from scheduler.api.podgroup import PodGroup, SubGroup, TopologyConstraint
 
 Obj = Mapping[str, Any]
 
 # KAI's keys
 BATCH_MIN_MEMBER_ANNOTATION = "kai.scheduler/batch-min-member"  # Job, JobSet, default grouper
 STATEFULSET_MIN_MEMBER_ANNOTATION = "kai.scheduler/min-member"  # StatefulSet with podManagementPolicy Parallel
+SEGMENT_SIZE_ANNOTATION = "kai.scheduler/segment-size"  # LeaderWorkerSet without subGroupPolicy
+SEGMENT_REQUIRED_ANNOTATION = "kai.scheduler/segment-topology-required-placement"
+SEGMENT_PREFERRED_ANNOTATION = "kai.scheduler/segment-topology-preferred-placement"
 PRIORITY_LABEL = "priorityClassName"
 RAY_PRIORITY_LABEL = "ray.io/priority-class-name"
 # ours: marks a PodGroup this grouper made, so it never touches one a user wrote
@@ -41,6 +44,7 @@ DEFAULT_PRIORITY_CLASSES: Mapping[str, str] = {
     "Deployment": INFERENCE,
     "LeaderWorkerSet": INFERENCE,  # a serving kind (KAI's default grouper would say train)
     "DynamoGraphDeployment": INFERENCE,
+    "PodCliqueSet": INFERENCE,  # Grove: disaggregated serving
     "RayService": INFERENCE,
     "Service": INFERENCE,  # Knative
     "Notebook": BUILD,
@@ -51,6 +55,8 @@ JOBSET_REPLICATED_JOB_LABEL = "jobset.sigs.k8s.io/replicatedjob-name"
 JOBSET_JOB_INDEX_LABEL = "jobset.sigs.k8s.io/job-index"
 LWS_GROUP_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
 LWS_WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
+LWS_SIZE_ANNOTATION = "leaderworkerset.sigs.k8s.io/size"  # on every pod: its revision's group size
+LWS_LEADER, LWS_WORKERS = "leader", "workers"  # KAI's subgroup names
 KUBEFLOW_REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
 RAY_GROUP_LABEL = "ray.io/group"
 RAY_HEAD_GROUP = "headgroup"
@@ -93,26 +99,18 @@ class OwnerRef:
 
 @dataclass(frozen=True, slots=True)
 class GroupSpec:
-    """The PodGroup a pod belongs to, and the leaf subgroup it joins ("" when the gang has none)."""
+    """The gang a pod belongs to, as the scheduler's own PodGroup type, with what the object written for it
+    carries besides (owner reference, labels) and the leaf subgroup the pod joins ("" when the gang has none)."""
 
-    namespace: str
-    name: str
-    min_member: int | None
-    queue: str
-    priority_class: str
-    preemptibility: str
-    constraint: TopologyConstraint
+    group: PodGroup
     owner: OwnerRef
     labels: tuple[tuple[str, str], ...] = ()
-    annotations: tuple[tuple[str, str], ...] = ()
-    sub_groups: tuple[SubGroup, ...] = ()
-    min_sub_group: int | None = None
     pod_subgroup: str = ""
     kind: str = ""  # the kind whose rule made it
 
     @property
     def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return self.group.key
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -263,7 +261,7 @@ class _Base:
     ) -> GroupSpec:
         notes = dict(self.notes)
         notes[GROUPER_ANNOTATION] = GROUPER_NAME
-        return GroupSpec(
+        group = PodGroup(
             namespace=self.namespace,
             name=self.name,
             min_member=min_member,
@@ -271,14 +269,11 @@ class _Base:
             priority_class=self.priority_class,
             preemptibility=self.preemptibility,
             constraint=_constraint(self.notes),
-            owner=self.owner,
-            labels=tuple(sorted(self.labels.items())),
-            annotations=tuple(sorted(notes.items())),
             sub_groups=tuple(sub_groups),
             min_sub_group=min_sub_group,
-            pod_subgroup=pod_subgroup,
-            kind=self.kind,
+            annotations=tuple(sorted(notes.items())),
         )
+        return GroupSpec(group, self.owner, tuple(sorted(self.labels.items())), pod_subgroup, self.kind)
 
 
 def _priority_class(
@@ -397,27 +392,122 @@ def _jobset(base: _Base, pod: Obj, top: Obj, chain: Sequence[Obj]) -> GroupSpec:
 
 
 def _lws(base: _Base, pod: Obj, top: Obj, chain: Sequence[Obj]) -> GroupSpec:
-    """One gang per replica group (leader + its workers), `pg-<lws>-<uid>-group-<index>`; minMember the
-    group size for startupPolicy LeaderCreated (the default); for LeaderReady the leader alone until it is
-    placed (its workers are only created once it is ready). Subgroups: leader (1) and workers (size - 1)."""
+    """One gang per replica group (leader + its workers), `pg-<lws>-<uid>-group-<index>`, minMember the group
+    size: the pod's `leaderworkerset.sigs.k8s.io/size` (the size of the LWS revision that made it), else
+    spec.leaderWorkerTemplate.size. startupPolicy LeaderReady: the leader alone until it is placed (its workers
+    are only created once it is ready). Subgroups `leader` (1) and `workers` (size - 1); with segments
+    (spec.leaderWorkerTemplate.subGroupPolicy.subGroupSize, else KAI's kai.scheduler/segment-size on the LWS or
+    its workerTemplate) one subgroup per LWS subgroup instead (see _lws_segments)."""
     where = describe(top)
-    size = _int(_get(top, "spec", "leaderWorkerTemplate", "size"), 1, f"{where} spec.leaderWorkerTemplate.size")
+    template = _get(top, "spec", "leaderWorkerTemplate")
+    size = _int_annotation(annotations_of(pod), LWS_SIZE_ANNOTATION, f"pod {meta(pod).get('name')}") or _int(
+        _get(template, "size"), 1, f"{where} spec.leaderWorkerTemplate.size"
+    )
     if size < 1:
         raise GroupingError(f"{where}: spec.leaderWorkerTemplate.size must be >= 1, got {size}")
     labels = labels_of(pod)
     group_index = labels.get(LWS_GROUP_INDEX_LABEL, "")
     if group_index.isdigit():
         base.name = f"{base.name}-group-{int(group_index)}"
-    is_leader = labels.get(LWS_WORKER_INDEX_LABEL, "0") == "0"
+    worker_index = labels.get(LWS_WORKER_INDEX_LABEL)
+    # a worker's owners include its leader pod (the workers' StatefulSet is the leader's)
+    is_leader = worker_index == "0" if worker_index is not None else all(o.get("kind") != "Pod" for o in chain)
     policy = str(_get(top, "spec", "startupPolicy") or "LeaderCreated")
     if policy not in ("LeaderCreated", "LeaderReady"):
         raise GroupingError(f"{where}: unknown spec.startupPolicy {policy!r}")
+    leader = SubGroup(LWS_LEADER, 1, "", TopologyConstraint())
     if policy == "LeaderReady" and is_leader and not _get(pod, "spec", "nodeName"):
-        return base.spec(1, [SubGroup("leader", 1, "", TopologyConstraint())], pod_subgroup="leader")
-    subs = [SubGroup("leader", 1, "", TopologyConstraint())]
+        return base.spec(1, [leader], pod_subgroup=LWS_LEADER)
+    segment = _lws_segment_size(top, base.notes, size)
+    if segment is not None and size > 1:
+        worker = 0 if is_leader else _lws_worker_index(pod, worker_index, size)
+        subs, leaf = _lws_segments(top, base.notes, size, segment, worker)
+        return base.spec(size, subs, pod_subgroup=leaf)
+    subs = [leader]
     if size > 1:
-        subs.append(SubGroup("workers", size - 1, "", TopologyConstraint()))
-    return base.spec(size, subs, pod_subgroup="leader" if is_leader else "workers")
+        subs.append(SubGroup(LWS_WORKERS, size - 1, "", TopologyConstraint()))
+    return base.spec(size, subs, pod_subgroup=LWS_LEADER if is_leader else LWS_WORKERS)
+
+
+def _lws_worker_template_notes(top: Obj) -> dict[str, str]:
+    return _strmap(_get(top, "spec", "leaderWorkerTemplate", "workerTemplate", "metadata", "annotations"))
+
+
+def _lws_segment_size(top: Obj, notes: Mapping[str, str], size: int) -> int | None:
+    """The LWS's subgroup size: its own subGroupPolicy, else KAI's segment-size annotation on the LWS, then on
+    its workerTemplate (KAI's order); None: no segments."""
+    where = describe(top)
+    value = _get(top, "spec", "leaderWorkerTemplate", "subGroupPolicy", "subGroupSize")
+    segment = (
+        _int(value, 1, f"{where} spec.leaderWorkerTemplate.subGroupPolicy.subGroupSize")
+        if value is not None
+        else _int_annotation(notes, SEGMENT_SIZE_ANNOTATION, where)
+        or _int_annotation(_lws_worker_template_notes(top), SEGMENT_SIZE_ANNOTATION, f"{where} workerTemplate")
+    )
+    if segment is not None and not 1 <= segment <= size:
+        raise GroupingError(f"{where}: subgroup size {segment} must be between 1 and the group size {size}")
+    return segment
+
+
+def _lws_worker_index(pod: Obj, worker_index: str | None, size: int) -> int:
+    if worker_index is None or not worker_index.isdigit() or int(worker_index) >= size:
+        raise GroupingError(
+            f"pod {meta(pod).get('name')}: label {LWS_WORKER_INDEX_LABEL}={worker_index!r} is not a worker index "
+            f"of a group of {size}, so its segment of the group is unknown"
+        )
+    return int(worker_index)
+
+
+def _lws_segments(
+    top: Obj, notes: Mapping[str, str], size: int, segment: int, worker: int
+) -> tuple[list[SubGroup], str]:
+    """The subgroups of a segmented replica group and the pod's leaf (worker index `worker`, 0 the leader).
+    Members are split as LWS splits them: subGroupPolicyType LeaderWorker (the default) puts the leader in
+    segment 0, with the workers 1..segment when size - 1 is divisible by the segment size, else 1..segment-1;
+    LeaderExcluded (size - 1 divisible) keeps the leader out of every segment. Names as KAI's: `segment-<i>`
+    (its topology from kai.scheduler/segment-topology-{required,preferred}-placement on the workerTemplate,
+    else on the LWS), and `leader` (inside segment-0 for LeaderWorker) and `workers` (segment 0's workers).
+    Each segment's minMember counts its members (KAI counts the leader twice when there is one segment of a
+    divisible size, so such a gang never starts)."""
+    where = describe(top)
+    policy = str(_get(top, "spec", "leaderWorkerTemplate", "subGroupPolicy", "subGroupPolicyType") or "LeaderWorker")
+    if policy not in ("LeaderWorker", "LeaderExcluded"):
+        raise GroupingError(f"{where}: unknown subGroupPolicy.subGroupPolicyType {policy!r}")
+    divisible = (size - 1) % segment == 0
+    if policy == "LeaderExcluded" and not divisible:
+        raise GroupingError(
+            f"{where}: LeaderExcluded needs size - 1 ({size - 1}) divisible by the subgroup size {segment}"
+        )
+
+    def segment_of(w: int) -> int:
+        return (w - 1) // segment if divisible else w // segment
+
+    counts = [0] * (segment_of(size - 1) + 1)
+    for w in range(1, size):
+        counts[segment_of(w)] += 1
+    worker_notes = _lws_worker_template_notes(top)
+    placement = {
+        k: worker_notes.get(k) or notes.get(k, "")
+        for k in (TOPOLOGY_ANNOTATION, SEGMENT_REQUIRED_ANNOTATION, SEGMENT_PREFERRED_ANNOTATION)
+    }
+    constraint = TopologyConstraint(
+        placement[TOPOLOGY_ANNOTATION], placement[SEGMENT_REQUIRED_ANNOTATION], placement[SEGMENT_PREFERRED_ANNOTATION]
+    )
+    if not (constraint.required_level or constraint.preferred_level):
+        constraint = TopologyConstraint()
+    segments = [SubGroup(f"segment-{i}", n, "", constraint) for i, n in enumerate(counts)]
+    if policy == "LeaderExcluded":
+        leaf = LWS_LEADER if worker == 0 else f"segment-{segment_of(worker)}"
+        return [SubGroup(LWS_LEADER, 1, "", TopologyConstraint()), *segments], leaf
+    first = segments[0]
+    segments[0] = SubGroup(first.name, counts[0] + 1, "", constraint)
+    inner = [
+        SubGroup(LWS_LEADER, 1, first.name, TopologyConstraint()),
+        SubGroup(LWS_WORKERS, counts[0], first.name, TopologyConstraint()),
+    ]
+    own = segment_of(worker) if worker else -1
+    leaf = LWS_LEADER if own < 0 else LWS_WORKERS if own == 0 else f"segment-{own}"
+    return [*segments, *inner], leaf
 
 
 def _kubeflow(base: _Base, pod: Obj, top: Obj, chain: Sequence[Obj]) -> GroupSpec:
@@ -454,7 +544,7 @@ def _kubeflow(base: _Base, pod: Obj, top: Obj, chain: Sequence[Obj]) -> GroupSpe
 def _ray(base: _Base, pod: Obj, top: Obj, chain: Sequence[Obj]) -> GroupSpec:
     """One gang per RayCluster (or the RayJob / RayService that made it): the head (1) and every worker
     group with minReplicas x numOfHosts (replicas x numOfHosts when neither autoscaling nor minReplicas
-    is set; suspended groups count 0), each a subgroup with its template's topology (as KAI's)."""
+    is set; a group with `suspend` counts 0), each a subgroup with its template's topology (as KAI's)."""
     cluster = next((o for o in chain if o.get("kind") == "RayCluster"), top)
     where = describe(cluster)
     head = _template_constraint(_get(cluster, "spec", "headGroupSpec", "template"))
@@ -464,7 +554,7 @@ def _ray(base: _Base, pod: Obj, top: Obj, chain: Sequence[Obj]) -> GroupSpec:
     groups = _get(cluster, "spec", "workerGroupSpecs") or []
     for i, group in enumerate(groups if isinstance(groups, list) else []):
         name = str(_get(group, "groupName") or f"worker-group-{i}")
-        if _get(group, "suspended"):
+        if _get(group, "suspend"):  # KubeRay's field (KAI reads `suspended`, which KubeRay's CRD prunes)
             continue
         desired = _int(_get(group, "replicas"), 0, f"{where} workerGroupSpecs[{name}].replicas")
         minimum = _int(_get(group, "minReplicas"), 0, f"{where} workerGroupSpecs[{name}].minReplicas")
@@ -526,6 +616,78 @@ def _dynamo(base: _Base, pod: Obj, top: Obj, chain: Sequence[Obj]) -> GroupSpec:
     return base.spec(sum(s.min_member or 0 for s in subs), subs, pod_subgroup=names[component])
 
 
+def _grove(base: _Base, pod: Obj, top: Obj, chain: Sequence[Obj]) -> GroupSpec:
+    """One gang per Grove PodGang, worked out from the PodCliqueSet as Grove makes its PodGangs: replica r's
+    base gang `<pcs>-<r>` holds every standalone clique and replicas 0..minAvailable-1 of each scaling group;
+    each scaling group replica i >= minAvailable is a gang of its own (`<pcs>-<r>-<group>-<i - minAvailable>`).
+    A subgroup per PodClique (its name, `<pcs>-<r>-<clique>` or `<pcs>-<r>-<group>-<i>-<clique>`) with the
+    clique's minAvailable (default: its replicas); minMember their sum. KAI reads the PodGang itself and names
+    the gang `pg-<podgang>-<podgang uid>`; ours is `pg-<podgang>-<pcs uid>`, so the rule needs only the owners
+    (simulate and replay have no PodGangs)."""
+    where = describe(top)
+    pcs = str(meta(top).get("name", ""))
+    template = _get(top, "spec", "template") or {}
+    cliques: dict[str, int] = {}
+    for i, clique in enumerate(_get(template, "cliques") or []):
+        name = str(_get(clique, "name") or "")
+        if not name:
+            raise GroupingError(f"{where}: spec.template.cliques[{i}] has no name")
+        replicas = _int(_get(clique, "spec", "replicas"), 1, f"{where} clique {name} replicas")
+        cliques[name] = _int(_get(clique, "spec", "minAvailable"), replicas, f"{where} clique {name} minAvailable")
+    groups: dict[str, tuple[list[str], int, int]] = {}  # scaling group -> (cliques, replicas, minAvailable)
+    for i, sg in enumerate(_get(template, "podCliqueScalingGroups") or []):
+        name = str(_get(sg, "name") or "")
+        names = [str(c) for c in _get(sg, "cliqueNames") or []]
+        if not name or not names or any(c not in cliques for c in names):
+            raise GroupingError(
+                f"{where}: spec.template.podCliqueScalingGroups[{i}] needs a name and cliqueNames of its cliques"
+            )
+        replicas = _int(_get(sg, "replicas"), 1, f"{where} scaling group {name} replicas")
+        groups[name] = (
+            names,
+            replicas,
+            _int(_get(sg, "minAvailable"), 1, f"{where} scaling group {name} minAvailable"),
+        )
+    clique_obj = chain[0] if chain and chain[0].get("kind") == "PodClique" else None
+    own = str(meta(clique_obj).get("name", "")) if clique_obj is not None else ""
+    grouped = {c for names, _, _ in groups.values() for c in names}
+    found = re.fullmatch(rf"{re.escape(pcs)}-(\d+)-(.+)", own)
+    if found is None:
+        raise GroupingError(
+            f"pod {meta(pod).get('name')} of {where} is not owned by one of its PodCliques ({own or 'none'})"
+        )
+    replica, rest = int(found.group(1)), found.group(2)
+    prefix = f"{pcs}-{replica}"
+    # the pod's PodGang and its members, (PodClique name, minAvailable): a scaled scaling-group replica's own
+    # gang, else the replica's base gang
+    scaled: tuple[str, list[tuple[str, int]]] | None = None
+    if rest not in cliques or rest in grouped:
+        for sg_name in sorted(groups):
+            names, _, min_available = groups[sg_name]
+            m = re.fullmatch(rf"{re.escape(sg_name)}-(\d+)-(.+)", rest)
+            if m is not None and m.group(2) in names:
+                index = int(m.group(1))
+                if index >= min_available:
+                    members = [(f"{prefix}-{sg_name}-{index}-{c}", cliques[c]) for c in names]
+                    scaled = (f"{prefix}-{sg_name}-{index - min_available}", members)
+                break
+        else:
+            raise GroupingError(f"{where}: PodClique {own} is no clique of its template")
+    if scaled is not None:
+        gang, members = scaled
+    else:
+        gang = prefix
+        members = [(f"{prefix}-{c}", n) for c, n in cliques.items() if c not in grouped]
+        for sg_name in sorted(groups):
+            names, replicas, min_available = groups[sg_name]
+            members += [
+                (f"{prefix}-{sg_name}-{i}-{c}", cliques[c]) for i in range(min(min_available, replicas)) for c in names
+            ]
+    base.name = pg_name(gang, str(meta(top).get("uid", "")))
+    subs = [SubGroup(_dns_label(name), n, "", TopologyConstraint()) for name, n in members]
+    return base.spec(sum(n for _, n in members), subs, pod_subgroup=_dns_label(own))
+
+
 _RULES = {
     "Deployment": _deployment,
     "StatefulSet": _statefulset,
@@ -536,6 +698,7 @@ _RULES = {
     "RayJob": _ray,
     "RayService": _ray,
     "DynamoGraphDeployment": _dynamo,
+    "PodCliqueSet": _grove,
     **dict.fromkeys(KUBEFLOW_REPLICA_SPECS, _kubeflow),
 }
 

@@ -74,3 +74,48 @@ WATCHED = (
     CSI_NODES,
     DISRUPTION_BUDGETS,
 )  # what the cache is built from
+
+# the workloads the grouper groups and the objects between them and their pods (README "Grouping"; the chart's
+# ClusterRole grants get, list and watch on exactly these): watched so a workload's change (a scale) reaches
+# its gang at once; an owner of another kind, version or not watched yet is read with GET
+GROUPED_OWNERS = tuple(
+    ApiResource(kind, group, version, plural, namespaced=True)
+    for group, version, kinds in (
+        ("apps", "v1", (("Deployment", "deployments"), ("ReplicaSet", "replicasets"), ("StatefulSet", "statefulsets"))),
+        ("batch", "v1", (("Job", "jobs"), ("CronJob", "cronjobs"))),
+        ("jobset.x-k8s.io", "v1alpha2", (("JobSet", "jobsets"),)),
+        ("leaderworkerset.x-k8s.io", "v1", (("LeaderWorkerSet", "leaderworkersets"),)),
+        (
+            "kubeflow.org",
+            "v1",
+            (
+                ("PyTorchJob", "pytorchjobs"),
+                ("TFJob", "tfjobs"),
+                ("MPIJob", "mpijobs"),
+                ("XGBoostJob", "xgboostjobs"),
+                ("JAXJob", "jaxjobs"),
+                ("Notebook", "notebooks"),
+            ),
+        ),
+        ("trainer.kubeflow.org", "v1alpha1", (("TrainJob", "trainjobs"),)),
+        ("ray.io", "v1", (("RayCluster", "rayclusters"), ("RayJob", "rayjobs"), ("RayService", "rayservices"))),
+        (
+            "nvidia.com",
+            "v1alpha1",
+            (
+                ("DynamoGraphDeployment", "dynamographdeployments"),
+                ("DynamoComponentDeployment", "dynamocomponentdeployments"),
+            ),
+        ),
+        (
+            "grove.io",
+            "v1alpha1",
+            (
+                ("PodCliqueSet", "podcliquesets"),
+                ("PodClique", "podcliques"),
+                ("PodCliqueScalingGroup", "podcliquescalinggroups"),
+            ),
+        ),
+    )
+    for kind, plural in kinds
+)

@@ -23,6 +23,7 @@ from e2e import chart
 from scheduler.cli.main import _parser
 from scheduler.framework.config import SchedulerConfig
 from scheduler.kube.client import ApiError, KubeClient
+from scheduler.kube.paths import GROUPED_OWNERS
 from tests.kubecluster import LocalCluster, apply_crds
 
 pytestmark = pytest.mark.integration
@@ -59,19 +60,8 @@ DAEMON_CLUSTER_RULES = [
     ("events.k8s.io", "events", {"create"}, "Scheduled / Unschedulable / FailedBinding / Preempted ... events"),
     ("scheduling.run.ai", "podgroups", {"create"}, "the grouper's PodGroups (scheduler/grouper/live.py)"),
     *(
-        (group, resource, {"get"}, "the grouper reads pods' owners")
-        for group, resources in (
-            ("apps", ("deployments", "replicasets", "statefulsets")),
-            ("batch", ("jobs", "cronjobs")),
-            ("jobset.x-k8s.io", ("jobsets",)),
-            ("leaderworkerset.x-k8s.io", ("leaderworkersets",)),
-            ("kubeflow.org", ("pytorchjobs", "tfjobs", "mpijobs", "xgboostjobs", "jaxjobs", "notebooks")),
-            ("trainer.kubeflow.org", ("trainjobs",)),
-            ("ray.io", ("rayclusters", "rayjobs", "rayservices")),
-            ("nvidia.com", ("dynamographdeployments", "dynamocomponentdeployments")),
-            ("grove.io", ("podcliquesets", "podcliques", "podcliquescalinggroups")),
-        )
-        for resource in resources
+        (r.group, r.plural, {"get", "list", "watch"}, "the grouper watches the workloads, reads owners not seen yet")
+        for r in GROUPED_OWNERS
     ),
 ]
 
@@ -353,7 +343,7 @@ def test_rbac_allows_the_daemon_and_little_else(
             ("", "pods/exec", "create", "some-team", ""),
             ("scheduling.run.ai", "podgroups", "update", "some-team", ""),
             ("scheduling.run.ai", "podgroups", "delete", "some-team", ""),
-            ("apps", "deployments", "list", "some-team", ""),  # the grouper only gets owners
+            ("apps", "daemonsets", "list", "", ""),  # the grouper watches the kinds it groups only
             ("apps", "deployments", "patch", "some-team", ""),
             ("batch", "jobs", "update", "some-team", ""),
             ("scheduling.run.ai", "queues", "delete", "", ""),

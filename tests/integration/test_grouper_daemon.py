@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.integration.test_daemon import GPU, RACK, SCHED, ZONE, Daemons, Kube, daemon, kube, wait_for
 from tests.kubecluster import LocalCluster, apply_crds, missing_binaries
+from tests.upstream_crds import CrdSet
+from tests.upstream_crds import workload_crds as upstream_workload_crds
 
 pytestmark = pytest.mark.integration
 SHARED_FIXTURES = (daemon, kube)  # test_daemon.py's, requested by name below
@@ -117,10 +120,14 @@ def test_workloads_are_grouped_and_scheduled_as_gangs(kube: Kube, daemon: Daemon
     assert len(groups) == 2 + 3, sorted(groups)
 
 
-def test_a_gang_waits_whole_and_follows_a_scale(kube: Kube, daemon: Daemons, controllers: None) -> None:
+def test_a_gang_waits_whole_and_follows_a_scale(kube: Kube, daemon: Daemons, controllers: None, tmp_path: Path) -> None:
+    """The PodGroup follows the Job's scale through the grouper's watch of Jobs: its periodic re-read of
+    owners is set to an hour here, so only the watch can bring the change."""
     kube.node("gw-a", 4)
     kube.node("gw-b", 4)
-    daemon.start()
+    config = tmp_path / "config.yaml"
+    config.write_text("groupingResyncSeconds: 3600\n")
+    daemon.start("--config", str(config))
     job_tmpl = {**template(kube, 3), "spec": {**template(kube, 3)["spec"], "restartPolicy": "Never"}}
     job = create(kube, "/apis/batch/v1", "jobs", {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "big"},
@@ -167,9 +174,34 @@ def test_a_pod_whose_owner_cannot_be_read_waits_with_the_reason(kube: Kube, daem
 
 
 @pytest.fixture(scope="module")
-def workload_crds(kube_api: Any) -> list[str]:
-    """tests/integration/crds: minimal CRDs of the workload kinds (see the files)."""
-    return apply_crds(kube_api, TEST_CRDS)
+def workload_crds(kube_api: Any, tmp_path_factory: pytest.TempPathFactory) -> CrdSet:
+    """The workload kinds' CRDs: upstream where the Go module proxy serves the operator's module, else the
+    minimal ones of tests/integration/crds (tests/upstream_crds.py)."""
+    crds = upstream_workload_crds(tmp_path_factory.mktemp("crds"))
+    apply_crds(kube_api, crds.folder)
+    return crds
+
+
+def _crd_names() -> list[str]:
+    return sorted(
+        d["metadata"]["name"]
+        for f in TEST_CRDS.glob("*.yaml")
+        for d in yaml.safe_load_all(f.read_text())
+        if d and d.get("kind") == "CustomResourceDefinition"
+    )
+
+
+@pytest.mark.parametrize("name", _crd_names())
+def test_workload_crd_is_the_upstream_definition(name: str, workload_crds: CrdSet, kube_api: Any) -> None:
+    """Each workload CRD the tests install is its operator's own (a full schema), or the test says why not."""
+    if name in workload_crds.fallbacks:
+        pytest.skip(f"minimal CRD for {name}: {workload_crds.fallbacks[name]}")
+    from kubernetes import client
+
+    crd = client.ApiextensionsV1Api(kube_api).read_custom_resource_definition(name)
+    (served,) = [v for v in crd.spec.versions if v.storage]
+    spec = served.schema.open_apiv3_schema.properties["spec"]
+    assert spec.properties and not spec.x_kubernetes_preserve_unknown_fields, (name, workload_crds.upstream[name])
 
 
 def owner_ref(obj: dict[str, Any]) -> list[dict[str, Any]]:
@@ -194,7 +226,7 @@ def dynamo_controller(k: Kube, dgd: dict[str, Any], gpus: dict[str, int]) -> Non
 
 
 def test_dynamo_graph_starts_whole_in_one_zone(
-    kube: Kube, daemon: Daemons, controllers: None, workload_crds: list[str]
+    kube: Kube, daemon: Daemons, controllers: None, workload_crds: CrdSet
 ) -> None:
     """The seed's flow, with no PodGroup written: a DynamoGraphDeployment annotated with required zone
     placement; its frontend, prefill and decode Deployments' pods are one gang that lands in the one zone
@@ -240,7 +272,7 @@ def owned_pod(kube: Kube, name: str, owner: dict[str, Any], labels: dict[str, st
 
 
 def test_jobset_is_one_gang_of_its_replicated_jobs(
-    kube: Kube, daemon: Daemons, controllers: None, workload_crds: list[str]
+    kube: Kube, daemon: Daemons, controllers: None, workload_crds: CrdSet
 ) -> None:
     """A JobSet whose Jobs a test-side controller makes (as the JobSet operator does, labels on the pod
     template); kube-controller-manager's Job controller makes the pods."""
@@ -277,9 +309,10 @@ def test_jobset_is_one_gang_of_its_replicated_jobs(
         assert labels["kai.scheduler/subgroup-name"] == leaf
 
 
-def test_pytorchjob_and_raycluster_gangs(kube: Kube, daemon: Daemons, workload_crds: list[str]) -> None:
-    """A PyTorchJob (master + 3 workers) that does not fit waits whole; a RayCluster (head + 2 workers)
-    beside it starts whole. Their pods are made test-side, as the operators would make them."""
+def test_pytorchjob_and_raycluster_gangs(kube: Kube, daemon: Daemons, workload_crds: CrdSet) -> None:
+    """A PyTorchJob (master + 3 workers) that does not fit waits whole; a RayCluster (head + 2 workers, and a
+    suspended worker group) beside it starts whole. Their pods are made test-side, as the operators would
+    make them; the CRDs are upstream (test_workload_crd_is_the_upstream_definition)."""
     kube.node("kf-a", 4)
     daemon.start()
     pt = create(kube, "/apis/kubeflow.org/v1", "pytorchjobs", {
@@ -289,9 +322,15 @@ def test_pytorchjob_and_raycluster_gangs(kube: Kube, daemon: Daemons, workload_c
     owned_pod(kube, "pt-master-0", pt, {"training.kubeflow.org/replica-type": "master"}, gpu=2)
     for i in range(3):
         owned_pod(kube, f"pt-worker-{i}", pt, {"training.kubeflow.org/replica-type": "worker"}, gpu=2)
+    ray_pod = {"spec": {"containers": [{"name": "ray", "image": "registry.invalid/ray:0"}]}}
+    # (the upstream CRD requires the template and the min/max replicas; a suspended group (KubeRay's `suspend`)
+    # has no pods and is not waited for)
     rc = create(kube, "/apis/ray.io/v1", "rayclusters", {
         "apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "rc"},
-        "spec": {"headGroupSpec": {"template": {}}, "workerGroupSpecs": [{"groupName": "gpu", "replicas": 2}]},
+        "spec": {"headGroupSpec": {"template": ray_pod}, "workerGroupSpecs": [
+            {"groupName": "gpu", "replicas": 2, "minReplicas": 0, "maxReplicas": 2, "template": ray_pod},
+            {"groupName": "idle", "replicas": 1, "minReplicas": 1, "maxReplicas": 1, "suspend": True,
+             "template": ray_pod}]},
     })  # fmt: skip
     owned_pod(kube, "rc-head", rc, {"ray.io/group": "headgroup"}, gpu=0)
     for i in range(2):

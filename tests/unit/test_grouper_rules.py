@@ -75,14 +75,14 @@ def test_deployment_one_gang_per_pod_owned_by_the_pod() -> None:
     rs = obj("ReplicaSet", "web-5f", "r1", dep, api_version="apps/v1")
     g = group(pod("web-5f-abc", rs), rs, dep)
     assert g is not None
-    assert (g.name, g.min_member, g.queue, g.priority_class) == (
+    assert (g.group.name, g.group.min_member, g.group.queue, g.group.priority_class) == (
         "pg-web-5f-abc-uid-web-5f-abc",
         1,
         "team-a",
         "inference",
     )
     assert (g.owner.kind, g.owner.name, g.owner.uid) == ("Pod", "web-5f-abc", "uid-web-5f-abc")
-    assert g.constraint == TopologyConstraint("t1", "", "zone")
+    assert g.group.constraint == TopologyConstraint("t1", "", "zone")
     assert ("app", "web") in g.labels
     obj_ = podgroup_object(g)
     assert obj_["metadata"]["annotations"]["kai.scheduler/topology"] == "t1"
@@ -93,37 +93,37 @@ def test_deployment_one_gang_per_pod_owned_by_the_pod() -> None:
 def test_queue_falls_back_to_pod_label_then_default() -> None:
     job = obj("Job", "j", "j1", api_version="batch/v1")
     g = group(pod("j-a", job, {"kai.scheduler/queue": "pod-q"}), job)
-    assert g is not None and g.queue == "pod-q"
+    assert g is not None and g.group.queue == "pod-q"
     g = group(pod("j-a", job), job)
-    assert g is not None and g.queue == "default-queue"
+    assert g is not None and g.group.queue == "default-queue"
 
 
 def test_priority_class_order_and_existence() -> None:
     job = obj("Job", "j", "j1", api_version="batch/v1", labels={"priorityClassName": "owner-pc"})
     p = pod("j-a", job, priorityClassName="pod-pc")
     g = group(p, job)
-    assert g is not None and g.priority_class == "owner-pc"
+    assert g is not None and g.group.priority_class == "owner-pc"
     # a class that does not exist is passed over (KAI validates each candidate)
     g = group(p, job, config=GrouperConfig(known_priority_classes=frozenset({"pod-pc", "train"})))
-    assert g is not None and g.priority_class == "pod-pc"
+    assert g is not None and g.group.priority_class == "pod-pc"
     g = group(p, job, config=GrouperConfig(known_priority_classes=frozenset({"train"})))
-    assert g is not None and g.priority_class == "train"
+    assert g is not None and g.group.priority_class == "train"
     # the per-kind default is configurable
     plain = obj("Job", "k", "k1", api_version="batch/v1")
     g = group(pod("k-a", plain), plain, config=GrouperConfig(priority_classes={"Job": "build"}))
-    assert g is not None and g.priority_class == "build"
+    assert g is not None and g.group.priority_class == "build"
 
 
 def test_job_min_member() -> None:
     plain = obj("Job", "j", "j1", spec={"parallelism": 4}, api_version="batch/v1")
     g = group(pod("j-a", plain), plain)
-    assert g is not None and (g.name, g.min_member, g.priority_class) == ("pg-j-j1", 1, "train")
+    assert g is not None and (g.group.name, g.group.min_member, g.group.priority_class) == ("pg-j-j1", 1, "train")
     indexed = indexed_job("ix", "i1", 4, 4)
     g = group(pod("ix-0", indexed), indexed)
-    assert g is not None and g.min_member == 4
+    assert g is not None and g.group.min_member == 4
     more = indexed_job("ix", "i1", 2, 8)
     g = group(pod("ix-0", more), more)
-    assert g is not None and g.min_member == 1
+    assert g is not None and g.group.min_member == 1
     annotated = obj(
         "Job",
         "a",
@@ -133,7 +133,7 @@ def test_job_min_member() -> None:
         api_version="batch/v1",
     )
     g = group(pod("a-0", annotated), annotated)
-    assert g is not None and g.min_member == 3
+    assert g is not None and g.group.min_member == 3
     bad = obj("Job", "b", "b1", annotations={"kai.scheduler/batch-min-member": "x"}, api_version="batch/v1")
     with pytest.raises(GroupingError, match="batch-min-member"):
         group(pod("b-0", bad), bad)
@@ -144,13 +144,13 @@ def test_cronjob_groups_each_run_as_its_job_with_the_cronjobs_metadata() -> None
     job = obj("Job", "nightly-123", "j1", cron, api_version="batch/v1")
     g = group(pod("nightly-123-x", job), job, cron)
     assert g is not None
-    assert (g.name, g.queue, g.owner.kind) == ("pg-nightly-123-j1", "batch-q", "Job")
+    assert (g.group.name, g.group.queue, g.owner.kind) == ("pg-nightly-123-j1", "batch-q", "Job")
 
 
 def test_statefulset_min_member_needs_parallel_policy() -> None:
     sts = obj("StatefulSet", "db", "s1", spec={"replicas": 3}, api_version="apps/v1")
     g = group(pod("db-0", sts), sts)
-    assert g is not None and (g.name, g.min_member) == ("pg-db-s1", 1)
+    assert g is not None and (g.group.name, g.group.min_member) == ("pg-db-s1", 1)
     ann = {"kai.scheduler/min-member": "3"}
     ordered = obj("StatefulSet", "db", "s1", spec={"replicas": 3}, annotations=ann, api_version="apps/v1")
     with pytest.raises(GroupingError, match="Parallel"):
@@ -164,13 +164,13 @@ def test_statefulset_min_member_needs_parallel_policy() -> None:
         api_version="apps/v1",
     )
     g = group(pod("db-0", parallel), parallel)
-    assert g is not None and g.min_member == 3
+    assert g is not None and g.group.min_member == 3
 
 
 def test_unknown_kind_default_and_annotation() -> None:
     thing = obj("Widget", "w", "w1", api_version="example.com/v1", annotations={"kai.scheduler/batch-min-member": "2"})
     g = group(pod("w-0", thing), thing)
-    assert g is not None and (g.name, g.min_member, g.priority_class) == ("pg-w-w1", 2, "train")
+    assert g is not None and (g.group.name, g.group.min_member, g.group.priority_class) == ("pg-w-w1", 2, "train")
 
 
 def test_jobset_subgroups_per_replicated_job_and_replica() -> None:
@@ -200,9 +200,14 @@ def test_jobset_subgroups_per_replicated_job_and_replica() -> None:
     )
     g = group(p, job, js)
     assert g is not None
-    assert (g.name, g.min_member, g.min_sub_group, g.pod_subgroup) == ("pg-train-js1", None, 2, "workers-replica-1")
+    assert (g.group.name, g.group.min_member, g.group.min_sub_group, g.pod_subgroup) == (
+        "pg-train-js1",
+        None,
+        2,
+        "workers-replica-1",
+    )
     rack = TopologyConstraint("t1", "rack", "")
-    assert g.sub_groups == (
+    assert g.group.sub_groups == (
         SubGroup("driver", None, "", TopologyConstraint(), min_sub_group=1),
         SubGroup("driver-replica-0", 1, "driver", TopologyConstraint()),
         SubGroup("workers", None, "", TopologyConstraint(), min_sub_group=2),
@@ -230,7 +235,12 @@ def test_trainjob_is_grouped_as_its_jobset() -> None:
     job = obj("Job", "tj-node-0", "jb", js, api_version="batch/v1")
     p = pod("tj-node-0-0", job, {"jobset.sigs.k8s.io/replicatedjob-name": "node", "jobset.sigs.k8s.io/job-index": "0"})
     g = group(p, job, js, tj)
-    assert g is not None and (g.name, g.queue, g.owner.kind, g.min_sub_group) == ("pg-tj-js1", "q", "JobSet", 1)
+    assert g is not None and (g.group.name, g.group.queue, g.owner.kind, g.group.min_sub_group) == (
+        "pg-tj-js1",
+        "q",
+        "JobSet",
+        1,
+    )
 
 
 def test_leaderworkerset_one_gang_per_group() -> None:
@@ -256,8 +266,13 @@ def test_leaderworkerset_one_gang_per_group() -> None:
     for p, sub in ((leader, "leader"), (worker, "workers")):
         g = group(p, lws, leader_sts, leader, worker_sts)
         assert g is not None
-        assert (g.name, g.min_member, g.pod_subgroup, g.priority_class) == ("pg-llm-l1-group-1", 4, sub, "inference")
-        assert [(s.name, s.min_member) for s in g.sub_groups] == [("leader", 1), ("workers", 3)]
+        assert (g.group.name, g.group.min_member, g.pod_subgroup, g.group.priority_class) == (
+            "pg-llm-l1-group-1",
+            4,
+            sub,
+            "inference",
+        )
+        assert [(s.name, s.min_member) for s in g.group.sub_groups] == [("leader", 1), ("workers", 3)]
 
 
 def test_leaderworkerset_leader_ready_places_the_leader_alone_first() -> None:
@@ -273,7 +288,150 @@ def test_leaderworkerset_leader_ready_places_the_leader_alone_first() -> None:
         "llm-0", sts, {"leaderworkerset.sigs.k8s.io/group-index": "0", "leaderworkerset.sigs.k8s.io/worker-index": "0"}
     )
     g = group(leader, lws, sts)
-    assert g is not None and g.min_member == 1
+    assert g is not None and g.group.min_member == 1
+
+
+def lws_group(
+    lws_spec: dict[str, Any], size: int, annotations: dict[str, str] | None = None
+) -> tuple[dict[str, Any], list[tuple[dict[str, Any], list[dict[str, Any]]]]]:
+    """A LeaderWorkerSet's replica group 0 as the LWS operator makes it: the leader StatefulSet owns the leader
+    pod, which owns the workers' StatefulSet, which owns the workers. Returns the LWS and, per pod, its chain."""
+    lws = obj("LeaderWorkerSet", "llm", "l1", api_version="leaderworkerset.x-k8s.io/v1", spec=lws_spec,
+              annotations=annotations)  # fmt: skip
+    leader_sts = obj("StatefulSet", "llm", "s1", lws, api_version="apps/v1")
+    index = {"leaderworkerset.sigs.k8s.io/group-index": "0"}
+    leader = pod("llm-0", leader_sts, {**index, "leaderworkerset.sigs.k8s.io/worker-index": "0"})
+    worker_sts = obj("StatefulSet", "llm-0", "s2", leader, api_version="apps/v1")
+    out = [(leader, [lws, leader_sts])]
+    for w in range(1, size):
+        p = pod(f"llm-0-{w}", worker_sts, {**index, "leaderworkerset.sigs.k8s.io/worker-index": str(w)})
+        out.append((p, [lws, leader_sts, leader, worker_sts]))
+    return lws, out
+
+
+def lws_leaves(lws_spec: dict[str, Any], size: int, annotations: dict[str, str] | None = None) -> list[str]:
+    """Each pod's leaf subgroup, after checking that every pod sees the same PodGroup and that every leaf's
+    minMember is the number of pods in it."""
+    _, pods = lws_group(lws_spec, size, annotations)
+    specs = [group(p, *objects) for p, objects in pods]
+    first = specs[0]
+    assert first is not None and first.group.min_member == size
+    leaves = []
+    for g in specs:
+        assert g is not None
+        assert (g.group.name, g.group.sub_groups, g.group.min_member) == (
+            first.group.name,
+            first.group.sub_groups,
+            first.group.min_member,
+        )
+        leaves.append(g.pod_subgroup)
+    parents = {s.parent for s in first.group.sub_groups}
+    for s in first.group.sub_groups:
+        if s.name not in parents:
+            assert s.min_member == leaves.count(s.name), (s, leaves)
+    return leaves
+
+
+def test_leaderworkerset_segments_split_the_group_as_lws_does() -> None:
+    """subGroupPolicy.subGroupSize: one subgroup per LWS subgroup, named as KAI names them. Size 5 by 2
+    (size - 1 divisible): the leader is an extra member of segment 0 (leader, w1, w2), then (w3, w4)."""
+    spec = {"leaderWorkerTemplate": {"size": 5, "subGroupPolicy": {"subGroupSize": 2}}}
+    leaves = lws_leaves(spec, 5)
+    assert leaves == ["leader", "workers", "workers", "segment-1", "segment-1"]
+    _, pods = lws_group(spec, 5)
+    g = group(pods[0][0], *pods[0][1])
+    assert g is not None
+    assert [(s.name, s.min_member, s.parent) for s in g.group.sub_groups] == [
+        ("segment-0", 3, ""), ("segment-1", 2, ""),
+        ("leader", 1, "segment-0"), ("workers", 2, "segment-0")]  # fmt: skip
+    # size 4 by 2 (size divisible): (leader, w1), (w2, w3)
+    assert lws_leaves({"leaderWorkerTemplate": {"size": 4, "subGroupPolicy": {"subGroupSize": 2}}}, 4) == [
+        "leader", "workers", "segment-1", "segment-1"]  # fmt: skip
+    # size 3 by 2, one segment: (leader, w1, w2); minMember 3 (KAI's would say 4 and the gang never starts)
+    assert lws_leaves({"leaderWorkerTemplate": {"size": 3, "subGroupPolicy": {"subGroupSize": 2}}}, 3) == [
+        "leader", "workers", "workers"]  # fmt: skip
+    # LeaderExcluded: the leader in no segment, (w1, w2), (w3, w4)
+    excluded = {"subGroupSize": 2, "subGroupPolicyType": "LeaderExcluded"}
+    assert lws_leaves({"leaderWorkerTemplate": {"size": 5, "subGroupPolicy": excluded}}, 5) == [
+        "leader", "segment-0", "segment-0", "segment-1", "segment-1"]  # fmt: skip
+
+
+def test_leaderworkerset_segment_size_and_topology_from_annotations() -> None:
+    """Without subGroupPolicy, KAI's kai.scheduler/segment-size (on the LWS, else its workerTemplate) makes the
+    segments; kai.scheduler/segment-topology-*-placement gives each segment its own topology constraint."""
+    notes = {
+        "kai.scheduler/segment-size": "2",
+        "kai.scheduler/segment-topology-required-placement": "rack",
+        "kai.scheduler/segment-topology-preferred-placement": "host",
+    }
+    spec = {"leaderWorkerTemplate": {"size": 5, "workerTemplate": {"metadata": {"annotations": notes}}}}
+    assert lws_leaves(spec, 5, {"kai.scheduler/topology": "topo"}) == [
+        "leader", "workers", "workers", "segment-1", "segment-1"]  # fmt: skip
+    _, pods = lws_group(spec, 5, {"kai.scheduler/topology": "topo"})
+    g = group(pods[3][0], *pods[3][1])
+    assert g is not None
+    by_name = {s.name: s.constraint for s in g.group.sub_groups}
+    assert by_name["segment-0"] == by_name["segment-1"] == TopologyConstraint("topo", "rack", "host")
+    assert by_name["leader"] == by_name["workers"] == TopologyConstraint()
+    # on the LWS itself
+    lws_notes = {"kai.scheduler/segment-size": "3"}
+    assert lws_leaves({"leaderWorkerTemplate": {"size": 4}}, 4, lws_notes) == [
+        "leader",
+        "workers",
+        "workers",
+        "workers",
+    ]
+
+
+def test_leaderworkerset_segment_errors_name_the_fix() -> None:
+    for spec, fragment in (
+        ({"size": 3, "subGroupPolicy": {"subGroupSize": 4}}, "between 1 and the group size 3"),
+        ({"size": 4, "subGroupPolicy": {"subGroupSize": 2, "subGroupPolicyType": "LeaderExcluded"}}, "divisible"),
+        ({"size": 3, "subGroupPolicy": {"subGroupSize": 2, "subGroupPolicyType": "Other"}}, "subGroupPolicyType"),
+    ):
+        _, pods = lws_group({"leaderWorkerTemplate": spec}, 3)
+        with pytest.raises(GroupingError, match=fragment):
+            group(pods[1][0], *pods[1][1])
+
+
+def test_leaderworkerset_size_from_the_pods_revision() -> None:
+    """The pod's leaderworkerset.sigs.k8s.io/size (the LWS revision that made it) wins over the spec's size,
+    so a group made before a resize keeps its own size."""
+    _, pods = lws_group({"leaderWorkerTemplate": {"size": 4}}, 2)
+    worker, objects = pods[1]
+    worker["metadata"]["annotations"] = {"leaderworkerset.sigs.k8s.io/size": "2"}
+    g = group(worker, *objects)
+    assert g is not None and g.group.min_member == 2
+    assert [(s.name, s.min_member) for s in g.group.sub_groups] == [("leader", 1), ("workers", 1)]
+
+
+def test_leaderworkerset_worker_without_index_label_is_told_by_its_owners() -> None:
+    """A worker is owned (through its StatefulSet) by its leader pod: without a worker-index label it is
+    still a worker, and the leader without one is still the leader."""
+    _, pods = lws_group({"leaderWorkerTemplate": {"size": 3}}, 3)
+    for p, _ in pods:
+        del p["metadata"]["labels"]["leaderworkerset.sigs.k8s.io/worker-index"]
+    subs = []
+    for p, objects in pods:
+        g = group(p, *objects)
+        assert g is not None
+        subs.append(g.pod_subgroup)
+    assert subs == ["leader", "workers", "workers"]
+
+
+def test_leaderworkerset_leader_ready_worker_and_placed_leader_need_the_group() -> None:
+    """LeaderReady: once the leader is placed (its workers exist only then), the gang is the whole group."""
+    spec = {"startupPolicy": "LeaderReady", "leaderWorkerTemplate": {"size": 3, "subGroupPolicy": {"subGroupSize": 2}}}
+    _, pods = lws_group(spec, 3)
+    leader, objects = pods[0]
+    alone = group(leader, *objects)
+    assert alone is not None and (alone.group.min_member, alone.pod_subgroup) == (1, "leader")
+    assert [s.name for s in alone.group.sub_groups] == ["leader"]
+    leader["spec"]["nodeName"] = "n1"
+    for p, objects in pods:
+        g = group(p, *objects)
+        assert g is not None and g.group.min_member == 3 and g.group.name == alone.group.name
+        assert [s.name for s in g.group.sub_groups] == ["segment-0", "leader", "workers"]
 
 
 def test_pytorchjob_counts_every_replica_with_a_subgroup_per_type() -> None:
@@ -286,8 +444,8 @@ def test_pytorchjob_counts_every_replica_with_a_subgroup_per_type() -> None:
     )
     g = group(pod("pt-worker-0", pj, {"training.kubeflow.org/replica-type": "worker"}), pj)
     assert g is not None
-    assert (g.min_member, g.pod_subgroup, g.priority_class) == (4, "worker", "train")
-    assert [(s.name, s.min_member) for s in g.sub_groups] == [("master", 1), ("worker", 3)]
+    assert (g.group.min_member, g.pod_subgroup, g.group.priority_class) == (4, "worker", "train")
+    assert [(s.name, s.min_member) for s in g.group.sub_groups] == [("master", 1), ("worker", 3)]
     elastic = obj(
         "PyTorchJob",
         "pt",
@@ -299,7 +457,7 @@ def test_pytorchjob_counts_every_replica_with_a_subgroup_per_type() -> None:
         },
     )
     g = group(pod("pt-worker-0", elastic), elastic)
-    assert g is not None and (g.min_member, g.sub_groups) == (2, ())
+    assert g is not None and (g.group.min_member, g.group.sub_groups) == (2, ())
 
 
 def test_mpijob_launcher_created_late_is_not_counted() -> None:
@@ -314,7 +472,7 @@ def test_mpijob_launcher_created_late_is_not_counted() -> None:
         },
     )
     g = group(pod("m-worker-0", mpi), mpi)
-    assert g is not None and g.min_member == 2
+    assert g is not None and g.group.min_member == 2
     tf = obj(
         "TFJob",
         "tf",
@@ -323,10 +481,11 @@ def test_mpijob_launcher_created_late_is_not_counted() -> None:
         spec={"tfReplicaSpecs": {"PS": {"replicas": 1}, "Worker": {"replicas": 2}}},
     )
     g = group(pod("tf-ps-0", tf, {"training.kubeflow.org/replica-type": "ps"}), tf)
-    assert g is not None and (g.min_member, g.pod_subgroup) == (3, "ps")
+    assert g is not None and (g.group.min_member, g.pod_subgroup) == (3, "ps")
 
 
 def test_raycluster_head_and_worker_groups() -> None:
+    """A suspended worker group (KubeRay's `suspend`: its pods are deleted) is not waited for."""
     rc = obj(
         "RayCluster",
         "rc",
@@ -338,14 +497,14 @@ def test_raycluster_head_and_worker_groups() -> None:
             "workerGroupSpecs": [
                 {"groupName": "gpu", "replicas": 4, "minReplicas": 2, "numOfHosts": 2},
                 {"groupName": "cpu", "replicas": 3},
-                {"groupName": "off", "replicas": 5, "suspended": True},
+                {"groupName": "off", "replicas": 5, "suspend": True},
             ],
         },
     )
     g = group(pod("rc-gpu-0", rc, {"ray.io/group": "gpu"}), rc)
     assert g is not None
-    assert (g.min_member, g.pod_subgroup, g.priority_class) == (1 + 4 + 3, "gpu", "build")
-    assert [(s.name, s.min_member) for s in g.sub_groups] == [("headgroup", 1), ("gpu", 4), ("cpu", 3)]
+    assert (g.group.min_member, g.pod_subgroup, g.group.priority_class) == (1 + 4 + 3, "gpu", "build")
+    assert [(s.name, s.min_member) for s in g.group.sub_groups] == [("headgroup", 1), ("gpu", 4), ("cpu", 3)]
 
 
 def test_rayjob_is_named_for_the_job_and_sized_by_its_cluster() -> None:
@@ -359,7 +518,7 @@ def test_rayjob_is_named_for_the_job_and_sized_by_its_cluster() -> None:
         spec={"workerGroupSpecs": [{"groupName": "w", "replicas": 2}]},
     )
     g = group(pod("rj-abc-head", rc, {"ray.io/group": "headgroup"}), rc, rj)
-    assert g is not None and (g.name, g.min_member, g.pod_subgroup) == ("pg-rj-j1", 3, "headgroup")
+    assert g is not None and (g.group.name, g.group.min_member, g.pod_subgroup) == ("pg-rj-j1", 3, "headgroup")
 
 
 def _dgd() -> dict[str, Any]:
@@ -392,14 +551,14 @@ def test_dynamo_graph_is_one_gang_with_a_subgroup_per_service() -> None:
     for p in (by_label, by_owner):
         g = group(p, rs, dep, dcd, dgd)
         assert g is not None
-        assert (g.name, g.min_member, g.pod_subgroup, g.priority_class) == (
+        assert (g.group.name, g.group.min_member, g.pod_subgroup, g.group.priority_class) == (
             "pg-vllm-g1",
             5,
             "vllmprefillworker",
             "inference",
         )
-        assert g.constraint == TopologyConstraint("topology-1", "topology.kubernetes.io/zone", "")
-        assert [(s.name, s.min_member) for s in g.sub_groups] == [
+        assert g.group.constraint == TopologyConstraint("topology-1", "topology.kubernetes.io/zone", "")
+        assert [(s.name, s.min_member) for s in g.group.sub_groups] == [
             ("frontend", 1),
             ("vllmdecodeworker", 2),
             ("vllmprefillworker", 2),
@@ -524,7 +683,7 @@ def test_dynamo_graph_through_grove_finds_the_service_from_the_podclique() -> No
     pcs = obj("PodCliqueSet", "vllm", "s1", dgd, api_version="grove.io/v1alpha1")
     clique = obj("PodClique", "vllm-0-vllmdecodeworker", "c1", pcs, api_version="grove.io/v1alpha1")
     g = group(pod("vllm-0-vllmdecodeworker-x", clique), clique, pcs, dgd)
-    assert g is not None and (g.name, g.pod_subgroup, g.min_member) == ("pg-vllm-g1", "vllmdecodeworker", 5)
+    assert g is not None and (g.group.name, g.pod_subgroup, g.group.min_member) == ("pg-vllm-g1", "vllmdecodeworker", 5)
 
 
 def test_the_daemons_grouper_holds_a_pod_no_pass_has_seen_yet() -> None:
@@ -547,3 +706,109 @@ def test_the_daemons_grouper_holds_a_pod_no_pass_has_seen_yet() -> None:
         assert grouper.waiting() == {}
     finally:
         grouper.close()
+
+
+def test_the_daemons_grouper_keeps_watched_owners_and_notices_what_changes_a_gang() -> None:
+    """The watched workloads (owner_event): kept without pod specs or status, a status update is no change,
+    a spec change or a deletion is; a relist drops what it lacks. (No API server: nothing is sent.)"""
+    from scheduler.grouper.chain import Ref
+    from scheduler.grouper.live import LiveGrouper, _Pass
+    from scheduler.kube.client import KubeClient
+
+    grouper = LiveGrouper(KubeClient("https://127.0.0.1:9"), "kai-scheduler")
+    try:
+        job = indexed_job("j", "j1", 3, 3)
+        job["spec"]["template"] = {"spec": {"containers": [{"name": "c", "image": "x"}]}}
+        job["status"] = {"active": 3}
+        grouper.owner_event("LIST", "Job", [])
+        grouper.owner_event("SYNC", "Job", [job])
+        kept = grouper.owners[("Job", NS, "j")]
+        assert kept["spec"]["template"] == {"spec": {}} and "status" not in kept and kept["apiVersion"] == "batch/v1"
+        lookup = grouper._lookup(_Pass())
+        assert lookup(Ref("batch/v1", "Job", "j", "j1", NS)) is kept  # from memory: no GET
+        grouper._changed.clear()
+        grouper.owner_event("MODIFIED", "Job", {**job, "status": {"active": 2}})
+        assert not grouper._changed
+        grouper.owner_event("MODIFIED", "Job", {**job, "spec": {**job["spec"], "parallelism": 2}})
+        assert grouper._changed == {"j1"} and grouper.owners[("Job", NS, "j")]["spec"]["parallelism"] == 2
+        grouper._changed.clear()
+        grouper.owner_event("LIST", "Job", [])
+        grouper.owner_event("SYNC", "Job", [])
+        assert grouper._changed == grouper._gone == {"j1"} and not grouper.owners
+    finally:
+        grouper.close()
+
+
+def grove_objects() -> tuple[dict[str, Any], dict[str, Any]]:
+    """A PodCliqueSet of 2 replicas: a standalone frontend clique, and a scaling group `prefill` (a leader and
+    workers, 3 replicas of which 2 are the guaranteed minimum); and its PodCliqueScalingGroup of replica 1."""
+    spec = {
+        "replicas": 2,
+        "template": {
+            "cliques": [
+                {"name": "frontend", "spec": {"replicas": 2}},
+                {"name": "leader", "spec": {"replicas": 1}},
+                {"name": "worker", "spec": {"replicas": 3, "minAvailable": 2}},
+            ],
+            "podCliqueScalingGroups": [
+                {"name": "prefill", "cliqueNames": ["leader", "worker"], "replicas": 3, "minAvailable": 2}
+            ],
+        },
+    }
+    pcs = obj("PodCliqueSet", "inf", "g1", api_version="grove.io/v1alpha1", spec=spec)
+    pcsg = obj("PodCliqueScalingGroup", "inf-1-prefill", "sg1", pcs, api_version="grove.io/v1alpha1")
+    return pcs, pcsg
+
+
+def grove_pod(clique: str, owner: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    pclq = obj("PodClique", clique, f"pc-{clique}", owner, api_version="grove.io/v1alpha1")
+    return pod(f"{clique}-x", pclq), pclq
+
+
+def test_grove_podcliqueset_base_gang_holds_standalone_cliques_and_the_minimum_of_each_scaling_group() -> None:
+    pcs, pcsg = grove_objects()
+    front, front_clq = grove_pod("inf-1-frontend", pcs)
+    worker, worker_clq = grove_pod("inf-1-prefill-1-worker", pcsg)
+    a = group(front, front_clq, pcs)
+    b = group(worker, worker_clq, pcsg, pcs)
+    assert a is not None and b is not None
+    assert (a.group.name, a.group.min_member, a.group.priority_class, a.owner.kind) == (
+        "pg-inf-1-g1",
+        8,
+        "inference",
+        "PodCliqueSet",
+    )
+    assert [(s.name, s.min_member) for s in a.group.sub_groups] == [
+        ("inf-1-frontend", 2),
+        ("inf-1-prefill-0-leader", 1),
+        ("inf-1-prefill-0-worker", 2),
+        ("inf-1-prefill-1-leader", 1),
+        ("inf-1-prefill-1-worker", 2),
+    ]
+    assert (b.group.name, b.group.sub_groups, b.group.min_member) == (
+        a.group.name,
+        a.group.sub_groups,
+        a.group.min_member,
+    )
+    assert (a.pod_subgroup, b.pod_subgroup) == ("inf-1-frontend", "inf-1-prefill-1-worker")
+
+
+def test_grove_scaling_group_replica_above_its_minimum_is_a_gang_of_its_own() -> None:
+    pcs, pcsg = grove_objects()
+    leader, clq = grove_pod("inf-1-prefill-2-leader", pcsg)
+    g = group(leader, clq, pcsg, pcs)
+    assert g is not None
+    assert (g.group.name, g.group.min_member, g.pod_subgroup) == ("pg-inf-1-prefill-0-g1", 3, "inf-1-prefill-2-leader")
+    assert [(s.name, s.min_member) for s in g.group.sub_groups] == [
+        ("inf-1-prefill-2-leader", 1),
+        ("inf-1-prefill-2-worker", 2),
+    ]
+
+
+def test_grove_pod_outside_its_cliques_waits_with_the_reason() -> None:
+    pcs, _ = grove_objects()
+    with pytest.raises(GroupingError, match="not owned by one of its PodCliques"):
+        group(pod("stray", pcs), pcs)
+    p, clq = grove_pod("inf-0-other", pcs)
+    with pytest.raises(GroupingError, match="no clique of its template"):
+        group(p, clq, pcs)
