@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scheduler.actions.common.victims import violations
+from scheduler.actions.common.victims import Ledger, violations
 from scheduler.api.pod import Pod
 from scheduler.api.resources import Resources
 from scheduler.cache.cluster_state import ClusterState
@@ -74,3 +74,33 @@ def test_violations_spend_each_allowance_in_order() -> None:
     assert violations([pod("y", app="y"), pod("x", ns="other", app="x")], budgets) == 0
     strict = budget_from_k8s(pdb("s", {"matchExpressions": [{"key": "app", "operator": "Exists"}]}, 0))
     assert violations(xs[:1], {"ml": [b, strict]}) == 1, "breaking any one budget counts"
+
+
+def test_ledger_walk_skips_disrupted_stops_at_an_exhausted_budget_and_decrements() -> None:
+    spent = budget_from_k8s(pdb("a-spent", {"matchLabels": {"app": "x"}}, 0))
+    wide = budget_from_k8s(pdb("b-wide", {"matchExpressions": [{"key": "app", "operator": "Exists"}]}, 1))
+    ledger = Ledger({"ml": [spent, wide]})
+    assert ledger.charge([pod("x-0", app="x")]) == 1, "a-spent allows nothing: a violation"
+    assert ledger.left == {}, "checking stops at the exhausted budget: b-wide is not spent by a violating pod"
+    assert ledger.charge([pod("y-0", app="y")]) == 0, "so b-wide still allows the next pod it selects"
+    assert ledger.left == {("ml", "b-wide"): 0}, "which decrements it"
+    assert ledger.charge([pod("y-1", app="y")]) == 1, "and the one after breaks it"
+    assert ledger.left == {("ml", "b-wide"): 0}, "a violation does not count the budget below zero"
+
+    going = budget_from_k8s(pdb("c", {"matchLabels": {"app": "z"}}, 0, disruptedPods={"z-0": "2024-01-01T00:00:00Z"}))
+    ledger = Ledger({"ml": [going]})
+    assert ledger.charge([pod("z-0", app="z")]) == 0, "a pod in disruptedPods is not counted against the budget"
+    assert ledger.left == {}
+    assert ledger.charge([pod("z-1", app="z")]) == 1
+
+
+def test_budgets_are_counted_jointly_along_a_victim_set() -> None:
+    b = budget_from_k8s(pdb("b", {"matchLabels": {"app": "x"}}, 1))
+    ledger = Ledger({"ml": [b]})
+    first, second = [pod("x-0", app="x")], [pod("x-1", app="x")]
+    assert violations(first, ledger) == violations(second, ledger) == 0, "each alone breaks nothing"
+    assert ledger.left == {}, "violations() leaves the ledger as it was"
+    assert ledger.charge(first) == 0
+    assert violations(second, ledger) == 1, "after the first is taken, the second spends what is not left"
+    walk = ledger.copy()
+    assert walk.charge(second) == 1 and ledger.left == walk.left, "a copy is charged on its own"
