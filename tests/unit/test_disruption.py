@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from scheduler.actions.common.victims import Ledger, violations
+from scheduler.actions.common.victims import Ledger, Merged, Unit, Walk, violations
 from scheduler.api.pod import Pod
+from scheduler.api.podgroup import TopologyConstraint
 from scheduler.api.resources import Resources
 from scheduler.cache.cluster_state import ClusterState
+from scheduler.framework.jobs import Group, Job
 from scheduler.kube.disruption import budget_from_k8s
 
 
@@ -104,3 +106,31 @@ def test_budgets_are_counted_jointly_along_a_victim_set() -> None:
     assert violations(second, ledger) == 1, "after the first is taken, the second spends what is not left"
     walk = ledger.copy()
     assert walk.charge(second) == 1 and ledger.left == walk.left, "a copy is charged on its own"
+
+
+def test_walk_ranks_guarded_victims_by_what_the_victims_taken_before_left() -> None:
+    b = budget_from_k8s(pdb("b", {"matchLabels": {"app": "x"}}, 1))
+    ledger = Ledger({"ml": [b]})
+
+    def unit(name: str, start: float, guarded: bool, pods: list[Pod]) -> Unit:
+        job = Job(f"ml/{name}", "ml", None, "q", "", "", Group("", 1, None, TopologyConstraint()))
+        return Unit(job, tuple(pods), True, (50, 0, len(pods), -start, job.key, ""), guarded=guarded)
+
+    g1 = unit("g1", 3.0, True, [pod("g1", app="x")])  # youngest first
+    g0 = unit("g0", 2.0, True, [pod("g0", app="x")])
+    u1 = unit("u1", 1.0, False, [pod("u1")])
+    u0 = unit("u0", 0.0, False, [pod("u0")])
+    m = Merged([g1, g0, u1, u0], [(1,)] * 4, ledger=ledger)
+    walk = Walk(m, set())
+    seen = []
+    for u in walk:
+        seen.append(u.job.key)
+        walk.take(u)
+    assert seen == ["ml/g1", "ml/u1", "ml/u0", "ml/g0"], "g1 spends the budget: g0 would break it, so it goes last"
+    assert walk.keys[id(g0)][1] == 1 and walk.keys[id(g1)][1] == 0
+    assert ledger.left == {}, "the walk charges its own copy"
+    skipped = Walk(m, set())
+    assert [u.job.key for u in skipped] == ["ml/g1", "ml/g0", "ml/u1", "ml/u0"], "nothing taken: nothing spent"
+    for _ in range(2):
+        m.extend()
+    assert m.breaks == [0, 1], "the ranking's running violations are counted jointly along the prefix"

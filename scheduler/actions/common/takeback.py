@@ -8,9 +8,10 @@ statement, so nothing is evicted unless the gang then really fits:
   the cluster); at each level the domains are ranked by an estimate of the victim set that frees enough
   room inside them (cheapest first) and simulated in that order, at most `DOMAINS_PER_LEVEL`;
 - in one domain, victims are taken cheapest first (lowest priority, fewest pods whose eviction breaks a
-  PodDisruptionBudget, fewest pods, youngest, then by name) until the gang's minimum fits; then every
-  victim the placement does not need is given back (those on nodes it did not use at once, then one by
-  one, most expensive first; a retrial keeps the victims it shares with the one before, see `Trail`).
+  PodDisruptionBudget after the victims taken before, fewest pods, youngest, then by name) until the
+  gang's minimum fits; then every victim the placement does not need is given back (those on nodes it
+  did not use at once, then one by one, most expensive first; a retrial keeps the victims it shares with
+  the one before, see `Trail`).
 
 An action supplies its rules (`Rules`): which gangs may take back, which victims they may take, and the
 checks that depend on the statement's state (queue fair shares).

@@ -13,10 +13,12 @@ topology domain could be emptied for it. Asked naively that is every running gan
   a binary search, and a domain where even all of them would not make room is skipped at once.
 
 Validity: a unit depends on which of its gang's pods are still running, and nothing else changes it
-within a session. A commit (by any action: `Shared.sync` reads the record's commits) changes the evicted
-gangs' units; each list that holds them is patched (the group's, the allowed sets', and the merged lists
-of the domains their nodes lie in). Rules answers depend on queue usage, which every commit changes:
-they are asked again after each commit (`Pool.allowed` keys its memo by the table's generation).
+within a session but the PodDisruptionBudgets' ledger (`Ledger`). A commit (by any action: `Shared.sync`
+reads the record's commits) changes the evicted gangs' units, and those of gangs a budget it spent guards
+(their violations are counted against what the session's commits left); each list that holds them is
+patched (the group's, the allowed sets', and the merged lists of the domains their nodes lie in). Rules
+answers depend on queue usage, which every commit changes: they are asked again after each commit
+(`Pool.allowed` keys its memo by the table's generation).
 """
 
 from __future__ import annotations
@@ -154,8 +156,9 @@ class Ledger:
 def violations(pods: Sequence[Pod], budgets: Mapping[str, Sequence[DisruptionBudget]] | Ledger) -> int:
     """How many of these pods' evictions, in order, a PodDisruptionBudget does not allow (`Ledger.charge`),
     counted from the budgets' allowances (or what a ledger has left) without changing them."""
-    ledger = budgets.copy() if isinstance(budgets, Ledger) else Ledger(budgets)
-    return ledger.charge(pods)
+    if isinstance(budgets, Ledger):
+        return budgets.copy().charge(pods) if budgets.budgets else 0
+    return Ledger(budgets).charge(pods) if budgets else 0
 
 
 def units_of(
@@ -792,7 +795,7 @@ class Walk:
     jointly: the walk copies the session's ledger and `take` charges each victim taken to it, and a unit
     a budget guards is ranked by its violations after those (so once a victim spends a budget's last
     allowed disruption, the others it guards fall behind unguarded victims of their priority).
-    `keys`: each yielded unit's order as ranked then."""
+    `keys`: with budgets, each yielded unit's order as ranked then (otherwise its `order`)."""
 
     def __init__(self, m: Merged, blocked: set[str]) -> None:
         self.units = m.units
@@ -800,20 +803,24 @@ class Walk:
         self.ledger = m.ledger.copy() if m.ledger is not None and m.ledger.budgets else None
         self.keys: dict[int, tuple[object, ...]] = {}
         self._version = 0  # takes that changed the ledger
+        self._charged: set[str] = set()  # pods charged (a gang's whole unit holds its elastic members' pods)
 
     def take(self, u: Unit) -> None:
         """The walk's last unit was evicted: charge it to the ledger."""
         if self.ledger is not None and u.guarded:
-            self.ledger.charge(u.pods)
+            self.ledger.charge(self._fresh(u))
+            self._charged.update(p.key for p in u.pods)
             self._version += 1
+
+    def _fresh(self, u: Unit) -> list[Pod]:
+        return [p for p in u.pods if p.key not in self._charged]
 
     def __iter__(self) -> Iterator[Unit]:
         units, blocked = self.units, self.blocked
         if self.ledger is None:
             for u in units:
                 if u.job.queue not in blocked:
-                    self.keys[id(u)] = u.order
-                    yield u
+                    yield u  # ranked as `u.order` (not in `keys`)
             return
         ledger = self.ledger
         held = [u for u in units if u.guarded]  # their order depends on what was taken
@@ -829,7 +836,7 @@ class Walk:
                     continue
                 hit = memo.get(id(u))
                 if hit is None or hit[0] != self._version:
-                    hit = memo[id(u)] = (self._version, (u.order[0], violations(u.pods, ledger), *u.order[2:]))
+                    hit = memo[id(u)] = (self._version, (u.order[0], violations(self._fresh(u), ledger), *u.order[2:]))
                 if best is None or hit[1] < best_key:
                     best, best_key = u, hit[1]
             if i < n and (best is None or units[i].order < best_key):
