@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from scheduler.actions.common.victims import Ledger, Merged, Unit, Walk, violations
 from scheduler.api.pod import Pod
 from scheduler.api.podgroup import TopologyConstraint
@@ -134,3 +137,39 @@ def test_walk_ranks_guarded_victims_by_what_the_victims_taken_before_left() -> N
     for _ in range(2):
         m.extend()
     assert m.breaks == [0, 1], "the ranking's running violations are counted jointly along the prefix"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 2), st.lists(st.sampled_from(["x", "y", ""]), min_size=1, max_size=3)), max_size=8
+    ),
+    st.integers(0, 2),
+    st.integers(0, 2),
+)
+def test_walk_is_the_greedy_cheapest_after_each_take(specs: list[tuple[int, list[str]]], ax: int, ay: int) -> None:
+    """Each step yields the unit whose order, its violations counted after the victims taken, is least."""
+    budgets = [
+        budget_from_k8s(pdb("a", {"matchLabels": {"app": "x"}}, ax)),
+        budget_from_k8s(pdb("b", {"matchExpressions": [{"key": "app", "operator": "In", "values": ["x", "y"]}]}, ay)),
+    ]
+    ledger = Ledger({"ml": budgets})
+    units = []
+    for i, (prio, apps) in enumerate(specs):
+        pods = [pod(f"p{i}-{k}", **({"app": a} if a else {})) for k, a in enumerate(apps)]
+        job = Job(f"ml/g{i}", "ml", None, "q", "", "", Group("", 1, None, TopologyConstraint()))
+        order = (prio, violations(pods, ledger), len(pods), -float(i), job.key, "")
+        units.append(Unit(job, tuple(pods), True, order, guarded=bool(ledger.guards(pods))))
+    units.sort(key=lambda u: u.order)
+    walk = Walk(Merged(units, [(1,)] * len(units), ledger=ledger), set())
+    got = []
+    for u in walk:
+        got.append(u.job.key)
+        walk.take(u)
+    left, want, rest = ledger.copy(), [], list(units)
+    while rest:
+        best = min(rest, key=lambda u: (u.order[0], violations(u.pods, left), *u.order[2:]))
+        rest.remove(best)
+        left.charge(best.pods)
+        want.append(best.job.key)
+    assert got == want
