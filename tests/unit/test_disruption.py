@@ -81,16 +81,17 @@ def test_violations_spend_each_allowance_in_order() -> None:
     assert violations(xs[:1], {"ml": [b, strict]}) == 1, "breaking any one budget counts"
 
 
-def test_ledger_walk_skips_disrupted_stops_at_an_exhausted_budget_and_decrements() -> None:
+def test_ledger_walk_skips_disrupted_decrements_every_budget_and_breaks_below_zero() -> None:
     spent = budget_from_k8s(pdb("a-spent", {"matchLabels": {"app": "x"}}, 0))
     wide = budget_from_k8s(pdb("b-wide", {"matchExpressions": [{"key": "app", "operator": "Exists"}]}, 1))
     ledger = Ledger({"ml": [spent, wide]})
     assert ledger.charge([pod("x-0", app="x")]) == 1, "a-spent allows nothing: a violation"
-    assert ledger.left == {}, "checking stops at the exhausted budget: b-wide is not spent by a violating pod"
-    assert ledger.charge([pod("y-0", app="y")]) == 0, "so b-wide still allows the next pod it selects"
-    assert ledger.left == {("ml", "b-wide"): 0}, "which decrements it"
-    assert ledger.charge([pod("y-1", app="y")]) == 1, "and the one after breaks it"
-    assert ledger.left == {("ml", "b-wide"): 0}, "a violation does not count the budget below zero"
+    assert ledger.left == {("ml", "a-spent"): -1, ("ml", "b-wide"): 0}, "as kube: every selecting budget is reduced"
+    assert ledger.charge([pod("y-0", app="y")]) == 1, "so b-wide, spent by x-0, no longer allows y-0"
+    assert ledger.left == {("ml", "a-spent"): -1, ("ml", "b-wide"): -1}
+    fresh = Ledger({"ml": [wide]})
+    assert fresh.charge([pod("y-1", app="y")]) == 0 and fresh.left == {("ml", "b-wide"): 0}, "within its allowance"
+    assert fresh.charge([pod("n-0")]) == 0 and fresh.left == {("ml", "b-wide"): 0}, "a pod with no labels: no budget"
 
     going = budget_from_k8s(pdb("c", {"matchLabels": {"app": "z"}}, 0, disruptedPods={"z-0": "2024-01-01T00:00:00Z"}))
     ledger = Ledger({"ml": [going]})
@@ -108,7 +109,8 @@ def test_budgets_are_counted_jointly_along_a_victim_set() -> None:
     assert ledger.charge(first) == 0
     assert violations(second, ledger) == 1, "after the first is taken, the second spends what is not left"
     walk = ledger.copy()
-    assert walk.charge(second) == 1 and ledger.left == walk.left, "a copy is charged on its own"
+    assert walk.charge(second) == 1 and walk.left == {("ml", "b"): -1}
+    assert ledger.left == {("ml", "b"): 0}, "a copy is charged on its own"
 
 
 def test_walk_ranks_guarded_victims_by_what_the_victims_taken_before_left() -> None:

@@ -130,26 +130,26 @@ class Ledger:
 
     def charge(self, pods: Iterable[Pod]) -> int:
         """Evict these pods in order against the ledger (reducing it): how many break a budget. As
-        kube-scheduler's preemption counts a victim set: for each budget selecting the pod (a pod in its
-        `status.disruptedPods` is not selected), a budget with nothing left makes the pod a violation
-        and no further budget is asked about it; otherwise the budget's count is reduced by one."""
+        kube-scheduler's preemption counts a victim set: a pod with no labels matches no budget; every
+        budget selecting the pod (a pod in its `status.disruptedPods` is not selected) is reduced by one,
+        below zero too, and the pod is a violation when any of them falls below zero."""
         if not self.budgets:
             return 0
         left = self.left
         n = 0
         for p in pods:
             mine = self.budgets.get(p.namespace)
-            if not mine:
+            if not mine or not p.labels:
                 continue
             labels = dict(p.labels)
+            broken = False
             for b in mine:
                 if b.selects(p.namespace, p.name, labels):
                     k = (b.namespace, b.name)
-                    have = left.get(k, b.allowed)
-                    if have <= 0:
-                        n += 1
-                        break
-                    left[k] = have - 1
+                    have = left.get(k, b.allowed) - 1
+                    left[k] = have
+                    broken = broken or have < 0
+            n += broken
         return n
 
 
