@@ -8,9 +8,10 @@ statement, so nothing is evicted unless the gang then really fits:
   the cluster); at each level the domains are ranked by an estimate of the victim set that frees enough
   room inside them (cheapest first) and simulated in that order, at most `DOMAINS_PER_LEVEL`;
 - in one domain, victims are taken cheapest first (lowest priority, fewest pods whose eviction breaks a
-  PodDisruptionBudget, fewest pods, youngest, then by name) until the gang's minimum fits; then every
-  victim the placement does not need is given back (those on nodes it did not use at once, then one by
-  one, most expensive first; a retrial keeps the victims it shares with the one before, see `Trail`).
+  PodDisruptionBudget after the victims taken before, fewest pods, youngest, then by name) until the
+  gang's minimum fits; then every victim the placement does not need is given back (those on nodes it
+  did not use at once, then one by one, most expensive first; a retrial keeps the victims it shares with
+  the one before, see `Trail`).
 
 An action supplies its rules (`Rules`): which gangs may take back, which victims they may take, and the
 checks that depend on the statement's state (queue fair shares).
@@ -18,7 +19,7 @@ checks that depend on the statement's state (queue fair shares).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from operator import sub
 
@@ -26,7 +27,7 @@ from scheduler.actions.common.admit import admit
 from scheduler.actions.common.gang import Chosen, GangPlacer, GroupPlan, PlacementError
 from scheduler.actions.common.order import queue_fair
 from scheduler.actions.common.topology import fits, levels_of
-from scheduler.actions.common.victims import Allowed, Merged, Pool, Unit, cheapest, fits_vec, walk
+from scheduler.actions.common.victims import Allowed, Merged, Pool, Unit, Walk, cheapest, fits_vec
 from scheduler.api.pod import Pod
 from scheduler.api.reasons import Reason
 from scheduler.framework.jobs import Group, Job
@@ -35,7 +36,7 @@ from scheduler.framework.record import GangDecision
 from scheduler.framework.session import Session
 from scheduler.framework.statement import ALLOCATE, PIPELINE, Statement
 
-Bucket = Callable[[set[str]], Iterator[Unit]]  # a domain's victims cheapest first, skipping blocked queues
+Bucket = Callable[[set[str]], Walk]  # a domain's victims cheapest first, skipping blocked queues
 DOMAINS_PER_LEVEL = 4  # domains simulated per topology level (ranked by estimated victim cost)
 # tests set it: every trial `_minimize` skips is redone and must fail (the skip changes no decision), and
 # every trial it redoes finds the room it predicted
@@ -108,6 +109,7 @@ class TakeBack:
         self.pool = Pool(session, rules.victim, rules.group, rules.action == "reclaim")
         self._unplaced_free: list[int] = []  # the domain's free room before the last successful placement
         self._room: list[int] | None = None  # with VALIDATE_SKIPS: the domain's room the last redo placed in
+        self._keys: dict[int, tuple[object, ...]] = {}  # the last walk's victims: their order as taken
 
     def candidates(self, preemptor: Job) -> Allowed:
         """What the preemptor may take (cheapest first, by group), and why the other running gangs are not
@@ -190,10 +192,13 @@ class TakeBack:
         notes: list[str],
     ) -> list[Unit] | None:
         blocked: set[str] = set()  # queues a rule refused a victim of: their state only gets worse here
-        for u in bucket(blocked):
+        victims = bucket(blocked)
+        self._keys = victims.keys
+        for u in victims:
             if not self._evict(trail, job, u, notes):
                 blocked.add(u.job.queue)
                 continue
+            victims.take(u)
             if not fits(dom.free, gp.need_vec):
                 continue
             if self._place(trail.stmt, gp, dom, chosen):
@@ -252,7 +257,8 @@ class TakeBack:
         if len(needed) < len(taken) and self._redo(trail, job, gp, dom, needed, chosen):
             current = needed
         release = self._releases(trail, dom, current)
-        for tries, u in enumerate(sorted(current, key=lambda x: x.order, reverse=True)):
+        keys = self._keys
+        for tries, u in enumerate(sorted(current, key=lambda x: keys.get(id(x), x.order), reverse=True)):
             if tries >= MINIMIZE_TRIES or len(current) == 1:
                 break
             # a trial whose victims cannot free the gang's need in the domain fails at the redo's room
@@ -329,7 +335,7 @@ class TakeBack:
 
 
 def _bucket(m: Merged) -> Bucket:
-    return lambda blocked: walk(m.units, blocked)
+    return lambda blocked: Walk(m, blocked)
 
 
 def _unbound(p: Pod) -> Pod:

@@ -13,10 +13,12 @@ topology domain could be emptied for it. Asked naively that is every running gan
   a binary search, and a domain where even all of them would not make room is skipped at once.
 
 Validity: a unit depends on which of its gang's pods are still running, and nothing else changes it
-within a session. A commit (by any action: `Shared.sync` reads the record's commits) changes the evicted
-gangs' units; each list that holds them is patched (the group's, the allowed sets', and the merged lists
-of the domains their nodes lie in). Rules answers depend on queue usage, which every commit changes:
-they are asked again after each commit (`Pool.allowed` keys its memo by the table's generation).
+within a session but the PodDisruptionBudgets' ledger (`Ledger`). A commit (by any action: `Shared.sync`
+reads the record's commits) changes the evicted gangs' units, and those of gangs a budget it spent guards
+(their violations are counted against what the session's commits left); each list that holds them is
+patched (the group's, the allowed sets', and the merged lists of the domains their nodes lie in). Rules
+answers depend on queue usage, which every commit changes: they are asked again after each commit
+(`Pool.allowed` keys its memo by the table's generation).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class Unit:
     nodes: tuple[int, ...] = ()
     gains: tuple[tuple[int, tuple[int, ...]], ...] = ()
     rate: tuple[float, ...] | None = None  # `per_pod()`, made on first use
+    guarded: bool = False  # a PodDisruptionBudget selects one of its pods (its count depends on the ledger)
 
     def per_pod(self) -> tuple[float, ...]:
         """At least what it releases per pod evicted, per dimension, in any domain (its whole release
@@ -98,26 +101,64 @@ def budgets_by_namespace(session: Session) -> dict[str, list[DisruptionBudget]]:
     return out
 
 
-def violations(pods: Sequence[Pod], budgets: Mapping[str, Sequence[DisruptionBudget]]) -> int:
-    """How many of these pods' evictions a PodDisruptionBudget does not allow: each budget's
-    `disruptionsAllowed` is spent by the pods before (kube-scheduler counts a node's victims this way)."""
-    if not budgets:
-        return 0
-    left: dict[tuple[str, str], int] = {}
-    n = 0
-    for p in pods:
-        mine = budgets.get(p.namespace)
-        if not mine:
-            continue
-        labels = dict(p.labels)
-        breaks = False
-        for b in mine:
-            if b.selects(p.namespace, p.name, labels):
-                k = (b.namespace, b.name)
-                left[k] = left.get(k, b.allowed) - 1
-                breaks = breaks or left[k] < 0
-        n += breaks
-    return n
+BudgetKey = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(slots=True)
+class Ledger:
+    """The PodDisruptionBudgets by namespace (each namespace's in name order) and the disruptions each
+    still allows (`left`; a budget not in it allows its `status.disruptionsAllowed`): the session's
+    ledger is reduced by every committed eviction, a walk over victims copies it and reduces its copy
+    by the victims it takes, so budgets are counted jointly across victims, in the order taken."""
+
+    budgets: Mapping[str, Sequence[DisruptionBudget]] = field(default_factory=dict)
+    left: dict[BudgetKey, int] = field(default_factory=dict)
+
+    def copy(self) -> Ledger:
+        return Ledger(self.budgets, dict(self.left))
+
+    def guards(self, pods: Iterable[Pod]) -> set[BudgetKey]:
+        """The budgets selecting any of these pods (those whose count an eviction of them may change)."""
+        out: set[BudgetKey] = set()
+        if self.budgets:
+            for p in pods:
+                mine = self.budgets.get(p.namespace)
+                if mine:
+                    labels = dict(p.labels)
+                    out.update((b.namespace, b.name) for b in mine if b.selects(p.namespace, p.name, labels))
+        return out
+
+    def charge(self, pods: Iterable[Pod]) -> int:
+        """Evict these pods in order against the ledger (reducing it): how many break a budget. As
+        kube-scheduler's preemption counts a victim set: a pod with no labels matches no budget; every
+        budget selecting the pod (a pod in its `status.disruptedPods` is not selected) is reduced by one,
+        below zero too, and the pod is a violation when any of them falls below zero."""
+        if not self.budgets:
+            return 0
+        left = self.left
+        n = 0
+        for p in pods:
+            mine = self.budgets.get(p.namespace)
+            if not mine or not p.labels:
+                continue
+            labels = dict(p.labels)
+            broken = False
+            for b in mine:
+                if b.selects(p.namespace, p.name, labels):
+                    k = (b.namespace, b.name)
+                    have = left.get(k, b.allowed) - 1
+                    left[k] = have
+                    broken = broken or have < 0
+            n += broken
+        return n
+
+
+def violations(pods: Sequence[Pod], budgets: Mapping[str, Sequence[DisruptionBudget]] | Ledger) -> int:
+    """How many of these pods' evictions, in order, a PodDisruptionBudget does not allow (`Ledger.charge`),
+    counted from the budgets' allowances (or what a ledger has left) without changing them."""
+    if isinstance(budgets, Ledger):
+        return budgets.copy().charge(pods) if budgets.budgets else 0
+    return Ledger(budgets).charge(pods) if budgets else 0
 
 
 def units_of(
@@ -125,13 +166,14 @@ def units_of(
     victim: Job,
     whole_ok: bool,
     sparse: Callable[[Resources], SparseReq] | None = None,
-    budgets: Mapping[str, Sequence[DisruptionBudget]] | None = None,
+    ledger: Ledger | None = None,
 ) -> list[Unit]:
     """The victim's elastic members above its leaves' minimums (youngest first, lowest task priority
     first), then the whole rest (only when `whole_ok`: its min runtime has passed). A unit's order:
-    (priority, pods whose eviction breaks a PodDisruptionBudget, pods, youngest first, gang, pod)."""
-    if budgets is None:
-        budgets = budgets_by_namespace(session)
+    (priority, pods whose eviction breaks a PodDisruptionBudget, pods, youngest first, gang, pod); its
+    violations are counted against the ledger (the session's: what committed evictions left)."""
+    if ledger is None:
+        ledger = Ledger(budgets_by_namespace(session))
     gone = session.gone
     groups = [victim.root] if not victim.root.children else victim.root.walk()
     out: list[Unit] = []
@@ -152,13 +194,16 @@ def units_of(
         live.sort(key=lambda p: (p.task_priority, -(p.start_time or 0.0), p.name), reverse=False)
         for p in live[:surplus]:
             extras.add(p.key)
-            order = (victim.priority, violations((p,), budgets), 1, -(p.start_time or 0.0), victim.key, p.name)
+            order = (victim.priority, violations((p,), ledger), 1, -(p.start_time or 0.0), victim.key, p.name)
             out.append(_unit(session, victim, (p,), False, order, sparse))
     if whole_ok and rest:
         start = min(times) if times else None  # as `Session.started`
         core = len(rest) - len(extras)
-        order = (victim.priority, violations(rest, budgets), core, -(start or 0.0), victim.key, "")
+        order = (victim.priority, violations(rest, ledger), core, -(start or 0.0), victim.key, "")
         out.append(_unit(session, victim, tuple(rest), True, order, sparse))
+    if ledger.budgets and ledger.guards(rest):
+        for u in out:
+            u.guarded = bool(ledger.guards(u.pods))
     return out
 
 
@@ -234,7 +279,8 @@ class Shared:
         self.units: dict[tuple[str, bool], list[Unit]] = {}
         self.live: dict[str, bool] = {}
         self.sparse: dict[Resources, SparseReq] = {}
-        self.budgets = budgets_by_namespace(session)
+        self.ledger = Ledger(budgets_by_namespace(session))  # reduced by every committed eviction
+        self.guarded_by: dict[BudgetKey, set[str]] = {}  # budget -> gangs whose units were counted against it
         self.running = [session.running[k] for k in sorted(session.running)]
 
     @staticmethod
@@ -242,12 +288,17 @@ class Shared:
         return session.shared("takeback.victims", lambda: Shared(session))
 
     def sync(self, since: int) -> tuple[set[str], int]:
-        """The gangs commits evicted from since position `since` of the touched log (read the new
-        commits first, forgetting those gangs' facts), and the log's end to ask from next time."""
+        """The gangs commits changed since position `since` of the touched log (read the new commits
+        first, forgetting those gangs' facts), and the log's end to ask from next time. A commit changes
+        the gangs it evicted from and, when its evictions spent a PodDisruptionBudget (charged to the
+        session's ledger in eviction order), the gangs that budget selects a pod of."""
         commits = self.session.record.commits
         if len(commits) > self.seen:
             for c in commits[self.seen :]:
-                touched = sorted({k for pod, _ in c.evictions if (k := self._job_of(pod)) is not None})
+                hit = {k for pod, _ in c.evictions if (k := self._job_of(pod)) is not None}
+                if self.ledger.budgets:
+                    hit.update(self._charge([pod for pod, _ in c.evictions]))
+                touched = sorted(hit)
                 for key in touched:
                     self.units.pop((key, True), None)
                     self.units.pop((key, False), None)
@@ -255,6 +306,17 @@ class Shared:
                 self.log.extend(touched)
             self.seen = len(commits)
         return set(self.log[since:]), len(self.log)
+
+    def _charge(self, keys: list[str]) -> set[str]:
+        """Charge these evicted pods to the session's ledger: the gangs counted against a budget it changed."""
+        bound = self.session.snapshot.bound_pods
+        before = dict(self.ledger.left)
+        self.ledger.charge(p for k in keys if (p := bound.get(k)) is not None)
+        out: set[str] = set()
+        for k in sorted(self.ledger.left):
+            if before.get(k) != self.ledger.left[k]:
+                out.update(self.guarded_by.get(k, ()))
+        return out
 
     def _job_of(self, pod_key: str) -> str | None:
         """The running job an evicted pod belonged to (every victim pod is a bound pod of one)."""
@@ -275,9 +337,10 @@ class Shared:
     def units_of(self, victim: Job, whole_ok: bool) -> list[Unit]:
         hit = self.units.get((victim.key, whole_ok))
         if hit is None:
-            hit = self.units[(victim.key, whole_ok)] = units_of(
-                self.session, victim, whole_ok, self.known, self.budgets
-            )
+            hit = self.units[(victim.key, whole_ok)] = units_of(self.session, victim, whole_ok, self.known, self.ledger)
+            if any(u.guarded for u in hit):
+                for k in self.ledger.guards(p for u in hit for p in u.pods):
+                    self.guarded_by.setdefault(k, set()).add(victim.key)
         return hit
 
     def known(self, req: Resources) -> SparseReq:
@@ -474,7 +537,7 @@ class Pool:
             lists = [self._build(g) for g in allowed.groups]
             # a list of its own (patched in place apart from the groups' lists)
             order = self._ordered[ck[1:]] = list(lists[0]) if len(lists) == 1 else list(heapq.merge(*lists, key=_order))
-        hit = _merge_level(order, where, skip)
+        hit = _merge_level(order, where, skip, self.shared.ledger)
         if not skip:  # the usual case: the job is no victim, so the lists serve every job of this set
             self._merged[ck] = (where, hit)
         return hit
@@ -496,6 +559,8 @@ class Merged:
     # per dimension, at least the largest release per pod evicted of any entry (`Unit.per_pod`): what
     # bounds the pods any prefix must evict (`cost_bound`); kept as an upper bound when the list is patched
     rates: list[float] | None = None
+    ledger: Ledger | None = None  # the session's, when budgets exist: `breaks` are then counted jointly
+    left: Ledger | None = None  # the ledger after the summed prefix (made again from `ledger` on demand)
 
     def sum_all(self) -> list[int]:
         if self.total is None:
@@ -508,22 +573,31 @@ class Merged:
         return self.rates
 
     def extend(self) -> None:
-        """Sum one more entry."""
+        """Sum one more entry. With budgets, its violations are counted after the prefix's evictions
+        (the prefix's ledger), so entries that together spend a budget count their violations jointly."""
         i = len(self.cum)
         u, gain = self.units[i], self.gains[i]
+        breaks = u.breaks
+        if self.ledger is not None and self.ledger.budgets:
+            if self.left is None:
+                self.left = self.ledger.copy()
+                self.left.charge(p for v in self.units[:i] if v.guarded for p in v.pods)
+            breaks = self.left.charge(u.pods) if u.guarded else 0
         if i:
             self.cum.append(list(map(add, self.cum[-1], gain)))
             self.pods.append(self.pods[-1] + len(u.pods))
-            self.breaks.append(self.breaks[-1] + u.breaks)
+            self.breaks.append(self.breaks[-1] + breaks)
         else:
             self.cum.append(list(gain))
             self.pods.append(len(u.pods))
-            self.breaks.append(u.breaks)
+            self.breaks.append(breaks)
 
 
-def _merge_level(units: list[Unit], where: dict[int, int], skip: str) -> dict[int, Merged]:
+def _merge_level(
+    units: list[Unit], where: dict[int, int], skip: str, ledger: Ledger | None = None
+) -> dict[int, Merged]:
     """One pass over the units (cheapest first): per domain, the units with a pod in it and what each
-    releases there."""
+    releases there (each list counting budgets with `ledger`)."""
     out: dict[int, Merged] = {}
     for u in units:
         if u.job.key == skip:
@@ -531,7 +605,7 @@ def _merge_level(units: list[Unit], where: dict[int, int], skip: str) -> dict[in
         for d, gain in _in_domains(u, where):
             m = out.get(d)
             if m is None:
-                out[d] = Merged([u], [gain])
+                out[d] = Merged([u], [gain], ledger=ledger)
             else:
                 m.units.append(u)
                 m.gains.append(gain)
@@ -595,6 +669,7 @@ def _patched(m: Merged, before: list[Unit], now: list[tuple[Unit, Sequence[int]]
         return None
     keep = min(first, len(m.cum))
     del m.cum[keep:], m.pods[keep:], m.breaks[keep:]
+    m.left = None  # the session's ledger may have changed too (a commit spent a budget)
     m.total = total
     if m.rates is not None and now:
         m.rates = _rates([u for u, _ in now], m.rates)
@@ -713,13 +788,68 @@ def fits_sum(free: Sequence[int], extra: Sequence[int], need: Sequence[int]) -> 
     return True
 
 
-def walk(units: list[Unit], blocked: set[str]) -> Iterator[Unit]:
-    """Units cheapest first, skipping those of a queue in `blocked` (a queue added while walking is
-    skipped from then on). A walk stops as soon as the gang fits, so it visits a short prefix of long
-    lists: cheaper than splitting every list by queue up front."""
-    for u in units:
-        if u.job.queue not in blocked:
-            yield u
+class Walk:
+    """A domain's victims cheapest first, skipping those of a queue in `blocked` (a queue added while
+    walking is skipped from then on). A walk stops as soon as the gang fits, so it visits a short prefix
+    of long lists: cheaper than splitting every list by queue up front. With budgets they are counted
+    jointly: the walk copies the session's ledger and `take` charges each victim taken to it, and a unit
+    a budget guards is ranked by its violations after those (so once a victim spends a budget's last
+    allowed disruption, the others it guards fall behind unguarded victims of their priority).
+    `keys`: with budgets, each yielded unit's order as ranked then (otherwise its `order`)."""
+
+    def __init__(self, m: Merged, blocked: set[str]) -> None:
+        self.units = m.units
+        self.blocked = blocked
+        self.ledger = m.ledger.copy() if m.ledger is not None and m.ledger.budgets else None
+        self.keys: dict[int, tuple[object, ...]] = {}
+        self._version = 0  # takes that changed the ledger
+        self._charged: set[str] = set()  # pods charged (a gang's whole unit holds its elastic members' pods)
+
+    def take(self, u: Unit) -> None:
+        """The walk's last unit was evicted: charge it to the ledger."""
+        if self.ledger is not None and u.guarded:
+            self.ledger.charge(self._fresh(u))
+            self._charged.update(p.key for p in u.pods)
+            self._version += 1
+
+    def _fresh(self, u: Unit) -> list[Pod]:
+        return [p for p in u.pods if p.key not in self._charged]
+
+    def __iter__(self) -> Iterator[Unit]:
+        units, blocked = self.units, self.blocked
+        if self.ledger is None:
+            for u in units:
+                if u.job.queue not in blocked:
+                    yield u  # ranked as `u.order` (not in `keys`)
+            return
+        ledger = self.ledger
+        held = [u for u in units if u.guarded]  # their order depends on what was taken
+        memo: dict[int, tuple[int, tuple[object, ...]]] = {}  # id -> (version, order)
+        i, n = 0, len(units)
+        while True:
+            while i < n and (units[i].guarded or units[i].job.queue in blocked):
+                i += 1
+            best: Unit | None = None
+            best_key: tuple[object, ...] = ()
+            for u in held:
+                if u.job.queue in blocked:
+                    continue
+                hit = memo.get(id(u))
+                if hit is None or hit[0] != self._version:
+                    hit = memo[id(u)] = (self._version, (u.order[0], violations(self._fresh(u), ledger), *u.order[2:]))
+                if best is None or hit[1] < best_key:
+                    best, best_key = u, hit[1]
+            if i < n and (best is None or units[i].order < best_key):
+                u = units[i]
+                i += 1
+                self.keys[id(u)] = u.order
+                yield u
+            elif best is not None:
+                held.remove(best)
+                self.keys[id(best)] = best_key
+                yield best
+            else:
+                return
 
 
 def _order(u: Unit) -> tuple[object, ...]:
