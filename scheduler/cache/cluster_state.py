@@ -41,7 +41,7 @@ def _placement(pod: Pod) -> tuple[object, ...]:
         pod.request,
         pod.terminal,
         succeeded,
-        pod.deleting,
+        pod.deleting and not pod.node_name,  # only a pending pod's deletion moves it (out of pending)
         pod.scheduler_name,
         _usage_key(pod),
         related,

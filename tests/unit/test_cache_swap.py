@@ -47,7 +47,14 @@ def test_swapping_a_pod_in_place_equals_reindexing_it() -> None:
             pod = Pod(  # mostly a small change of one that is cached: many keep their placement
                 **{
                     **{f: getattr(old, f) for f in Pod.__dataclass_fields__ if f != "group_key"},
-                    **rng.choice(({"phase": pod.phase}, {"start_time": pod.start_time}, {"annotations": ()})),
+                    **rng.choice(
+                        (
+                            {"phase": pod.phase},
+                            {"start_time": pod.start_time},
+                            {"annotations": ()},
+                            {"deleting": pod.deleting},
+                        )
+                    ),
                 }
             )
         if rng.random() < 0.05:
