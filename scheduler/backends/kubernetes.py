@@ -342,7 +342,8 @@ class KubeBackend:
                 return
             if seen[1] == shape:
                 same_spec = seen[2]
-        self._apply_dict("Pod", wire.to_dict(), False, same_spec)
+        # the debug API keeps the whole spec; otherwise a reused conversion needs only its head
+        self._apply_dict("Pod", wire.to_dict(slim_spec=same_spec is not None and self.raw is None), False, same_spec)
         pod = self.state.pod(key)
         if pod is not None:
             self.pods_seen[key] = (whole, shape, pod)
