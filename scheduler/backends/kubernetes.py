@@ -330,9 +330,9 @@ class KubeBackend:
         container restarts...) and nothing else changed the cached pod since its last event; converted
         reusing the cached pod's requests, constraints and extras when its labels and spec are unchanged."""
         key = wire.key
-        if deleted:
+        if deleted:  # only its key is read
             self.pods_seen.pop(key, None)
-            self._apply_dict("Pod", wire.to_dict(), True)
+            self._apply_dict("Pod", wire.to_dict(slim_spec=True), True, key=key)
             return
         shape, whole = wire.signatures()
         seen = self.pods_seen.get(key)
@@ -343,13 +343,16 @@ class KubeBackend:
             if seen[1] == shape:
                 same_spec = seen[2]
         # the debug API keeps the whole spec; otherwise a reused conversion needs only its head
-        self._apply_dict("Pod", wire.to_dict(slim_spec=same_spec is not None and self.raw is None), False, same_spec)
+        slim = same_spec is not None and self.raw is None
+        self._apply_dict("Pod", wire.to_dict(slim_spec=slim), False, same_spec, key)
         pod = self.state.pod(key)
         if pod is not None:
             self.pods_seen[key] = (whole, shape, pod)
 
-    def _apply_dict(self, res: str, obj: dict[str, Any], deleted: bool, same_spec: Pod | None = None) -> None:
-        key = _obj_key(obj)
+    def _apply_dict(
+        self, res: str, obj: dict[str, Any], deleted: bool, same_spec: Pod | None = None, key: str = ""
+    ) -> None:
+        key = key or _obj_key(obj)
         if deleted:
             self.known[res].discard(key)
             self.assumed.pop(key, None)
