@@ -18,6 +18,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import msgspec
+
 from scheduler.api.pod import Pod
 from scheduler.backends.base import CommitOutcome, grouper_config
 from scheduler.binder.commit import GangCommitter, GangResult
@@ -31,6 +33,7 @@ from scheduler.kube.client import ApiError, KubeClient, decode_dict
 from scheduler.kube.paths import PODS, WATCHED, ApiResource
 
 log = logging.getLogger("kaisched.kube")
+_encode = msgspec.json.Encoder().encode
 
 
 WATCH_TIMEOUT_S = 240
@@ -190,8 +193,9 @@ class KubeBackend:
         # the daemon's commits: beside the loop, highest priority first, results folded in at each drain
         self.pipeline: BindPipeline[GangCommit, GangResult] = BindPipeline(self.committer.commit_gang, bind_parallelism)
         self.finished_outcome = CommitOutcome()  # what the pipeline finished since `finished()` last ran
-        # (kind, ns/name) -> the object as received, kept only when the debug API wants snapshots (None: off)
-        self.raw: dict[tuple[str, str], dict[str, Any]] | None = None
+        # (kind, ns/name) -> the object as received (`_debug_copy`, as JSON), kept only when the debug API wants
+        # snapshots (None: off)
+        self.raw: dict[tuple[str, str], bytes] | None = None
         # pod key -> (podwire signatures whole and shape, the Pod the cache got from it): while the cache
         # still holds that very Pod, an event with the same whole changes nothing, and one with the same
         # shape keeps the Pod's requests, constraints and extras
@@ -372,7 +376,7 @@ class KubeBackend:
             if deleted:
                 self.raw.pop((res, key), None)
             else:
-                self.raw[(res, key)] = _debug_copy(res, obj)
+                self.raw[(res, key)] = _encode(_debug_copy(res, obj))
         self.state.apply_object(obj, deleted=deleted, same_spec=same_spec)
         if res == "Pod" and key in self.committer.evicting:
             # a victim whose eviction is in flight stays leaving until the watch shows it so (or another pod)

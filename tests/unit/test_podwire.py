@@ -374,7 +374,7 @@ def test_an_update_of_any_field_the_scheduler_reads_is_applied(path, value, debu
         assert b.grouper.pods.get("team/rich") == fresh.grouper.pods.get("team/rich"), (path, node)
         assert b.grouper.todo == fresh.grouper.todo
         if debug_copies:
-            assert b.raw[("Pod", "team/rich")]["spec"] == new["spec"]
+            assert json.loads(b.raw[("Pod", "team/rich")])["spec"] == new["spec"]
 
 
 def test_same_spec_reuse_carries_every_field_it_does_not_read_again():
