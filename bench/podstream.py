@@ -334,16 +334,16 @@ def watch_lines(pods: int, heartbeats: int = 4, seed: int = 1, rv0: int = 1000, 
         yield json.dumps({"type": typ, "object": obj}, separators=(",", ":")).encode()
 
 
-def running_pods(first: int, count: int) -> list[dict[str, Any]]:
-    """Pods first..first+count as a relist of a busy cluster returns them: bound and Running, 1 in 10
-    still pending."""
+def running_pods(first: int, count: int, pending_every: int = 10, nodes: int = NODES) -> list[dict[str, Any]]:
+    """Pods first..first+count as a relist of a busy cluster returns them: bound (to `nodes` nodes) and
+    Running, 1 in `pending_every` still pending (0: none)."""
     out = []
     for i in range(first, first + count):
         pod = new_pod(i, i // 8, i // 40)
         pod["metadata"]["resourceVersion"] = str(10 + i)
-        if i % 10:
+        if not pending_every or i % pending_every:
             t1 = _ts(i // 40 + 1)
-            pod["spec"]["nodeName"] = f"node-{(i * 7) % NODES:04d}"
+            pod["spec"]["nodeName"] = f"node-{(i * 7) % nodes:04d}"
             pod["metadata"]["managedFields"].append(_managed("kubelet", "Update", t1, "status"))
             pod["status"].update(
                 phase="Running",

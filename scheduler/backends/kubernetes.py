@@ -18,6 +18,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import msgspec
+
 from scheduler.api.pod import Pod
 from scheduler.backends.base import CommitOutcome, grouper_config
 from scheduler.binder.commit import GangCommitter, GangResult
@@ -31,6 +33,7 @@ from scheduler.kube.client import ApiError, KubeClient, decode_dict
 from scheduler.kube.paths import GROUPED_OWNERS, PODS, WATCHED, ApiResource
 
 log = logging.getLogger("kaisched.kube")
+_encode = msgspec.json.Encoder().encode
 
 
 WATCH_TIMEOUT_S = 240
@@ -209,8 +212,9 @@ class KubeBackend:
         # the daemon's commits: beside the loop, highest priority first, results folded in at each drain
         self.pipeline: BindPipeline[GangCommit, GangResult] = BindPipeline(self.committer.commit_gang, bind_parallelism)
         self.finished_outcome = CommitOutcome()  # what the pipeline finished since `finished()` last ran
-        # (kind, ns/name) -> the object as received, kept only when the debug API wants snapshots (None: off)
-        self.raw: dict[tuple[str, str], dict[str, Any]] | None = None
+        # (kind, ns/name) -> the object as received (`_debug_copy`, as JSON), kept only when the debug API wants
+        # snapshots (None: off)
+        self.raw: dict[tuple[str, str], bytes] | None = None
         # pod key -> (podwire signatures whole and shape, the Pod the cache got from it): while the cache
         # still holds that very Pod, an event with the same whole changes nothing, and one with the same
         # shape keeps the Pod's requests, constraints and extras
@@ -352,9 +356,9 @@ class KubeBackend:
         container restarts...) and nothing else changed the cached pod since its last event; converted
         reusing the cached pod's requests, constraints and extras when its labels and spec are unchanged."""
         key = wire.key
-        if deleted:
+        if deleted:  # only its key is read
             self.pods_seen.pop(key, None)
-            self._apply_dict("Pod", wire.to_dict(), True)
+            self._apply_dict("Pod", wire.to_dict(slim_spec=True), True, key=key)
             return
         shape, whole = wire.signatures()
         seen = self.pods_seen.get(key)
@@ -364,13 +368,17 @@ class KubeBackend:
                 return
             if seen[1] == shape:
                 same_spec = seen[2]
-        self._apply_dict("Pod", wire.to_dict(), False, same_spec)
+        # the debug API keeps the whole spec; otherwise a reused conversion needs only its head
+        slim = same_spec is not None and self.raw is None
+        self._apply_dict("Pod", wire.to_dict(slim_spec=slim), False, same_spec, key)
         pod = self.state.pod(key)
         if pod is not None:
             self.pods_seen[key] = (whole, shape, pod)
 
-    def _apply_dict(self, res: str, obj: dict[str, Any], deleted: bool, same_spec: Pod | None = None) -> None:
-        key = _obj_key(obj)
+    def _apply_dict(
+        self, res: str, obj: dict[str, Any], deleted: bool, same_spec: Pod | None = None, key: str = ""
+    ) -> None:
+        key = key or _obj_key(obj)
         if deleted:
             self.known[res].discard(key)
             self.assumed.pop(key, None)
@@ -390,7 +398,7 @@ class KubeBackend:
             if deleted:
                 self.raw.pop((res, key), None)
             else:
-                self.raw[(res, key)] = _debug_copy(res, obj)
+                self.raw[(res, key)] = _encode(_debug_copy(res, obj))
         self.state.apply_object(obj, deleted=deleted, same_spec=same_spec)
         if res == "Pod" and key in self.committer.evicting:
             # a victim whose eviction is in flight stays leaving until the watch shows it so (or another pod)

@@ -31,20 +31,24 @@ def _usage_key(pod: Pod) -> tuple[str, str]:
     return (pod_group_key(pod) or "", pod.label(QUEUE_LABEL) or "")
 
 
-def _placement(pod: Pod) -> tuple[object, ...]:
-    """All `_index` reads of a pod to decide where it goes and what it adds: two pods equal here take
-    the same places in the cache."""
-    related = pod.extras is not NO_EXTRAS and not pod.extras.is_empty()
-    succeeded = pod.phase == "Succeeded"
+def _related(pod: Pod) -> bool:
+    return pod.extras is not NO_EXTRAS and not pod.extras.is_empty()
+
+
+def _same_placement(a: Pod, b: Pod) -> bool:
+    """Equal in all `_index` reads to decide where a pod goes and what it adds: the two take the same places
+    in the cache. Called for every pod event: objects a reused conversion shares are compared by identity
+    first, and a deletion mark counts only on a pending pod (a bound one is indexed the same with it)."""
     return (
-        pod.node_name,
-        pod.request,
-        pod.terminal,
-        succeeded,
-        pod.deleting,
-        pod.scheduler_name,
-        _usage_key(pod),
-        related,
+        a.node_name == b.node_name
+        and (a.request is b.request or a.request == b.request)
+        and a.terminal == b.terminal
+        and (a.phase == "Succeeded") == (b.phase == "Succeeded")
+        and (a.deleting and not a.node_name) == (b.deleting and not b.node_name)
+        and a.scheduler_name == b.scheduler_name
+        and a.group_key == b.group_key
+        and (a.labels is b.labels or (a.label(QUEUE_LABEL) or "") == (b.label(QUEUE_LABEL) or ""))
+        and (a.extras is b.extras or _related(a) == _related(b))
     )
 
 
@@ -172,7 +176,7 @@ class ClusterState:
 
     def upsert_pod(self, pod: Pod) -> None:
         old = self._pods.get(pod.key)
-        if old is not None and _placement(old) == _placement(pod):
+        if old is not None and _same_placement(old, pod):
             self._swap(pod)  # most pod events (a phase, a start time, a deletion mark) move nothing
             self.generation += 1
             return
@@ -191,7 +195,7 @@ class ClusterState:
     def _index(self, pod: Pod) -> None:
         if self._consumes(pod):
             self._bound[pod.key] = pod
-            if pod.extras is not NO_EXTRAS and not pod.extras.is_empty():
+            if _related(pod):
                 self._bound_related[pod.key] = pod
             self._node_used[pod.node_name] = self._node_used.get(pod.node_name, Resources()) + pod.request
             self._node_pods[pod.node_name] = self._node_pods.get(pod.node_name, 0) + 1
@@ -206,7 +210,7 @@ class ClusterState:
                 self._running_singles[pod.key] = pod
         if not pod.bound and not pod.deleting:
             self._pending[pod.key] = pod
-            if pod.extras is not NO_EXTRAS and not pod.extras.is_empty():
+            if _related(pod):
                 self._pending_related[pod.key] = pod
             for name in pod.request.names():
                 self._pending_dims[name] = self._pending_dims.get(name, 0) + 1
@@ -216,9 +220,9 @@ class ClusterState:
             self._dirty_members.add(group)
 
     def _swap(self, pod: Pod) -> None:
-        """`pod` replaces a cached pod of equal `_placement`: it sits in the same indexes, adds the same
-        usage; only the object changes (tests/unit/test_cache_swap.py checks this equals unindexing the
-        old and indexing the new, over every attribute of the cache)."""
+        """`pod` replaces a cached pod of the same placement (`_same_placement`): it sits in the same indexes,
+        adds the same usage; only the object changes (tests/unit/test_cache_swap.py checks this equals
+        unindexing the old and indexing the new, over every attribute of the cache)."""
         key = pod.key
         self._pods[key] = pod
         for table in (self._bound, self._bound_related, self._pending, self._pending_related, self._running_singles):

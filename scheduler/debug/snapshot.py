@@ -6,11 +6,12 @@ The document is a `kind: List` (so `kaisched simulate` loads it as is) with one 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from scheduler.api.labels import AWAITING_POD_GROUP_ANNOTATION
 from scheduler.debug.history import CycleEntry, CycleHistory, RawObjects
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from scheduler.framework.cycleinfo import CycleInfo
 
 FORMAT = "kaisched.snapshot/v1"
+_decode = msgspec.json.Decoder().decode
 KIND_ORDER = {k: i for i, k in enumerate(("PriorityClass", "Queue", "Topology", "Node", "PodGroup", "Pod"))}
 
 
@@ -38,14 +40,12 @@ def snapshot_document(entry: CycleEntry, config: SchedulerConfig) -> dict[str, A
         raise ValueError(f"cycle {entry.cycle} no longer holds its snapshot")
     items: list[dict[str, Any]] = []
     for (kind, key), obj in sorted(entry.raw.items(), key=lambda kv: (KIND_ORDER.get(kv[0][0], 99), kv[0])):
-        item = dict(obj)
+        item: dict[str, Any] = _decode(obj)  # a new object each time: changed freely
         node = entry.assumed.get(key) if kind == "Pod" else None
         if node and not (item.get("spec") or {}).get("nodeName"):
-            item = copy.deepcopy(item)
             item.setdefault("spec", {})["nodeName"] = node
         held = entry.snapshot.held.get(key) if kind == "Pod" and entry.snapshot is not None else None
         if held is not None:  # the grouper held it back this cycle: replay holds it too (the owners are not here)
-            item = copy.deepcopy(item)
             item.setdefault("metadata", {}).setdefault("annotations", {})[AWAITING_POD_GROUP_ANNOTATION] = held[1]
         items.append(item)
     return {
@@ -79,7 +79,7 @@ class SnapshotRecorder:
     def __init__(
         self,
         history: CycleHistory,
-        raw: Mapping[tuple[str, str], Mapping[str, Any]],
+        raw: RawObjects,
         assumed: Mapping[str, tuple[str, float]],
     ) -> None:
         self.history = history

@@ -137,7 +137,7 @@ class LiveGrouper:
 
     # --- what the watch shows ---------------------------------------------------------------------
     def observe(self, kind: str, obj: Obj, deleted: bool) -> None:
-        key = _key(obj)
+        m, key = meta(obj), _key(obj)
         if kind == "PodGroup":
             if deleted:
                 self.podgroups.pop(key, None)
@@ -148,7 +148,7 @@ class LiveGrouper:
             return
         spec = obj.get("spec") or {}
         ours = (spec.get("schedulerName") or "default-scheduler") == self.scheduler_name
-        if deleted or not ours or not meta(obj).get("ownerReferences"):
+        if deleted or not ours or not m.get("ownerReferences"):
             gone = self.pods.pop(key, None)
             self.todo.discard(key)
             self.singles.discard(key)

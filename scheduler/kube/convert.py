@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -144,18 +143,28 @@ def pod_from_k8s(obj: Obj, same_spec: Pod | None = None) -> Pod:
     change many times in its life, its spec and labels seldom)."""
     meta, spec, status = _meta(obj), obj.get("spec") or {}, obj.get("status") or {}
     owners = meta.get("ownerReferences") or []
-    if same_spec is not None:
-        return dataclasses.replace(
-            same_spec,
+    if same_spec is not None:  # every field named (dataclasses.replace costs twice this, per event)
+        return Pod(
+            namespace=same_spec.namespace,
+            name=same_spec.name,
             uid=str(meta.get("uid", "")),
+            scheduler_name=same_spec.scheduler_name,
             node_name=str(spec.get("nodeName") or ""),
             phase=str(status.get("phase") or "Pending"),
+            request=same_spec.request,
+            constraints=same_spec.constraints,
+            labels=same_spec.labels,
             annotations=_pairs(meta.get("annotations")),
+            priority_class=same_spec.priority_class,
+            priority=same_spec.priority,
             creation=str(meta.get("creationTimestamp", "")),
             owner_kind=_owner_kind(owners),
             deleting=bool(meta.get("deletionTimestamp")),
+            problems=same_spec.problems,
+            task_priority=same_spec.task_priority,
             pod_group=_pod_group(meta),
             start_time=parse_timestamp(status.get("startTime")),
+            extras=same_spec.extras,
         )
     problems: list[tuple[str, str]] = []
     request = pod_request(spec, problems)

@@ -48,7 +48,14 @@ def test_swapping_a_pod_in_place_equals_reindexing_it() -> None:
             pod = Pod(  # mostly a small change of one that is cached: many keep their placement
                 **{
                     **{f.name: getattr(old, f.name) for f in dataclasses.fields(Pod) if f.init},
-                    **rng.choice(({"phase": pod.phase}, {"start_time": pod.start_time}, {"annotations": ()})),
+                    **rng.choice(
+                        (
+                            {"phase": pod.phase},
+                            {"start_time": pod.start_time},
+                            {"annotations": ()},
+                            {"deleting": pod.deleting},
+                        )
+                    ),
                 }
             )
         if rng.random() < 0.05:

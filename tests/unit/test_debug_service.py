@@ -117,8 +117,9 @@ def cluster() -> list[dict[str, Any]]:
     return objs
 
 
-def raw_of(backend: MemoryBackend) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(k, f"{ns}/{name}" if ns else name): obj for (k, ns, name), obj in backend.objects.items()}
+def raw_of(backend: MemoryBackend) -> dict[tuple[str, str], bytes]:
+    """As the daemon keeps them: each object as JSON."""
+    return {(k, f"{ns}/{name}" if ns else name): json.dumps(o).encode() for (k, ns, name), o in backend.objects.items()}
 
 
 def run_cycles(backend: MemoryBackend, history: CycleHistory, config: SchedulerConfig, n: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -671,7 +672,7 @@ def test_a_daemon_snapshot_carries_held_pods_into_replay() -> None:
     snap = backend.snapshot()
     record = run_session(snap, SchedulerConfig(), now=1.0, cycle=1)
     assert record.decisions[f"{NS}/j-0"].reason == "AwaitingPodGroup"
-    raw = {(k, f"{ns}/{name}" if ns else name): o for (k, ns, name), o in backend.objects.items()}
+    raw = {(k, f"{ns}/{name}" if ns else name): json.dumps(o).encode() for (k, ns, name), o in backend.objects.items()}
     doc = snapshot_document(CycleEntry(record, 1.0, (), {}, snapshot=snap, raw=raw), SchedulerConfig())
     out, _ = _simulate(doc["items"])
     assert out["placements"] == {}

@@ -280,3 +280,112 @@ def test_paged_relist_applies_each_page_and_removes_what_no_page_had():
         b.events.put(event)
     b.drain()
     assert sorted(b.state.pods()) == ["team/a", "team/c", "team/d"] and "team/b" not in b.pods_seen
+
+
+def _compact(kind: str, obj: dict[str, Any]) -> podwire.PodWire:
+    """As the API server writes it: compact JSON, spec.nodeName after the fields before it."""
+    line = json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode()
+    wire = podwire.decode_event(line)["object"]
+    assert isinstance(wire, podwire.PodWire)
+    return wire
+
+
+def _pending_rich() -> dict[str, Any]:
+    pending = _as_served(RICH)
+    pending["status"] = {"phase": "Pending"}
+    return pending
+
+
+def test_a_bind_keeps_the_shape_and_reuses_the_conversion():
+    pending = _pending_rich()
+    bound = copy.deepcopy(pending)
+    bound["spec"]["nodeName"] = "n1"  # appended: after the other fields, as the API server writes it
+    (shape_a, whole_a), (shape_b, whole_b) = (
+        _compact("MODIFIED", pending).signatures(),
+        _compact("MODIFIED", bound).signatures(),
+    )
+    assert shape_a == shape_b and whole_a != whole_b
+    moved = copy.deepcopy(bound)
+    moved["spec"]["nodeName"] = "n2"
+    assert _compact("MODIFIED", moved).signatures()[1] not in (whole_a, whole_b)
+    first = {"nodeName": "n1", **pending["spec"]}  # nodeName first: kept in the shape (no reuse, still right)
+    assert _compact("MODIFIED", {**pending, "spec": first}).signatures()[0] != shape_a
+    b = _backend()
+    b._apply("Pod", _compact("ADDED", pending), False)
+    before = b.state.pod("team/rich")
+    b._apply("Pod", _compact("MODIFIED", bound), False)
+    after = b.state.pod("team/rich")
+    assert after == pod_from_k8s(bound) and after.node_name == "n1"
+    assert after.request is before.request and after.extras is before.extras  # reused, not converted again
+
+
+def _set(obj: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
+    for step in path[:-1]:
+        obj = obj[step]
+    obj[path[-1]] = value
+
+
+# every field the scheduler (cache, conversion, grouper) reads of a pod, changed alone on a cached pod
+READ_FIELDS = [
+    (("status", "phase"), "Succeeded"),
+    (("status", "startTime"), "2026-01-01T00:09:00Z"),
+    (("metadata", "deletionTimestamp"), "2026-01-01T00:09:00Z"),
+    (("metadata", "creationTimestamp"), "2026-01-01T00:00:09Z"),
+    (("metadata", "uid"), "u2"),
+    (("metadata", "annotations"), {"pod-group-name": "h", "other": "x"}),
+    (("metadata", "ownerReferences"), [{"kind": "ReplicaSet", "name": "r", "uid": "o2", "controller": True}]),
+    (("metadata", "labels"), {"app": "b", "kai.scheduler/queue": "q2", "kai.scheduler/task-priority": "1"}),
+    (("spec", "nodeName"), "n1"),
+    (("spec", "schedulerName"), "default-scheduler"),
+    (("spec", "priorityClassName"), "build"),
+    (("spec", "priority"), 100),
+    (("spec", "nodeSelector"), {"zone": "z2"}),
+    (("spec", "tolerations"), []),
+    (("spec", "containers", 0, "resources", "requests", "cpu"), "3"),
+    (("spec", "overhead"), {"cpu": "300m"}),
+    (("spec", "affinity"), {}),
+]
+
+
+def _id(v: Any) -> str:
+    return ".".join(map(str, v)) if isinstance(v, tuple) else ""
+
+
+@pytest.mark.parametrize(("path", "value"), READ_FIELDS, ids=_id)
+@pytest.mark.parametrize("debug_copies", [False, True])
+def test_an_update_of_any_field_the_scheduler_reads_is_applied(path, value, debug_copies):
+    """The skip and reuse rules, field by field: a pod cached (pending, and bound) then updated in one field
+    the scheduler reads ends exactly as converting the update from scratch; and the grouper sees it."""
+    for node in ("", "n0"):
+        b = _backend()
+        if debug_copies:
+            b.raw = {}
+        old = _pending_rich()
+        if node:
+            old["spec"]["nodeName"] = node
+        new = copy.deepcopy(old)
+        _set(new, path, value)
+        new["metadata"]["resourceVersion"] = "8"
+        b._apply("Pod", _compact("ADDED", old), False)
+        b._apply("Pod", _compact("MODIFIED", new), False)
+        assert b.state.pod("team/rich") == pod_from_k8s(new), (path, node)
+        fresh = _backend()  # the grouper keeps what it keeps of the full object
+        fresh.grouper.observe("Pod", new, False)
+        assert b.grouper.pods.get("team/rich") == fresh.grouper.pods.get("team/rich"), (path, node)
+        assert b.grouper.todo == fresh.grouper.todo
+        if debug_copies:
+            assert json.loads(b.raw[("Pod", "team/rich")])["spec"] == new["spec"]
+
+
+def test_same_spec_reuse_carries_every_field_it_does_not_read_again():
+    """The reuse names every Pod field: one added later and left out would fall back to its default."""
+    base = pod_from_k8s(_as_served(RICH))
+    read_again = {"uid", "node_name", "phase", "annotations", "creation", "owner_kind", "deleting", "pod_group"}
+    read_again |= {"group_key", "start_time"}
+    reused = pod_from_k8s({"metadata": {}, "spec": {}, "status": {}}, same_spec=base)
+    for f in dataclasses.fields(base):
+        if f.name not in read_again:
+            assert getattr(reused, f.name) == getattr(base, f.name), f.name
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+                assert f.name in ("problems",) or getattr(base, f.name) != default, f"RICH leaves {f.name} default"
