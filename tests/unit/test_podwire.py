@@ -384,7 +384,7 @@ def test_same_spec_reuse_carries_every_field_it_does_not_read_again():
     read_again |= {"group_key", "start_time"}
     reused = pod_from_k8s({"metadata": {}, "spec": {}, "status": {}}, same_spec=base)
     for f in dataclasses.fields(base):
-        if f.name not in read_again:
+        if f.init and f.name not in read_again:  # init=False fields are derived in __post_init__
             assert getattr(reused, f.name) == getattr(base, f.name), f.name
             if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
