@@ -37,11 +37,13 @@ class Upstream:
 UPSTREAM = (
     Upstream("github.com/ray-project/kuberay/ray-operator", "v1.5.0", ("config/crd/bases/ray.io_rayclusters.yaml",)),
     Upstream("github.com/kubeflow/training-operator", "v1.8.1", ("manifests/base/crds/kubeflow.org_pytorchjobs.yaml",)),
+    # the proxy lists no version of these two (403 on @v/list) but serves exact versions
+    Upstream("sigs.k8s.io/jobset", "v0.10.1", ("config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml",)),
+    Upstream("sigs.k8s.io/lws", "v0.7.0", ("config/crd/bases/leaderworkerset.x-k8s.io_leaderworkersets.yaml",)),
 )
-# CRDs whose operator module the Go module proxy does not serve (its answer: 403, "not available")
+# CRDs whose operator module the Go module proxy does not serve (its answer: 403, "not available", for the
+# module's list and for every exact version tried: v0.4.1, v0.5.0 of deploy/cloud/operator, v0.7.0 of deploy/operator)
 NOT_SERVED = {
-    "jobsets.jobset.x-k8s.io": "sigs.k8s.io/jobset",
-    "leaderworkersets.leaderworkerset.x-k8s.io": "sigs.k8s.io/lws",
     "dynamographdeployments.nvidia.com": "the Dynamo operator",
 }
 

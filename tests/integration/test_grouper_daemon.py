@@ -279,11 +279,13 @@ def test_jobset_is_one_gang_of_its_replicated_jobs(
     kube.node("js-a", 4)
     kube.node("js-b", 4)
     daemon.start()
+    pod_tmpl = template(kube, 1, {})  # the schema requires each replicated Job's pod template
+    pod_tmpl["spec"]["restartPolicy"] = "Never"
     js = create(kube, "/apis/jobset.x-k8s.io/v1alpha2", "jobsets", {
         "apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": {"name": "train"},
         "spec": {"replicatedJobs": [
-            {"name": "driver", "replicas": 1, "template": {"spec": {"parallelism": 1}}},
-            {"name": "workers", "replicas": 2, "template": {"spec": {"parallelism": 2}}}]},
+            {"name": "driver", "replicas": 1, "template": {"spec": {"parallelism": 1, "template": pod_tmpl}}},
+            {"name": "workers", "replicas": 2, "template": {"spec": {"parallelism": 2, "template": pod_tmpl}}}]},
     })  # fmt: skip
     for rj, replicas, parallelism in (("driver", 1, 1), ("workers", 2, 2)):
         for i in range(replicas):

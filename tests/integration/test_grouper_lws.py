@@ -76,10 +76,14 @@ class LwsController:
 def new_lws(
     k: Kube, name: str, replicas: int, size: int, annotations: dict[str, str] | None = None, **spec: Any
 ) -> LwsController:
+    lwt: dict[str, Any] = {"size": size, **spec.pop("template", {})}
+    # the schema requires a worker pod template with its containers (this controller makes the pods itself)
+    worker = lwt.setdefault("workerTemplate", {})
+    worker.setdefault("spec", {"containers": [{"name": "worker", "image": "registry.k8s.io/pause:3.10"}]})
     lws = create(k, LWS_API, "leaderworkersets", {
         "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
         "metadata": {"name": name, "annotations": annotations or {}},
-        "spec": {"replicas": replicas, "leaderWorkerTemplate": {"size": size, **spec.pop("template", {})}, **spec},
+        "spec": {"replicas": replicas, "leaderWorkerTemplate": lwt, **spec},
     })  # fmt: skip
     return LwsController(k, lws)
 
