@@ -3,27 +3,17 @@ requests per pod, and its plot, which is optional (matplotlib is a bench-only ex
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "commit.py"
+from tests.benchmod import load
 
 
 def _bench():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("bench_commit", BENCH)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_commit", mod)
-    path = list(sys.path)
-    try:
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path[:] = path  # the bench puts bench/ first on the path for its own imports
-    return mod
+    return load("commit")
 
 
 def test_request_mix_counts_the_commit_and_leaves_kwok_out() -> None:

@@ -7,24 +7,14 @@ queues), small, where trimming does remove victims (skipping every trial fails t
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 from scheduler.actions.common import takeback
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "engine.py"
+from tests.benchmod import load
 
 
 def _engine():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("bench_engine", BENCH)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_engine", mod)
-    spec.loader.exec_module(mod)
-    return mod
+    return load("engine")
 
 
 @pytest.mark.parametrize(("nodes", "gangs", "seed"), [(60, 20, 7), (120, 40, 7), (120, 40, 8), (200, 60, 9)])
