@@ -176,6 +176,8 @@ def contender_main(argv: list[str]) -> int:
     client = KubeClient(args.host, qps=0, burst=1)
     backend = KubeBackend(client, podstream.SCHEDULER)
     backend.reflectors = [r for r in backend.reflectors if r.res.kind == "Pod"]
+    # the grouper's owner kinds are not served here (every path answers with pods): not watched
+    backend.owner_reflectors = [r for r in getattr(backend, "owner_reflectors", []) if r.res.kind == "Pod"]
     if args.debug_copies:
         backend.raw = {}  # as the daemon with its debug API on: each object is kept for snapshots too
     state = backend.state
