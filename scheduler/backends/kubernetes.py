@@ -133,11 +133,12 @@ class Reflector(threading.Thread):
                 if err.status == 410:
                     rv = ""
                     continue
-                if err.status == 403 and self.optional and not rv and not self.forbidden_logged:
-                    self.forbidden_logged = True
-                    log.warning("not watching %s (%s): its objects are read one by one", self.res.kind, err)
-                if (err.status == 404 or (err.status == 403 and self.optional)) and not rv:
-                    # the CRD is not installed (yet): the cluster has none of these; keep checking
+                if not rv and (err.status == 404 or (err.status == 403 and self.optional)):
+                    # the CRD is not installed (yet), or (an owner kind) it may not be listed: the cluster has
+                    # none of these for us; keep checking
+                    if err.status == 403 and not self.forbidden_logged:
+                        self.forbidden_logged = True
+                        log.warning("not watching %s (%s): its objects are read one by one", self.res.kind, err)
                     self.out.put(("SYNC", self.res.kind, []))
                     self.synced.set()
                     self.stop_event.wait(min(MAX_BACKOFF_S, backoff))
