@@ -63,7 +63,17 @@ class Resources:
     def _merged(self, other: tuple[tuple[str, int], ...], sign: int) -> Resources:
         """self + sign * other, without Resources.of's general input handling: the cache adds and
         subtracts a pod's request on every pod event."""
-        merged = dict(self.items)
+        mine = self.items
+        if len(mine) == len(other):  # the usual case: the same names (a node's pods ask alike)
+            same: list[tuple[str, int]] = []
+            for (k, v), (name, w) in zip(mine, other, strict=True):
+                if k != name:
+                    break
+                if v + sign * w:
+                    same.append((k, v + sign * w))
+            else:
+                return Resources(tuple(same))
+        merged = dict(mine)
         for k, v in other:
             merged[k] = merged.get(k, 0) + sign * v
         return Resources(tuple(sorted([kv for kv in merged.items() if kv[1] != 0])))

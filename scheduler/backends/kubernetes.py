@@ -7,7 +7,6 @@ queue and are applied by the scheduling thread only (ClusterState has one writer
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import gc
@@ -15,7 +14,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -38,6 +37,7 @@ _encode = msgspec.json.Encoder().encode
 
 WATCH_TIMEOUT_S = 240
 MAX_BACKOFF_S = 10.0
+SPEC_MEMO_SIZE = 8192  # distinct pod specs remembered (a workload's replicas share one)
 
 
 def _obj_key(obj: Mapping[str, Any] | podwire.PodWire) -> str:
@@ -61,17 +61,34 @@ def _debug_copy(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """A relist makes a long-lived object or more per item: the cyclic collector's passes over them, every
-    few hundred allocations, find nothing to free and cost a third of the relist (bench/ingest.py)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
+class CollectorPause:
+    """The cyclic collector is off while a list is being applied, from its first page to its last: a list
+    makes a long-lived object or more per item, and the collector's passes over them find nothing to free
+    (bench/ingest.py: a fifth of a relist). At the end what the lists built is frozen (`gc.freeze`, as
+    `kaisched run` does after its first lists): left out of every later pass, not just this one's (the
+    first pass after the pause would scan it all: 0.8 s at 100,000 pods); reference counting frees it as
+    usual. A list that starts over (the last attempt broke off) ends its pause, so one that keeps failing
+    never keeps the collector off for long."""
+
+    def __init__(self) -> None:
+        self.holders: set[str] = set()
+        self.was_enabled = False
+
+    def hold(self, kind: str) -> None:
+        if not self.holders:
+            self.was_enabled = gc.isenabled()
+            gc.disable()
+        self.holders.add(kind)
+
+    def release(self, kind: str, done: bool = False) -> None:
+        """`done`: the list arrived whole (frozen if it was the last one open); else it broke off."""
+        if kind in self.holders:
+            self.holders.discard(kind)
+            if not self.holders:
+                if done:
+                    gc.freeze()
+                if self.was_enabled:
+                    gc.enable()
 
 
 class Reflector(threading.Thread):
@@ -207,6 +224,7 @@ class KubeBackend:
         self.owner_kinds = frozenset(r.kind for r in GROUPED_OWNERS)
         self.known: dict[str, set[str]] = {r.kind: set() for r in WATCHED}
         self.listed: dict[str, set[str]] = {}  # kind -> keys of the list being received, page by page
+        self.collector = CollectorPause()
         self.committer = GangCommitter(client, self.state, identity, bind_parallelism, dry_run)
         self.committer.drain = self.drain  # a synchronous commit keeps the cache fresh while victims leave
         self.assumed = self.committer.assumed  # pod key -> (node, when) until the watch confirms
@@ -216,10 +234,12 @@ class KubeBackend:
         # (kind, ns/name) -> the object as received (`_debug_copy`, as JSON), kept only when the debug API wants
         # snapshots (None: off)
         self.raw: dict[tuple[str, str], bytes] | None = None
-        # pod key -> (podwire signatures whole and shape, the Pod the cache got from it): while the cache
-        # still holds that very Pod, an event with the same whole changes nothing, and one with the same
-        # shape keeps the Pod's requests, constraints and extras
-        self.pods_seen: dict[str, tuple[bytes, bytes, Pod]] = {}
+        # pod key -> (podwire signature, the Pod the cache got from it): while the cache still holds that very
+        # Pod, an event with the same signature changes nothing
+        self.pods_seen: dict[str, tuple[bytes, Pod]] = {}
+        # podwire spec_key -> a Pod converted from that spec: the pods of a workload (and a pod through its
+        # life) share one conversion of requests, constraints and extras; bounded (emptied when full)
+        self.spec_memo: dict[bytes, Pod] = {}
         # PodGroups for workloads' pods; what the API answers to its writes enters the cache at the next drain
         self.grouper = LiveGrouper(client, scheduler_name, on_object=self._written)
         self.grouping = False  # set by the first group() (configuration `grouping`)
@@ -321,9 +341,12 @@ class KubeBackend:
                 self.grouper.owner_event(kind, res, payload)
             elif kind == "LIST":
                 self.listed[res] = set()
+                self.collector.release(res)  # a list that starts over: the last attempt broke off
             elif kind in ("PAGE", "SYNC"):
-                with _collector_paused():
-                    self._page(res, payload, done=kind == "SYNC")
+                self.collector.hold(res)
+                self._page(res, payload, done=kind == "SYNC")
+                if kind == "SYNC":
+                    self.collector.release(res, done=True)
             else:
                 self._apply(res, payload, kind == "DELETED")
 
@@ -355,26 +378,28 @@ class KubeBackend:
     def _apply_pod(self, wire: podwire.PodWire, deleted: bool) -> None:
         """A typed pod: skipped when it carries nothing new for the scheduler (status heartbeats, probes,
         container restarts...) and nothing else changed the cached pod since its last event; converted
-        reusing the cached pod's requests, constraints and extras when its labels and spec are unchanged."""
+        reusing the requests, constraints and extras of a pod with the same spec (`spec_memo`)."""
         key = wire.key
         if deleted:  # only its key is read
             self.pods_seen.pop(key, None)
             self._apply_dict("Pod", wire.to_dict(slim_spec=True), True, key=key)
             return
-        shape, whole = wire.signatures()
+        whole = wire.signature()
         seen = self.pods_seen.get(key)
-        same_spec = None
-        if seen is not None and self.state.pod(key) is seen[2]:
-            if seen[0] == whole:
-                return
-            if seen[1] == shape:
-                same_spec = seen[2]
+        if seen is not None and seen[0] == whole and self.state.pod(key) is seen[1]:
+            return
+        spec_key = wire.spec_key()
+        same_spec = self.spec_memo.get(spec_key) if spec_key is not None else None
         # the debug API keeps the whole spec; otherwise a reused conversion needs only its head
         slim = same_spec is not None and self.raw is None
         self._apply_dict("Pod", wire.to_dict(slim_spec=slim), False, same_spec, key)
         pod = self.state.pod(key)
         if pod is not None:
-            self.pods_seen[key] = (whole, shape, pod)
+            self.pods_seen[key] = (whole, pod)
+            if same_spec is None and spec_key is not None:
+                if len(self.spec_memo) >= SPEC_MEMO_SIZE:
+                    self.spec_memo.clear()
+                self.spec_memo[spec_key] = pod
 
     def _apply_dict(
         self, res: str, obj: dict[str, Any], deleted: bool, same_spec: Pod | None = None, key: str = ""

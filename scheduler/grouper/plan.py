@@ -31,10 +31,10 @@ def needs_grouping(pod: Obj, scheduler_name: str) -> bool:
     spec, status = pod.get("spec") or {}, pod.get("status") or {}
     return (
         (spec.get("schedulerName") or "default-scheduler") == scheduler_name
-        and not annotations_of(pod).get(POD_GROUP_ANNOTATION)
-        and not spec.get("nodeName")
+        and not spec.get("nodeName")  # most pods: bound (the cheap checks first)
         and status.get("phase") not in ("Succeeded", "Failed")
         and not meta(pod).get("deletionTimestamp")
+        and not annotations_of(pod).get(POD_GROUP_ANNOTATION)
     )
 
 

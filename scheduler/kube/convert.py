@@ -85,6 +85,11 @@ def _container_requests(c: Obj) -> dict[str, Any]:
     return merged
 
 
+def _objects(items: Any) -> list[Obj]:
+    """The objects of a list field (anything else in it, or in its place, is not read)."""
+    return [c for c in items if isinstance(c, Mapping)] if isinstance(items, list) else []
+
+
 def _add(into: dict[str, int], more: Mapping[str, int]) -> None:
     for k, v in more.items():
         into[k] = into.get(k, 0) + v
@@ -103,11 +108,11 @@ def pod_request(spec: Obj, problems: list[tuple[str, str]]) -> Resources:
     plain dicts (quantities are never negative), made Resources once: this runs for every pod event."""
     errors: list[str] = []
     total: dict[str, int] = {}
-    for c in spec.get("containers") or []:
+    for c in _objects(spec.get("containers")):
         _add(total, _quantities(_container_requests(c), f"container {c.get('name')}", errors))
     init_peak: dict[str, int] = {}
     sidecars: dict[str, int] = {}
-    for c in spec.get("initContainers") or []:
+    for c in _objects(spec.get("initContainers")):
         req = _quantities(_container_requests(c), f"initContainer {c.get('name')}", errors)
         if c.get("restartPolicy") == "Always":
             _add(sidecars, req)
@@ -138,30 +143,32 @@ def _unsupported(spec: Obj) -> list[tuple[str, str]]:
 
 
 def pod_from_k8s(obj: Obj, same_spec: Pod | None = None) -> Pod:
-    """`same_spec`: a pod converted from an object with this one's name, labels and spec (the caller
-    compared them): what those decide is taken from it, the rest read again (a pod's status and metadata
-    change many times in its life, its spec and labels seldom)."""
+    """`same_spec`: a pod converted from a spec this one's equals in every field read here but the node
+    (the caller compared them, kube/podwire.py `spec_key`): what the spec decides is taken from it, the rest
+    read again (the pods of one workload share a spec; a pod's metadata and status change many times in its
+    life, its spec seldom)."""
     meta, spec, status = _meta(obj), obj.get("spec") or {}, obj.get("status") or {}
     owners = meta.get("ownerReferences") or []
+    labels = _pairs(meta.get("labels"))
     if same_spec is not None:  # every field named (dataclasses.replace costs twice this, per event)
         return Pod(
-            namespace=same_spec.namespace,
-            name=same_spec.name,
+            namespace=str(meta.get("namespace") or "default"),
+            name=str(meta.get("name", "")),
             uid=str(meta.get("uid", "")),
             scheduler_name=same_spec.scheduler_name,
             node_name=str(spec.get("nodeName") or ""),
             phase=str(status.get("phase") or "Pending"),
             request=same_spec.request,
             constraints=same_spec.constraints,
-            labels=same_spec.labels,
+            labels=labels,
             annotations=_pairs(meta.get("annotations")),
-            priority_class=same_spec.priority_class,
+            priority_class=_priority_class(spec, labels),
             priority=same_spec.priority,
             creation=str(meta.get("creationTimestamp", "")),
             owner_kind=_owner_kind(owners),
             deleting=bool(meta.get("deletionTimestamp")),
             problems=same_spec.problems,
-            task_priority=same_spec.task_priority,
+            task_priority=_task_priority(labels),
             pod_group=_pod_group(meta),
             start_time=parse_timestamp(status.get("startTime")),
             extras=same_spec.extras,
@@ -189,7 +196,6 @@ def pod_from_k8s(obj: Obj, same_spec: Pod | None = None) -> Pod:
         )
     )
     priority = spec.get("priority")
-    labels = _pairs(meta.get("labels"))
     return Pod(
         namespace=str(meta.get("namespace") or "default"),
         name=str(meta.get("name", "")),
@@ -201,17 +207,32 @@ def pod_from_k8s(obj: Obj, same_spec: Pod | None = None) -> Pod:
         constraints=PodConstraints(_pairs(spec.get("nodeSelector")), terms, tolerations),
         labels=labels,
         annotations=_pairs(meta.get("annotations")),
-        priority_class=str(spec.get("priorityClassName") or dict(labels).get("priorityClassName", "")),
+        priority_class=_priority_class(spec, labels),
         priority=int(priority) if isinstance(priority, int) else None,
         creation=str(meta.get("creationTimestamp", "")),
         owner_kind=_owner_kind(owners),
         deleting=bool(meta.get("deletionTimestamp")),
         problems=tuple(problems),
-        task_priority=_int_label(dict(labels).get(TASK_PRIORITY_LABEL)),
+        task_priority=_task_priority(labels),
         pod_group=_pod_group(meta),
         start_time=parse_timestamp(status.get("startTime")),
         extras=pod_extras(str(meta.get("name", "")), spec, dict(labels)),
     )
+
+
+def _label(labels: tuple[tuple[str, str], ...], key: str) -> str | None:
+    for k, v in labels:
+        if k == key:
+            return v
+    return None
+
+
+def _priority_class(spec: Obj, labels: tuple[tuple[str, str], ...]) -> str:
+    return str(spec.get("priorityClassName") or _label(labels, "priorityClassName") or "")
+
+
+def _task_priority(labels: tuple[tuple[str, str], ...]) -> int:
+    return _int_label(_label(labels, TASK_PRIORITY_LABEL))
 
 
 def _owner_kind(owners: Any) -> str:

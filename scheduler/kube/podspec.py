@@ -114,8 +114,10 @@ def spread_constraints(items: Any, labels: Mapping[str, str]) -> tuple[SpreadCon
 
 def host_ports(spec: Obj) -> tuple[HostPort, ...]:
     """Host ports of the app containers and of sidecar (restartPolicy Always) init containers."""
-    containers = list(spec.get("containers") or [])
-    containers += [c for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"]
+    containers = [c for c in spec.get("containers") or [] if isinstance(c, Mapping)]
+    containers += [
+        c for c in spec.get("initContainers") or [] if isinstance(c, Mapping) and c.get("restartPolicy") == "Always"
+    ]
     out = set()
     for c in containers:
         for p in (c.get("ports") or []) if isinstance(c, Mapping) else []:

@@ -4,9 +4,9 @@ A pod watch event is mostly what the scheduler never reads (managedFields, conta
 and most events of a running cluster change only that. msgspec decodes a line into `PodWire`, which keeps
 the parts the scheduler does read (labels, annotations, owners, the spec) as raw JSON slices: comparing a
 digest of them with the last event's tells whether anything the scheduler reads changed, before a single
-dict is built. `to_dict()` builds the slim object `convert.pod_from_k8s` reads (and the debug API keeps);
-when only the status or metadata changed, the pod's requests, constraints and extras are reused, not
-converted again (the shape digest).
+dict is built. `to_dict()` builds the slim object `convert.pod_from_k8s` reads (and the debug API keeps).
+`spec_key()` names what the conversion derives from the spec (requests, constraints, extras): pods that
+share it (a workload's replicas, a pod through its life) share one conversion of their spec.
 
 Every field `convert.pod_from_k8s` (and the backend's pod handling) reads must be decoded here:
 tests/unit/test_podwire.py checks that converting the slim object equals converting the full one.
@@ -21,14 +21,11 @@ from typing import Any
 import msgspec
 
 _NULL = msgspec.Raw(b"null")
-# a bound pod's spec as the API server writes it: nodeName follows other fields (it is never first), and node
-# names hold no quote, so the pair ends at the next quote
-_NODE_PAIR = b',"nodeName":"'
 _decode_any: Callable[[bytes | msgspec.Raw], Any] = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
 
-class _Meta(msgspec.Struct):
+class _Meta(msgspec.Struct, gc=False):
     """The ObjectMeta fields the scheduler reads (no managedFields, finalizers, generateName)."""
 
     name: Any = None
@@ -42,16 +39,16 @@ class _Meta(msgspec.Struct):
     ownerReferences: msgspec.Raw = _NULL
 
 
-class _Status(msgspec.Struct):
+class _Status(msgspec.Struct, gc=False):
     """What the scheduler reads of a pod's status: whether it runs or ended, and since when."""
 
     phase: Any = None
     startTime: Any = None
 
 
-class _SpecHead(msgspec.Struct):
-    """The spec fields read when the rest of the spec is that of the cached pod (`to_dict(slim_spec=True)`):
-    the node (the same-spec conversion) and what the grouper keeps of a pod."""
+class _SpecHead(msgspec.Struct, gc=False):
+    """The spec fields read when the conversion of the rest is reused (`to_dict(slim_spec=True)`): the node
+    and priority class (the same-spec conversion) and what the grouper keeps of a pod."""
 
     nodeName: Any = None
     schedulerName: Any = None
@@ -61,7 +58,46 @@ class _SpecHead(msgspec.Struct):
 _decode_head = msgspec.json.Decoder(_SpecHead).decode
 
 
-class PodWire(msgspec.Struct):
+class _Container(msgspec.Struct, gc=False):
+    """What the conversion reads of a container: its resources, host ports and (init containers) whether it
+    is a sidecar; the name names it in problems."""
+
+    name: Any = None
+    resources: msgspec.Raw = _NULL
+    ports: msgspec.Raw = _NULL
+    restartPolicy: Any = None
+
+
+class _Volume(msgspec.Struct, gc=False):
+    """A volume as the conversion reads it: a claim it mounts, or one made for the pod (named after it)."""
+
+    name: Any = None
+    persistentVolumeClaim: msgspec.Raw = _NULL
+    ephemeral: msgspec.Raw = _NULL
+
+
+class _SpecRead(msgspec.Struct, gc=False):
+    """Every spec field `convert.pod_from_k8s` reads but the node (tests/unit/test_podwire.py records the
+    conversion's reads and fails on one not here)."""
+
+    schedulerName: Any = None
+    priorityClassName: Any = None
+    priority: Any = None
+    nodeSelector: msgspec.Raw = _NULL
+    tolerations: msgspec.Raw = _NULL
+    affinity: msgspec.Raw = _NULL
+    topologySpreadConstraints: msgspec.Raw = _NULL
+    overhead: msgspec.Raw = _NULL
+    resourceClaims: msgspec.Raw = _NULL
+    containers: list[_Container] | None = None
+    initContainers: list[_Container] | None = None
+    volumes: list[_Volume] | None = None
+
+
+_decode_spec = msgspec.json.Decoder(_SpecRead).decode
+
+
+class PodWire(msgspec.Struct, gc=False):
     """One pod as received; the raw slices reference the received bytes until `to_dict()`."""
 
     metadata: _Meta = msgspec.field(default_factory=_Meta)
@@ -78,36 +114,53 @@ class PodWire(msgspec.Struct):
     def resource_version(self) -> str:
         return str(self.metadata.resourceVersion or "")
 
-    def signatures(self) -> tuple[bytes, bytes]:
-        """(shape, whole): a digest of the labels and the spec but its node, which decide all
-        `convert.pod_from_k8s` derives from them (requests, constraints, extras...: a bind changes none of
-        them); and one of everything `to_dict()` carries but the resourceVersion. Equal wholes: equal pods as
-        far as the scheduler can tell. Each part is one whole JSON value (the spec without its
-        `,"nodeName":"..."` pair still is), so their concatenation is unambiguous; sha256 runs in hardware
-        here. A spec whose node pair is not where the API server writes it keeps its node in the shape:
-        only the reuse is lost, never a change."""
+    def signature(self) -> bytes:
+        """A digest of everything `to_dict()` carries but the resourceVersion: equal signatures, equal pods as
+        far as the scheduler can tell. Each part is one whole JSON value, so their concatenation is
+        unambiguous; sha256 runs in hardware here."""
         m, s = self.metadata, self.status
-        spec = bytes(self.spec)
         h = hashlib.sha256(m.labels)
-        at = spec.find(_NODE_PAIR)
-        end = spec.find(b'"', at + len(_NODE_PAIR)) + 1 if at >= 0 else 0
-        if end:
-            view = memoryview(spec)
-            h.update(view[:at])
-            h.update(view[end:])
-        else:
-            h.update(spec)
-        shape = h.digest()
-        h.update(spec[at:end] if end else b"")
+        h.update(self.spec)
         h.update(m.annotations)
         h.update(m.ownerReferences)
         h.update(_encode((m.uid, m.creationTimestamp, m.deletionTimestamp, s.phase, s.startTime)))
-        return shape, h.digest()
+        return h.digest()
+
+    def spec_key(self) -> bytes | None:
+        """What decides the part of the conversion taken from the spec (requests, constraints, problems,
+        extras...; `convert.pod_from_k8s`'s `same_spec`): the spec fields it reads but the node, the labels
+        where a term takes values from them (matchLabelKeys), the name where a volume is named after it.
+        The pods of one workload share it (they differ in names, env, the service-account volume), so one
+        conversion serves them all, and a pod its whole life. None: a spec of unexpected shape (no reuse)."""
+        try:
+            spec = _decode_spec(self.spec)
+        except msgspec.ValidationError:
+            return None
+        volumes: list[tuple[Any, msgspec.Raw, msgspec.Raw | None]] | None = None
+        named = False
+        if spec.volumes:
+            volumes = []
+            for v in spec.volumes:  # the service-account volume's name is random: left out
+                if v.ephemeral != _NULL:
+                    named = True
+                    volumes.append((v.name, v.persistentVolumeClaim, v.ephemeral))
+                elif v.persistentVolumeClaim != _NULL:
+                    volumes.append((None, v.persistentVolumeClaim, None))
+            spec.volumes = None
+        terms = spec.affinity != _NULL or spec.topologySpreadConstraints != _NULL
+        return _encode(
+            (
+                spec,
+                volumes,
+                self.metadata.labels if terms else None,
+                self.metadata.name if named else None,
+            )
+        )
 
     def to_dict(self, slim_spec: bool = False) -> dict[str, Any]:
         """The pod as a Kubernetes object holding only what the scheduler reads. `slim_spec`: of the spec
-        only `_SpecHead`'s fields, for a pod whose shape (`signatures`) is the cached pod's, whose conversion
-        is reused (a third of the decoding cost of a status update)."""
+        only `_SpecHead`'s fields, for a pod whose spec's conversion is reused (`spec_key`): a third of the
+        decoding cost."""
         m = self.metadata
         meta: dict[str, Any] = {}
         for k, v in (
@@ -141,17 +194,17 @@ class PodWire(msgspec.Struct):
         return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec or {}, "status": status}
 
 
-class _Event(msgspec.Struct):
+class _Event(msgspec.Struct, gc=False):
     type: str
     object: PodWire = msgspec.field(default_factory=PodWire)
 
 
-class _ListMeta(msgspec.Struct):
+class _ListMeta(msgspec.Struct, gc=False):
     resourceVersion: Any = None
     continue_: Any = msgspec.field(default=None, name="continue")
 
 
-class _PodList(msgspec.Struct):
+class _PodList(msgspec.Struct, gc=False):
     kind: Any = None
     metadata: _ListMeta = msgspec.field(default_factory=_ListMeta)
     items: list[PodWire] | None = None

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from scheduler.backends import kubernetes
 from scheduler.backends.kubernetes import KubeBackend
 from scheduler.kube import podwire
 from scheduler.kube.client import KubeClient, decode_dict, split_lines
@@ -130,11 +131,12 @@ def test_slim_object_converts_as_the_full_one(pod):
 def test_status_only_updates_keep_the_signature():
     a, b = _as_served(RICH, rv=7), _as_served(RICH, rv=8)  # conditions, restarts, resourceVersion differ
     assert a != b
-    assert _wire(a).signatures() == _wire(b).signatures()
+    assert _wire(a).signature() == _wire(b).signature()
+    assert _wire(a).spec_key() == _wire(b).spec_key()
 
 
 @pytest.mark.parametrize(
-    ("path", "value", "shape_changes"),
+    ("path", "value", "key_changes"),
     [
         (("status", "phase"), "Succeeded", False),
         (("status", "startTime"), "2026-01-01T00:09:00Z", False),
@@ -142,41 +144,165 @@ def test_status_only_updates_keep_the_signature():
         (("metadata", "annotations"), {"pod-group-name": "h"}, False),
         (("metadata", "ownerReferences"), [], False),
         (("metadata", "uid"), "u2", False),
-        (("metadata", "labels"), {"app": "b"}, True),
-        (("spec", "nodeName"), "n1", True),
+        (("metadata", "labels"), {"app": "b"}, True),  # RICH's spread constraint takes values from its labels
+        (("metadata", "name"), "rich-2", True),  # RICH's ephemeral volume is named after the pod
+        (("spec", "nodeName"), "n1", False),
         (("spec", "tolerations"), [], True),
     ],
 )
-def test_what_the_scheduler_reads_changes_the_signature(path, value, shape_changes):
+def test_what_the_scheduler_reads_changes_the_signature(path, value, key_changes):
     a = _as_served(RICH)
     b = copy.deepcopy(a)
     b[path[0]][path[1]] = value
-    (shape_a, whole_a), (shape_b, whole_b) = _wire(a).signatures(), _wire(b).signatures()
-    assert whole_a != whole_b
-    assert (shape_a != shape_b) == shape_changes
+    wa, wb = _wire(a), _wire(b)
+    assert wa.signature() != wb.signature() or path[1] == "name"  # the name is the key of the cache
+    assert (wa.spec_key() != wb.spec_key()) == key_changes
 
 
-def test_same_spec_reuse_equals_a_full_conversion():
-    """Everything but name, labels and spec differs: reusing the first pod's conversion must still give
-    exactly what converting the second from scratch gives (a new Pod field read from metadata or status
-    that the reuse forgets fails here)."""
+def _replica(name: str, rank: int, node: str = "") -> dict[str, Any]:
+    """A workload's pod as the API server serves it: what tells replicas apart is what conversion never
+    reads (env, the service-account volume's random name, hostname) or reads from metadata."""
+    pod = _as_served(RICH)
+    spec = pod["spec"]
+    for k in ("affinity", "topologySpreadConstraints"):
+        spec.pop(k)
+    spec["volumes"] = [
+        {"name": "data", "persistentVolumeClaim": {"claimName": "pvc-1"}},
+        {"name": f"kube-api-access-{name[-5:]}", "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}},
+    ]
+    spec["containers"][0]["env"] = [{"name": "RANK", "value": str(rank)}]
+    spec["hostname"] = name
+    if node:
+        spec["nodeName"] = node
+    meta = pod["metadata"]
+    meta.update(name=name, uid=f"u-{name}", creationTimestamp=f"2026-01-01T00:00:{rank:02d}Z")
+    meta["labels"] = {**meta["labels"], "index": str(rank), "priorityClassName": "from-label"}
+    meta["annotations"] = {"pod-group-name": f"g{rank}"}
+    return pod
+
+
+def test_replicas_share_a_spec_key_and_their_reused_conversion_equals_a_full_one():
+    a, b = _replica("work-aaaaa", 1), _replica("work-bbbbb", 2, node="n7")
+    b["spec"].pop("priorityClassName")  # in the key: another key
+    assert _wire(a).spec_key() != _wire(b).spec_key()
+    b["spec"]["priorityClassName"] = "train"
+    b["status"] = {"phase": "Succeeded", "startTime": "2026-02-01T00:01:00Z"}
+    b["metadata"]["deletionTimestamp"] = "2026-02-01T00:05:00Z"
+    b["metadata"]["ownerReferences"] = [{"kind": "ReplicaSet", "name": "rs", "uid": "o2", "controller": True}]
+    assert _wire(a).spec_key() == _wire(b).spec_key()
+    full = pod_from_k8s(b)
+    first = pod_from_k8s(a)
+    reused = pod_from_k8s(_wire(b).to_dict(slim_spec=True), same_spec=first)
+    assert reused == full
+    differing = {f.name for f in dataclasses.fields(full) if getattr(full, f.name) != getattr(first, f.name)}
+    assert differing >= {"name", "uid", "node_name", "phase", "labels", "annotations", "creation", "owner_kind"}
+    assert differing >= {"deleting", "pod_group", "group_key", "start_time", "key"}
+    # with no class in the spec, the label names it: read from each pod, never reused
+    for pod in (a, b):
+        pod["spec"].pop("priorityClassName")
+    b["metadata"]["labels"]["priorityClassName"] = "other"
+    assert _wire(a).spec_key() == _wire(b).spec_key()
+    reused = pod_from_k8s(_wire(b).to_dict(slim_spec=True), same_spec=pod_from_k8s(a))
+    assert reused == pod_from_k8s(b) and reused.priority_class == "other"
+
+
+def _id(v: Any) -> str:
+    return ".".join(map(str, v)) if isinstance(v, tuple) else ""
+
+
+SPEC_CHANGES = [
+    (("schedulerName",), "default-scheduler"),
+    (("priorityClassName",), "build"),
+    (("priority",), 100),
+    (("nodeSelector",), {"zone": "z2"}),
+    (("tolerations",), []),
+    (("affinity", "podAntiAffinity"), {}),
+    (("affinity", "nodeAffinity", "preferredDuringSchedulingIgnoredDuringExecution", 0, "weight"), 6),
+    (("topologySpreadConstraints", 0, "maxSkew"), 2),
+    (("overhead",), {"cpu": "300m"}),
+    (("resourceClaims",), [{"name": "gpu", "resourceClaimName": "c"}]),
+    (("containers", 0, "resources", "requests", "cpu"), "3"),
+    (("containers", 0, "ports", 0, "hostPort"), 8081),
+    (("containers", 0, "name"), "d"),
+    (("initContainers", 0, "restartPolicy"), "Never"),
+    (("initContainers", 1, "resources", "requests", "memory"), "8Gi"),
+    (("volumes", 0, "persistentVolumeClaim", "claimName"), "pvc-2"),
+    (("volumes", 1, "name"), "scratch-2"),
+    (("volumes", 1, "ephemeral"), None),
+]
+
+
+@pytest.mark.parametrize(("path", "value"), SPEC_CHANGES, ids=_id)
+def test_every_spec_field_the_conversion_reads_is_in_the_key(path, value):
+    """A change of any spec field `pod_from_k8s` reads changes the key (so the memo never hands a pod the
+    conversion of another spec), and changes the conversion (so the list covers real reads)."""
     a = _as_served(RICH)
     b = copy.deepcopy(a)
-    b["metadata"].update(
-        uid="u2",
-        creationTimestamp="2026-02-01T00:00:00Z",
-        deletionTimestamp="2026-02-01T00:05:00Z",
-        annotations={"pod-group-name": "other", "z": "1"},
-        ownerReferences=[{"kind": "ReplicaSet", "name": "rs", "uid": "o2", "controller": True}],
-    )
-    b["spec"]["nodeName"] = "n7"
-    b["status"] = {"phase": "Succeeded", "startTime": "2026-02-01T00:01:00Z"}
-    full = pod_from_k8s(b)
-    reused = pod_from_k8s(b, same_spec=pod_from_k8s(a))
-    assert reused == full
-    differing = {f.name for f in dataclasses.fields(full) if getattr(full, f.name) != getattr(pod_from_k8s(a), f.name)}
-    assert differing >= {"uid", "node_name", "phase", "annotations", "creation", "owner_kind", "deleting"}
-    assert differing >= {"pod_group", "group_key", "start_time"}
+    _set(b["spec"], path, value)
+    assert _wire(a).spec_key() != _wire(b).spec_key()
+    if path == ("containers", 0, "name"):  # read only to name the container in a problem
+        for pod in (a, b):
+            pod["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "lots"
+    assert pod_from_k8s(a) != pod_from_k8s(b)
+
+
+class _Reads(dict):
+    """A dict that records the paths read from it (get, [], items), wrapping what it hands out."""
+
+    def __init__(self, value: dict[str, Any], path: str, seen: set[str]) -> None:
+        super().__init__(value)
+        self.path, self.seen = path, seen
+
+    def _wrap(self, key: str, value: Any) -> Any:
+        here = f"{self.path}.{key}"
+        self.seen.add(here)
+        if isinstance(value, dict):
+            return _Reads(value, here, self.seen)
+        if isinstance(value, list):
+            return [_Reads(v, f"{here}[]", self.seen) if isinstance(v, dict) else v for v in value]
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._wrap(key, super().get(key, default))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._wrap(key, super().__getitem__(key))
+
+    def items(self) -> Any:
+        self.seen.add(f"{self.path}.*")
+        return super().items()
+
+
+def test_the_conversion_reads_no_spec_field_the_key_leaves_out():
+    """Record every spec path `pod_from_k8s` reads of pods that use every feature; each must be decoded
+    into the key (podwire `_SpecRead`, `_Container`, `_Volume`), or be the node (never in the key)."""
+    seen: set[str] = set()
+    for pod in (RICH, *_scenario_pods()):
+        spec = copy.deepcopy(pod.get("spec") or {})
+        pod_from_k8s({**pod, "spec": _Reads(spec, "spec", seen)})
+    allowed = {f"spec.{f}" for f in podwire._SpecRead.__struct_fields__} | {"spec.nodeName"}
+    for part, struct in (("containers", podwire._Container), ("initContainers", podwire._Container)):
+        allowed |= {f"spec.{part}[].{f}" for f in struct.__struct_fields__}
+    allowed |= {f"spec.volumes[].{f}" for f in podwire._Volume.__struct_fields__}
+    keyed = set()
+    for path in seen:
+        # a path under a field kept whole (raw) in the key is covered by that field
+        parts = path.split(".")
+        prefixes = [".".join(parts[:i]) for i in range(2, len(parts) + 1)]
+        covered = any(p in allowed or p.removesuffix("[]") in allowed for p in prefixes)
+        assert covered, f"pod_from_k8s reads {path}, which podwire's spec key leaves out"
+        keyed.add(path)
+    assert "spec.containers[].resources" in keyed and "spec.volumes[].ephemeral" in keyed
+
+
+def test_the_key_of_an_unexpected_spec_is_none_and_the_pod_is_converted_whole():
+    odd = copy.deepcopy(_pending_rich())
+    odd["spec"]["containers"] = ["not-an-object"]
+    wire = _compact("ADDED", odd)
+    assert wire.spec_key() is None
+    b = _backend()
+    b._apply("Pod", wire, False)
+    assert b.state.pod("team/rich") == pod_from_k8s(odd) and not b.spec_memo
 
 
 def test_error_event_and_lists():
@@ -296,20 +422,14 @@ def _pending_rich() -> dict[str, Any]:
     return pending
 
 
-def test_a_bind_keeps_the_shape_and_reuses_the_conversion():
+def test_a_bind_keeps_the_key_and_reuses_the_conversion():
     pending = _pending_rich()
     bound = copy.deepcopy(pending)
-    bound["spec"]["nodeName"] = "n1"  # appended: after the other fields, as the API server writes it
-    (shape_a, whole_a), (shape_b, whole_b) = (
-        _compact("MODIFIED", pending).signatures(),
-        _compact("MODIFIED", bound).signatures(),
-    )
-    assert shape_a == shape_b and whole_a != whole_b
-    moved = copy.deepcopy(bound)
-    moved["spec"]["nodeName"] = "n2"
-    assert _compact("MODIFIED", moved).signatures()[1] not in (whole_a, whole_b)
-    first = {"nodeName": "n1", **pending["spec"]}  # nodeName first: kept in the shape (no reuse, still right)
-    assert _compact("MODIFIED", {**pending, "spec": first}).signatures()[0] != shape_a
+    bound["spec"]["nodeName"] = "n1"
+    wa, wb = _compact("MODIFIED", pending), _compact("MODIFIED", bound)
+    assert wa.spec_key() == wb.spec_key() and wa.signature() != wb.signature()
+    first = {"nodeName": "n1", **pending["spec"]}  # wherever the node is written
+    assert _compact("MODIFIED", {**pending, "spec": first}).spec_key() == wa.spec_key()
     b = _backend()
     b._apply("Pod", _compact("ADDED", pending), False)
     before = b.state.pod("team/rich")
@@ -317,6 +437,22 @@ def test_a_bind_keeps_the_shape_and_reuses_the_conversion():
     after = b.state.pod("team/rich")
     assert after == pod_from_k8s(bound) and after.node_name == "n1"
     assert after.request is before.request and after.extras is before.extras  # reused, not converted again
+
+
+def test_replicas_share_one_conversion_in_the_backend():
+    b = _backend()
+    pods = [_replica(f"work-{i:05d}", i, node=f"n{i}" if i % 2 else "") for i in range(6)]
+    for pod in pods:
+        b._apply("Pod", _compact("ADDED", pod), False)
+    cached = [b.state.pod(f"team/{p['metadata']['name']}") for p in pods]
+    assert cached == [pod_from_k8s(p) for p in pods]
+    assert len({id(p.request) for p in cached}) == 1 and len(b.spec_memo) == 1
+    # full: emptied, then filled again
+    b.spec_memo = {i.to_bytes(4, "big"): cached[0] for i in range(kubernetes.SPEC_MEMO_SIZE)}
+    other = _replica("work-other", 9)
+    other["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "5"
+    b._apply("Pod", _compact("ADDED", other), False)
+    assert len(b.spec_memo) == 1 and b.state.pod("team/work-other") == pod_from_k8s(other)
 
 
 def _set(obj: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
@@ -345,10 +481,6 @@ READ_FIELDS = [
     (("spec", "overhead"), {"cpu": "300m"}),
     (("spec", "affinity"), {}),
 ]
-
-
-def _id(v: Any) -> str:
-    return ".".join(map(str, v)) if isinstance(v, tuple) else ""
 
 
 @pytest.mark.parametrize(("path", "value"), READ_FIELDS, ids=_id)
@@ -381,8 +513,10 @@ def test_same_spec_reuse_carries_every_field_it_does_not_read_again():
     """The reuse names every Pod field: one added later and left out would fall back to its default."""
     base = pod_from_k8s(_as_served(RICH))
     read_again = {"uid", "node_name", "phase", "annotations", "creation", "owner_kind", "deleting", "pod_group"}
-    read_again |= {"group_key", "start_time"}
-    reused = pod_from_k8s({"metadata": {}, "spec": {}, "status": {}}, same_spec=base)
+    read_again |= {"group_key", "start_time", "namespace", "name", "labels", "priority_class", "task_priority"}
+    reused = pod_from_k8s(
+        {"metadata": {}, "spec": {"priorityClassName": base.priority_class}, "status": {}}, same_spec=base
+    )
     for f in dataclasses.fields(base):
         if f.init and f.name not in read_again:  # init=False fields are derived in __post_init__
             assert getattr(reused, f.name) == getattr(base, f.name), f.name
