@@ -16,7 +16,7 @@ import time
 
 import yaml
 
-from scheduler.backends.kubernetes import KubeBackend
+from scheduler.backends.kubernetes import BIND_PARALLELISM, KubeBackend
 from scheduler.binder.volumes import DEFAULT_TIMEOUT_S
 from scheduler.daemon.http import serve
 from scheduler.daemon.leader import LeaderElector
@@ -36,6 +36,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--schedule-period", type=float, default=None, help="seconds between cycles (default 1)")
     p.add_argument("--qps", type=float, default=200.0, help="client requests per second (token bucket)")
     p.add_argument("--burst", type=int, default=400, help="client burst")
+    p.add_argument(
+        "--bind-parallelism",
+        type=int,
+        default=BIND_PARALLELISM,
+        help="gang commits and binds in flight at once (each a request the API server answers in tens of ms)",
+    )
     p.add_argument("--leader-elect", action="store_true", help="hold a Lease so only one replica schedules")
     p.add_argument("--leader-elect-namespace", default="kube-system")
     p.add_argument("--leader-elect-name", default="kai-scheduler")
@@ -98,10 +104,20 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, scheduler_name=args.scheduler_name)
     if args.schedule_period:
         config = dataclasses.replace(config, schedule_period_seconds=args.schedule_period)
-    client = KubeClient.from_kubeconfig(args.kubeconfig, qps=args.qps, burst=args.burst)
+    if args.bind_parallelism < 1:
+        raise SystemExit("--bind-parallelism must be at least 1")
+    # connections: the binds and the gang commits in flight, the watches, the rest
+    client = KubeClient.from_kubeconfig(
+        args.kubeconfig, qps=args.qps, burst=args.burst, pool_size=2 * args.bind_parallelism + 64
+    )
     identity = args.identity or f"{socket.gethostname()}_{os.getpid()}"
     backend = KubeBackend(
-        client, config.scheduler_name, identity, dry_run=not args.no_bind_dry_run, watch_owners=config.grouping
+        client,
+        config.scheduler_name,
+        identity,
+        bind_parallelism=args.bind_parallelism,
+        dry_run=not args.no_bind_dry_run,
+        watch_owners=config.grouping,
     )
     backend.committer.claims.timeout = args.volume_bind_timeout
     metrics = Metrics()

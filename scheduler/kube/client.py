@@ -114,7 +114,7 @@ class KubeClient:
         self.fence: Fence | None = None  # set under leader election: writes need the lease
 
     @staticmethod
-    def from_kubeconfig(path: str | None, qps: float = 200.0, burst: int = 400) -> KubeClient:
+    def from_kubeconfig(path: str | None, qps: float = 200.0, burst: int = 400, pool_size: int = 64) -> KubeClient:
         """Kubeconfig at `path`; else in-cluster; else ~/.kube/config (the usual order). The common cases
         are read by kube/kubeconfig.py; the rest (exec plugins...) by the official client."""
         from scheduler.kube import kubeconfig
@@ -129,6 +129,7 @@ class KubeClient:
             verify=conn.verify,
             qps=qps,
             burst=burst,
+            pool_size=pool_size,
             token_file=conn.token_file,
         )
 
