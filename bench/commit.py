@@ -62,6 +62,7 @@ from daemon import (  # noqa: E402
     create_namespace,
     create_podgroups,
     create_pods,
+    daemon_args,
     delete_pods,
     fmt_lat,
     gang_check,
@@ -353,18 +354,13 @@ def latency_main(argv: list[str]) -> int:
 
     `--daemon-repo` runs the daemon from another checkout (say main, for the figure before a change)."""
     ap = argparse.ArgumentParser(prog="commit.py latency", description=latency_main.__doc__)
-    ap.add_argument("--qps", type=float, default=200.0)
-    ap.add_argument("--burst", type=int, default=400)
-    ap.add_argument("--schedule-period", type=float, default=1.0)
     ap.add_argument("--singles", type=int, default=5000)
     ap.add_argument("--tries", type=int, default=5, help="gangs created one after another while the backlog binds")
     ap.add_argument("--gang-size", type=int, default=8)
     ap.add_argument("--start-after", type=int, default=200, help="backlog pods bound before the first gang is made")
-    ap.add_argument("--timeout", type=float, default=180.0)
-    ap.add_argument("--workers", type=int, default=32)
     ap.add_argument("--daemon-repo", default=str(REPO), help="the checkout the daemon runs from")
     ap.add_argument("--no-kube-scheduler", action="store_true", help="kaisched only")
-    ap.add_argument("--log-dir", default="/tmp/kaisched-bench-latency-logs")
+    daemon_args(ap, timeout=180.0, log_dir="/tmp/kaisched-bench-latency-logs")
     args = ap.parse_args(argv)
     n_nodes = ZONES * RACKS * PER_RACK
     t0 = time.monotonic()
@@ -439,16 +435,11 @@ def latency_main(argv: list[str]) -> int:
 # ------------------------------------------------------------------------------------------ main
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--qps", type=float, default=200.0, help="client QPS of every contender")
-    ap.add_argument("--burst", type=int, default=400, help="client burst of every contender")
-    ap.add_argument("--schedule-period", type=float, default=1.0, help="kaisched --schedule-period")
     ap.add_argument("--singles", type=int, default=5000)
     ap.add_argument("--gangs", type=int, default=500)
     ap.add_argument("--gang-size", type=int, default=8)
-    ap.add_argument("--workers", type=int, default=32, help="threads creating objects, and the ceiling's binders")
-    ap.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for all bound, per contender")
     ap.add_argument("--log-wait", type=float, default=30.0, help="after all bound, wait for the daemon's cycle log")
-    ap.add_argument("--log-dir", default="/tmp/kaisched-bench-commit-logs", help="the processes' logs go here")
+    daemon_args(ap, timeout=180.0, log_dir="/tmp/kaisched-bench-commit-logs")  # --workers: the ceiling's binders too
     ap.add_argument("--plot", default="", help="the PNG of pods bound over time (default: in --log-dir)")
     args = ap.parse_args()
     n_nodes = ZONES * RACKS * PER_RACK

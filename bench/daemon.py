@@ -477,21 +477,28 @@ def throughput(res: dict[str, Any], n: int) -> tuple[float, float, float, float]
     return total, len(times) / total, first, (len(times) - 1) / span if span > 0 else float("inf")
 
 
+def daemon_args(ap: argparse.ArgumentParser, *, timeout: float, log_dir: str = "") -> None:
+    """The options every bench that runs the daemon on the local API server takes (defaults alike, but the
+    wait and where the logs go)."""
+    ap.add_argument("--qps", type=float, default=200.0, help="client QPS of every contender")
+    ap.add_argument("--burst", type=int, default=400, help="client burst of every contender")
+    ap.add_argument("--schedule-period", type=float, default=1.0, help="kaisched --schedule-period")
+    ap.add_argument("--workers", type=int, default=32, help="the bench's threads creating objects")
+    ap.add_argument("--timeout", type=float, default=timeout, help="seconds to wait for all bound, per contender")
+    if log_dir:
+        ap.add_argument("--log-dir", default=log_dir, help="the processes' logs are copied here")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--qps", type=float, default=200.0, help="client QPS of both schedulers")
-    ap.add_argument("--burst", type=int, default=400, help="client burst of both schedulers")
-    ap.add_argument("--schedule-period", type=float, default=1.0, help="kaisched --schedule-period")
     ap.add_argument("--singles", type=int, default=1000)
     ap.add_argument("--gangs", type=int, default=100)
     ap.add_argument("--gang-size", type=int, default=8)
-    ap.add_argument("--workers", type=int, default=32, help="threads creating objects")
-    ap.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for all bound, per scheduler")
     ap.add_argument(
         "--log-wait", type=float, default=60.0, help="after all bound, seconds to wait for the daemon's cycle log line"
     )
     ap.add_argument("--no-baseline", action="store_true", help="skip the kube-scheduler run")
-    ap.add_argument("--log-dir", default="/tmp/kaisched-bench-daemon-logs", help="the processes' logs are copied here")
+    daemon_args(ap, timeout=120.0, log_dir="/tmp/kaisched-bench-daemon-logs")
     args = ap.parse_args()
 
     t_bench = time.monotonic()
@@ -740,15 +747,10 @@ def binding_cycle(text: str, wall0: float) -> dict[str, float] | None:
 
 def takeback_main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="daemon.py takeback", description="high-priority gang on a full cluster")
-    ap.add_argument("--qps", type=float, default=200.0)
-    ap.add_argument("--burst", type=int, default=400)
-    ap.add_argument("--schedule-period", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--gang-size", type=int, default=8)
     ap.add_argument("--victim-grace", type=int, default=30, help="the low-priority pods' terminationGracePeriodSeconds")
-    ap.add_argument("--timeout", type=float, default=60.0)
-    ap.add_argument("--workers", type=int, default=32)
-    ap.add_argument("--log-dir", default="/tmp/kaisched-bench-takeback-logs")
+    daemon_args(ap, timeout=60.0, log_dir="/tmp/kaisched-bench-takeback-logs")
     args = ap.parse_args(argv)
     zones, racks, per_rack = 10, 10, 10
     n_nodes = zones * racks * per_rack

@@ -34,6 +34,7 @@ from daemon import (  # noqa: E402
     bench_setup,
     create_namespace,
     create_podgroups,
+    daemon_args,
     gang_check,
     kaisched_argv,
     list_all,
@@ -104,11 +105,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--jobs", type=int, default=500)
     ap.add_argument("--size", type=int, default=10)
-    ap.add_argument("--qps", type=float, default=200.0)
-    ap.add_argument("--burst", type=int, default=400)
-    ap.add_argument("--schedule-period", type=float, default=1.0)
-    ap.add_argument("--timeout", type=float, default=300.0)
-    ap.add_argument("--workers", type=int, default=32)
+    daemon_args(ap, timeout=300.0)
     args = ap.parse_args()
     n = args.jobs * args.size
     with LocalCluster() as cluster:
