@@ -393,9 +393,13 @@ class KubeBackend:
             return
         spec_key = wire.spec_key()
         same_spec = self.spec_memo.get(spec_key) if spec_key is not None else None
-        # the debug API keeps the whole spec; otherwise a reused conversion needs only its head
-        slim = same_spec is not None and self.raw is None
-        self._apply_dict("Pod", wire.to_dict(slim_spec=slim), False, same_spec, key)
+        # a reused conversion needs only the spec's head; the debug API's copy is made of the received
+        # slices, but for an event older than our bind, shown with the assumed node (made from the dict)
+        debug = None
+        if self.raw is not None and (key not in self.assumed or wire.node()):
+            debug = wire.debug_json()
+        slim = same_spec is not None and (self.raw is None or debug is not None)
+        self._apply_dict("Pod", wire.to_dict(slim_spec=slim), False, same_spec, key, debug)
         pod = self.state.pod(key)
         if pod is not None:
             self.pods_seen[key] = (whole, pod)
@@ -405,8 +409,15 @@ class KubeBackend:
                 self.spec_memo[spec_key] = pod
 
     def _apply_dict(
-        self, res: str, obj: dict[str, Any], deleted: bool, same_spec: Pod | None = None, key: str = ""
+        self,
+        res: str,
+        obj: dict[str, Any],
+        deleted: bool,
+        same_spec: Pod | None = None,
+        key: str = "",
+        debug: bytes | None = None,
     ) -> None:
+        """`debug`: the debug API's copy, made already (else made of `obj`)."""
         key = key or _obj_key(obj)
         if deleted:
             self.known[res].discard(key)
@@ -427,7 +438,7 @@ class KubeBackend:
             if deleted:
                 self.raw.pop((res, key), None)
             else:
-                self.raw[(res, key)] = _encode(_debug_copy(res, obj))
+                self.raw[(res, key)] = debug if debug is not None else _encode(_debug_copy(res, obj))
         self.state.apply_object(obj, deleted=deleted, same_spec=same_spec)
         if res == "Pod" and key in self.committer.evicting:
             # a victim whose eviction is in flight stays leaving until the watch shows it so (or another pod)

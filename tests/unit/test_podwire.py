@@ -523,3 +523,34 @@ def test_same_spec_reuse_carries_every_field_it_does_not_read_again():
             if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
                 assert f.name in ("problems",) or getattr(base, f.name) != default, f"RICH leaves {f.name} default"
+
+
+@pytest.mark.parametrize("pod", [RICH, *_scenario_pods()], ids=lambda p: p["metadata"]["name"])
+def test_the_debug_copy_made_of_the_received_slices_equals_the_one_made_of_the_dict(pod):
+    served = _as_served(pod)
+    wire = _compact("MODIFIED", served)
+    made = json.loads(kubernetes._encode(kubernetes._debug_copy("Pod", wire.to_dict())))
+    assert json.loads(wire.debug_json()) == made
+    bare = _compact("MODIFIED", {"metadata": {"name": "p", "namespace": "n"}})  # no spec, labels or status
+    assert json.loads(bare.debug_json()) == json.loads(
+        kubernetes._encode(kubernetes._debug_copy("Pod", bare.to_dict()))
+    )
+
+
+def test_the_debug_copy_of_an_event_older_than_our_bind_shows_the_assumed_node():
+    b = _backend()
+    b.raw = {}
+    pending = _pending_rich()
+    b._apply("Pod", _compact("ADDED", pending), False)
+    b.committer._assume([("team/rich", "n2")], 0.0)
+    older = copy.deepcopy(pending)
+    older["metadata"]["resourceVersion"] = "9"
+    older["status"]["phase"] = "Pending"
+    older["metadata"]["annotations"] = {**older["metadata"]["annotations"], "seen": "again"}
+    b._apply("Pod", _compact("MODIFIED", older), False)
+    copied = json.loads(b.raw[("Pod", "team/rich")])
+    assert copied["spec"]["nodeName"] == "n2" and copied["spec"]["containers"] == pending["spec"]["containers"]
+    bound = copy.deepcopy(older)
+    bound["spec"]["nodeName"] = "n2"
+    b._apply("Pod", _compact("MODIFIED", bound), False)  # the watch confirms: the copy is the event's
+    assert json.loads(b.raw[("Pod", "team/rich")])["spec"] == bound["spec"]
