@@ -34,3 +34,54 @@ def test_run_takes_the_bind_parallelism_and_sizes_the_pool_from_it():
     assert args.bind_parallelism == 8
     client = KubeClient("http://127.0.0.1:9", pool_size=2 * 8 + 64)
     assert client.pool.connection_pool_kw["maxsize"] == 80
+
+
+def _chunked(payload: list[bytes], ext: bool = False) -> bytes:
+    out = b""
+    for part in payload:
+        size = b"%x" % len(part) + (b";name=value" if ext else b"")
+        out += size + b"\r\n" + part + b"\r\n"
+    return out + b"0\r\n\r\n"
+
+
+def _reads(data: bytes, sizes: list[int]):
+    """`read` returning `data` in pieces of the given sizes (cycled), then b""."""
+    pieces, i, k = [], 0, 0
+    while i < len(data):
+        n = sizes[k % len(sizes)]
+        pieces.append(data[i : i + n])
+        i, k = i + n, k + 1
+    it = iter(pieces)
+    return lambda: next(it, b"")
+
+
+def test_dechunk_takes_the_framing_off_wherever_the_reads_split_it():
+    import random
+
+    rng = random.Random(7)
+    events = [
+        (b'{"type":"MODIFIED","object":{"n":%d,"pad":"%s"}}\n' % (i, b"x" * rng.randrange(0, 9000))) for i in range(60)
+    ]
+    # an event a chunk (as the API server writes a watch), and events split across chunks
+    framings = [events, [b"".join(events)[i : i + 700] for i in range(0, len(b"".join(events)), 700)]]
+    for payload in framings:
+        for ext in (False, True):
+            data = _chunked(payload, ext)
+            for sizes in ([1], [2, 3], [7, 4096], [65536], [len(data)], [rng.randrange(1, 20000) for _ in range(50)]):
+                got = b"".join(kclient.dechunk(_reads(data, sizes)))
+                assert got == b"".join(events), (ext, sizes[:3])
+                lines = list(kclient.split_lines(kclient.dechunk(_reads(data, sizes)), kclient.decode_dict))
+                assert [ev["object"]["n"] for ev in lines] == list(range(60))
+
+
+def test_dechunk_ends_at_the_last_chunk_or_when_the_connection_closes_and_refuses_a_broken_frame():
+    import pytest
+
+    data = _chunked([b"a\n", b"b\n"]) + b"trailer: x\r\n\r\nGARBAGE"
+    assert b"".join(kclient.dechunk(_reads(data, [3]))) == b"a\nb\n"  # nothing after the last chunk is read
+    cut = _chunked([b"abc\n", b"defgh"])[:-9]  # the connection closed inside the second chunk
+    assert b"".join(kclient.dechunk(_reads(cut, [4]))) == b"abc\ndef"
+    with pytest.raises(kclient.ChunkedError):
+        list(kclient.dechunk(_reads(b"3\r\nabcXY0\r\n\r\n", [64])))  # no CRLF after the data
+    with pytest.raises(kclient.ChunkedError):
+        list(kclient.dechunk(_reads(b"zz\r\nabc\r\n", [64])))
