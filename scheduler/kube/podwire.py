@@ -161,48 +161,41 @@ class PodWire(msgspec.Struct, gc=False):
         """spec.nodeName ("" while pending)."""
         return str(_decode_head(self.spec).nodeName or "")
 
+    def _meta(self, decode: Callable[[msgspec.Raw], Any] | None) -> dict[str, Any]:
+        """The ObjectMeta fields read, those present; labels, annotations and owners decoded by `decode`, or
+        (None) kept as the received slices."""
+        m = self.metadata
+        meta = {
+            k: v
+            for k, v in (
+                ("name", m.name),
+                ("namespace", m.namespace),
+                ("uid", m.uid),
+                ("resourceVersion", m.resourceVersion),
+                ("creationTimestamp", m.creationTimestamp),
+                ("deletionTimestamp", m.deletionTimestamp),
+            )
+            if v is not None
+        }
+        for k, raw in (("labels", m.labels), ("annotations", m.annotations), ("ownerReferences", m.ownerReferences)):
+            if raw != _NULL:
+                meta[k] = decode(raw) if decode is not None else raw
+        return meta
+
     def debug_json(self) -> bytes:
         """What the debug API keeps of the pod (as backends.kubernetes `_debug_copy` makes it of `to_dict()`:
         the metadata read, the whole spec, the phase), as JSON made of the received slices: the spec is not
         decoded."""
-        m = self.metadata
-        meta: dict[str, Any] = {}
-        for k, v in (
-            ("name", m.name),
-            ("namespace", m.namespace),
-            ("uid", m.uid),
-            ("resourceVersion", m.resourceVersion),
-            ("creationTimestamp", m.creationTimestamp),
-            ("deletionTimestamp", m.deletionTimestamp),
-            ("labels", m.labels),
-            ("annotations", m.annotations),
-            ("ownerReferences", m.ownerReferences),
-        ):
-            if v is not None and v != _NULL:
-                meta[k] = v
         status = {"phase": self.status.phase} if self.status.phase is not None else {}
         spec = self.spec if self.spec != _NULL else msgspec.Raw(b"{}")
+        meta = self._meta(None)
         return _encode({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status})
 
     def to_dict(self, slim_spec: bool = False) -> dict[str, Any]:
         """The pod as a Kubernetes object holding only what the scheduler reads. `slim_spec`: of the spec
         only `_SpecHead`'s fields, for a pod whose spec's conversion is reused (`spec_key`): a third of the
         decoding cost."""
-        m = self.metadata
-        meta: dict[str, Any] = {}
-        for k, v in (
-            ("name", m.name),
-            ("namespace", m.namespace),
-            ("uid", m.uid),
-            ("resourceVersion", m.resourceVersion),
-            ("creationTimestamp", m.creationTimestamp),
-            ("deletionTimestamp", m.deletionTimestamp),
-            ("labels", _decode_any(m.labels)),
-            ("annotations", _decode_any(m.annotations)),
-            ("ownerReferences", _decode_any(m.ownerReferences)),
-        ):
-            if v is not None:
-                meta[k] = v
+        meta = self._meta(_decode_any)
         s = self.status
         status = {k: v for k, v in (("phase", s.phase), ("startTime", s.startTime)) if v is not None}
         if slim_spec:
