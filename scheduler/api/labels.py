@@ -10,6 +10,14 @@ REQUIRED_ANNOTATION = "kai.scheduler/topology-required-placement"
 PREFERRED_ANNOTATION = "kai.scheduler/topology-preferred-placement"
 
 
+def value_of(pairs: tuple[tuple[str, str], ...], key: str) -> str | None:
+    """The value of `key` in labels or annotations as the api types keep them ((key, value) pairs)."""
+    for k, v in pairs:
+        if k == key:
+            return v
+    return None
+
+
 def names_topology(annotations: tuple[tuple[str, str], ...]) -> bool:
     """Whether an annotation could name a topology (the three topology annotations share this prefix):
     most objects have none, so their lookups are skipped."""

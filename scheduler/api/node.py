@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from scheduler.api.labels import value_of
 from scheduler.api.resources import Resources
 
 
@@ -25,10 +26,7 @@ class Node:
     creation: str = ""
 
     def label(self, key: str) -> str | None:
-        for k, v in self.labels:
-            if k == key:
-                return v
-        return None
+        return value_of(self.labels, key)
 
     def label_map(self) -> dict[str, str]:
         return dict(self.labels)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from scheduler.api.labels import names_topology
+from scheduler.api.labels import names_topology, value_of
 from scheduler.api.podspec import NO_EXTRAS, PodExtras
 from scheduler.api.resources import Resources
 
@@ -97,13 +97,7 @@ class Pod:
         return bool(self.node_name)
 
     def label(self, key: str) -> str | None:
-        for k, v in self.labels:
-            if k == key:
-                return v
-        return None
+        return value_of(self.labels, key)
 
     def annotation(self, key: str) -> str | None:
-        for k, v in self.annotations:
-            if k == key:
-                return v
-        return None
+        return value_of(self.annotations, key)

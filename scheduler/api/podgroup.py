@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from scheduler.api.labels import value_of
+
 
 @dataclass(frozen=True, slots=True)
 class TopologyConstraint:
@@ -47,7 +49,4 @@ class PodGroup:
         return f"{self.namespace}/{self.name}"
 
     def annotation(self, key: str) -> str | None:
-        for k, v in self.annotations:
-            if k == key:
-                return v
-        return None
+        return value_of(self.annotations, key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from scheduler.api.labels import POD_GROUP_ANNOTATION, STALE_SINCE_ANNOTATION, TASK_PRIORITY_LABEL
+from scheduler.api.labels import POD_GROUP_ANNOTATION, STALE_SINCE_ANNOTATION, TASK_PRIORITY_LABEL, value_of
 from scheduler.api.node import Node, Taint
 from scheduler.api.pod import Pod, PodConstraints, Toleration
 from scheduler.api.podgroup import PodGroup, SubGroup, TopologyConstraint
@@ -220,19 +220,12 @@ def pod_from_k8s(obj: Obj, same_spec: Pod | None = None) -> Pod:
     )
 
 
-def _label(labels: tuple[tuple[str, str], ...], key: str) -> str | None:
-    for k, v in labels:
-        if k == key:
-            return v
-    return None
-
-
 def _priority_class(spec: Obj, labels: tuple[tuple[str, str], ...]) -> str:
-    return str(spec.get("priorityClassName") or _label(labels, "priorityClassName") or "")
+    return str(spec.get("priorityClassName") or value_of(labels, "priorityClassName") or "")
 
 
 def _task_priority(labels: tuple[tuple[str, str], ...]) -> int:
-    return _int_label(_label(labels, TASK_PRIORITY_LABEL))
+    return _int_label(value_of(labels, TASK_PRIORITY_LABEL))
 
 
 def _owner_kind(owners: Any) -> str:
