@@ -12,6 +12,7 @@ from scheduler.api.labels import (
     SUBGROUP_LABEL,
     TOPOLOGY_ANNOTATION,
     names_topology,
+    value_of,
 )
 from scheduler.api.pod import Pod
 from scheduler.api.podgroup import PodGroup, SubGroup, TopologyConstraint
@@ -69,28 +70,28 @@ class Job:
 NO_CONSTRAINT = TopologyConstraint()
 
 
-def _pod_constraint(pod: Pod) -> TopologyConstraint:
-    if not pod.topology_annotated:
+def _annotated_constraint(annotations: tuple[tuple[str, str], ...], annotated: bool) -> TopologyConstraint:
+    """The constraint the topology annotations name (`annotated`: any may be there, `names_topology`)."""
+    if not annotated:
         return NO_CONSTRAINT
     return TopologyConstraint(
-        pod.annotation(TOPOLOGY_ANNOTATION) or "",
-        pod.annotation(REQUIRED_ANNOTATION) or "",
-        pod.annotation(PREFERRED_ANNOTATION) or "",
+        value_of(annotations, TOPOLOGY_ANNOTATION) or "",
+        value_of(annotations, REQUIRED_ANNOTATION) or "",
+        value_of(annotations, PREFERRED_ANNOTATION) or "",
     )
+
+
+def _pod_constraint(pod: Pod) -> TopologyConstraint:
+    return _annotated_constraint(pod.annotations, pod.topology_annotated)
 
 
 def _gang_constraint(pg: PodGroup, pods: list[Pod]) -> TopologyConstraint:
     """spec.topologyConstraint, else the PodGroup's annotations, else the first pod's annotations."""
     if not pg.constraint.is_empty():
         return pg.constraint
-    if names_topology(pg.annotations):
-        from_annotations = TopologyConstraint(
-            pg.annotation(TOPOLOGY_ANNOTATION) or "",
-            pg.annotation(REQUIRED_ANNOTATION) or "",
-            pg.annotation(PREFERRED_ANNOTATION) or "",
-        )
-        if not from_annotations.is_empty():
-            return from_annotations
+    from_annotations = _annotated_constraint(pg.annotations, names_topology(pg.annotations))
+    if not from_annotations.is_empty():
+        return from_annotations
     for pod in pods:
         c = _pod_constraint(pod)
         if not c.is_empty():
