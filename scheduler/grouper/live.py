@@ -177,9 +177,7 @@ class LiveGrouper:
                 listing.add(self._put_owner(kind, obj, False))
             if event == "SYNC":
                 for key in [k for k in self.owners if k[0] == kind and k not in listing]:
-                    uid = str(meta(self.owners.pop(key)).get("uid", ""))
-                    self._changed.add(uid)
-                    self._gone.add(uid)
+                    self._drop_owner(key)
                 del self._owner_listing[kind]
         else:
             self._put_owner(kind, payload, event == "DELETED")
@@ -188,15 +186,21 @@ class LiveGrouper:
         m = meta(obj)
         key = (kind, str(m.get("namespace") or "default"), str(m.get("name", "")))
         if deleted:
-            if self.owners.pop(key, None) is not None:
-                self._changed.add(str(m.get("uid", "")))
-                self._gone.add(str(m.get("uid", "")))
+            self._drop_owner(key)
             return key
         skeleton = _owner_skeleton(self._owner_versions.get(kind, ""), kind, obj)
         if self.owners.get(key) != skeleton:
             self.owners[key] = skeleton
             self._changed.add(str(m.get("uid", "")))
         return key
+
+    def _drop_owner(self, key: tuple[str, str, str]) -> None:
+        """A watched owner is gone (deleted, or missing from a relist): its gangs are worked out again."""
+        gone = self.owners.pop(key, None)
+        if gone is not None:
+            uid = str(meta(gone).get("uid", ""))
+            self._changed.add(uid)
+            self._gone.add(uid)
 
     def _used(self, pg_key: str, pod_key: str, chain: Chain) -> None:
         for owner in chain.owners:
