@@ -331,6 +331,7 @@ def _latency_run(
         tries.append((lat, t_made - t_start, left))
         say(f"{name} {group}: bound {lat:.2f}s after its first create ({left} backlog pods were unbound then)")
     watcher.done.wait(args.timeout)
+    watcher.stop_event.set()  # the next contender has a namespace (and a watcher) of its own
     t_all = max(watcher.bound.values()) - t_start if watcher.bound else float("inf")
     low_left = len(bodies) - sum(1 for n in watcher.bound if n.startswith("low-"))
     if name == "kaisched":
