@@ -33,13 +33,22 @@ def allocate(session: Session) -> None:
         by_queue.setdefault(job.queue, []).append(job)
     memo: FailMemo = {}
     placed: list[Placed] = []
+    budget = session.pod_budget
+    pods = 0  # placed by this cycle's first phase
     for job in queue_fair(session, by_queue, memo):
+        if budget is not None and pods >= budget:
+            # the cycle's slice is decided: its commits go to the binder now, and the next cycle (at once)
+            # decides the rest, so binds begin before a large backlog is decided whole
+            by_queue.setdefault(job.queue, []).append(job)
+            session.record.deferred = tuple(sorted(j.key for jobs in by_queue.values() for j in jobs))
+            return
         session.record.order.append(job.key)
         try:
             done = _place(session, placer, job, memo)
         except PlacementError as err:
             _fail(session, job, err.reason, err.message, err.attempts)
             continue
+        pods += len(session.record.decisions[job.key].pods)
         if done is not None:
             placed.append(done)
     _extras(session, placer, placed)

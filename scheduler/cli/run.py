@@ -20,7 +20,7 @@ from scheduler.backends.kubernetes import BIND_PARALLELISM, KubeBackend
 from scheduler.binder.volumes import DEFAULT_TIMEOUT_S
 from scheduler.daemon.http import serve
 from scheduler.daemon.leader import LeaderElector
-from scheduler.daemon.runner import Daemon
+from scheduler.daemon.runner import CYCLE_POD_BUDGET, Daemon
 from scheduler.daemon.status import StatusWriter
 from scheduler.framework.config import ConfigError, SchedulerConfig
 from scheduler.kube.client import KubeClient
@@ -41,6 +41,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=int,
         default=BIND_PARALLELISM,
         help="gang commits and binds in flight at once (each a request the API server answers in tens of ms)",
+    )
+    p.add_argument(
+        "--cycle-pod-budget",
+        type=int,
+        default=CYCLE_POD_BUDGET,
+        help="pods a cycle places before its commits go to the binder and the next cycle decides the rest at "
+        "once (0: no limit)",
     )
     p.add_argument("--leader-elect", action="store_true", help="hold a Lease so only one replica schedules")
     p.add_argument("--leader-elect-namespace", default="kube-system")
@@ -106,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, schedule_period_seconds=args.schedule_period)
     if args.bind_parallelism < 1:
         raise SystemExit("--bind-parallelism must be at least 1")
+    if args.cycle_pod_budget < 0:
+        raise SystemExit("--cycle-pod-budget must be 0 (no limit) or more")
     # connections: the binds and the gang commits in flight, the watches, the rest
     client = KubeClient.from_kubeconfig(
         args.kubeconfig, qps=args.qps, burst=args.burst, pool_size=2 * args.bind_parallelism + 64
@@ -139,7 +148,14 @@ def run(args: argparse.Namespace) -> int:
     backend.start()
     status = StatusWriter(status_client, config.scheduler_name, identity)
     backend.committer.event = status.event  # Preempted / Reclaimed / ... on each victim the committer evicts
-    daemon = Daemon(backend, status, config, metrics, json_logs=args.log_format == "json")
+    daemon = Daemon(
+        backend,
+        status,
+        config,
+        metrics,
+        json_logs=args.log_format == "json",
+        pod_budget=args.cycle_pod_budget or None,
+    )
     try:
         stop_debug = attach(args, daemon, backend, config, metrics, debug_opts)
     except (OSError, ValueError) as err:

@@ -20,15 +20,22 @@ def run_session(
     now: float,
     cycle: int = 0,
     hold: Mapping[str, str] | None = None,
+    pod_budget: int | None = None,
 ) -> SessionRecord:
     """Open a session, run the configured actions in order, return the record.
 
-    `hold` maps job keys to why they sit this cycle out (the daemon's bind backoff). The record's
-    `commits` list what the binder must apply, in order; `decisions` say why for every job."""
-    actions = [REGISTRY.action(name) for name in config.actions]
+    `hold` maps job keys to why they sit this cycle out (the daemon's bind backoff). `pod_budget` (the
+    daemon's) ends the cycle once allocate has placed that many pods: the record's `deferred` lists the
+    jobs left untried and the actions after allocate do not run (take-back and stale-gang eviction run in
+    the cycle that decides the backlog's last slice). The record's `commits` list what the binder must
+    apply, in order; `decisions` say why for every job tried."""
+    actions = [(name, REGISTRY.action(name)) for name in config.actions]
     with paused_gc():
-        session = Session(snapshot, config, now=now, cycle=cycle, hold=hold)
-        for act in actions:
+        session = Session(snapshot, config, now=now, cycle=cycle, hold=hold, pod_budget=pod_budget)
+        for i, (_, act) in enumerate(actions):
             act(session)
+            if session.record.deferred:
+                session.record.actions = tuple(name for name, _ in actions[: i + 1])
+                break
         session.close()
     return session.record

@@ -81,6 +81,9 @@ class SessionRecord:
     # the earliest later time at which a decision could change with nothing else changing (a stale gang's
     # grace period or a victim's min runtime ends): a simulation that is otherwise done jumps there
     wake: float | None = None
+    # jobs allocate left untried because the cycle placed its pod budget (the daemon's slice): the actions
+    # after it did not run, and the next cycle starts at once
+    deferred: tuple[str, ...] = ()
 
     def wake_at(self, t: float) -> None:
         if t > self.now and (self.wake is None or t < self.wake):

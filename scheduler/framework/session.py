@@ -35,9 +35,11 @@ class Session:
         now: float,
         cycle: int = 0,
         hold: Mapping[str, str] | None = None,
+        pod_budget: int | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.hold = dict(hold or {})  # job key -> why it sits this cycle out (bind backoff)
+        self.pod_budget = pod_budget  # allocate stops trying jobs once it has placed this many pods
         self.config = config
         self.now = now
         self.record = SessionRecord(cycle=cycle, now=now, actions=tuple(config.actions))

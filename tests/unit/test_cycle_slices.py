@@ -1,0 +1,148 @@
+"""A cycle's pod budget (`kaisched run --cycle-pod-budget`): a large backlog is decided in slices, each
+slice's commits go to the binder as soon as it is decided, and the next cycle starts at once."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from scheduler.backends.memory import MemoryBackend
+from scheduler.daemon.runner import Daemon
+from scheduler.framework.config import SchedulerConfig
+from scheduler.framework.cycle import run_session
+from scheduler.framework.record import SessionRecord
+from scheduler.telemetry.metrics import Metrics
+from tests.unit.test_backends import Sink
+
+GPU = "nvidia.com/gpu"
+
+
+def node(name: str, gpus: int = 4) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "status": {"allocatable": {"cpu": "64", "memory": "256Gi", GPU: str(gpus), "pods": "110"}},
+    }
+
+
+def pod(
+    name: str, gpus: int = 1, group: str = "", node_name: str = "", priority_class: str = "", created: int = 0
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "schedulerName": "kai-scheduler",
+        "containers": [{"name": "c", "resources": {"requests": {GPU: str(gpus)}, "limits": {GPU: str(gpus)}}}],
+    }
+    if node_name:
+        spec["nodeName"] = node_name
+    if priority_class:
+        spec["priorityClassName"] = priority_class
+    meta: dict[str, Any] = {"name": name, "namespace": "ns", "creationTimestamp": f"2026-01-01T00:00:{created:02d}Z"}
+    if group:
+        meta["annotations"] = {"pod-group-name": group}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": spec,
+        "status": {"phase": "Running" if node_name else "Pending"},
+    }
+
+
+def podgroup(name: str, min_member: int, created: int = 0) -> dict[str, Any]:
+    return {
+        "apiVersion": "scheduling.run.ai/v2alpha2",
+        "kind": "PodGroup",
+        "metadata": {"name": name, "namespace": "ns", "creationTimestamp": f"2026-01-01T00:00:{created:02d}Z"},
+        "spec": {"minMember": min_member},
+    }
+
+
+def backlog() -> list[dict[str, Any]]:
+    """4 nodes of 4 GPUs; a gang of 3 made between ten single pods."""
+    objects = [node(f"n{i}") for i in range(4)]
+    objects += [pod(f"s{i}", created=i) for i in range(5)]
+    objects += [podgroup("g", 3, created=5), *(pod(f"g-{i}", group="g", created=5) for i in range(3))]
+    objects += [pod(f"s{i}", created=i + 1) for i in range(5, 10)]
+    return objects
+
+
+def cycles(budget: int | None) -> tuple[Daemon, MemoryBackend, list[SessionRecord]]:
+    backend = MemoryBackend(backlog())
+    daemon = Daemon(backend, Sink(), SchedulerConfig(), Metrics(), pod_budget=budget)
+    records = [daemon.cycle()]
+    while records[-1].deferred:
+        records.append(daemon.cycle())
+    return daemon, backend, records
+
+
+def test_a_backlog_is_decided_in_slices_with_the_same_placements() -> None:
+    _, whole_backend, whole = cycles(None)
+    assert len(whole) == 1 and not whole[0].deferred and len(whole[0].placements()) == 13
+    _, backend, sliced = cycles(4)
+    placed = [len(r.placements()) for r in sliced]
+    # s0-s3 | s4 and the gang of 3 (never split: a slice stops before a job, never inside one) | s5-s8 | s9
+    assert placed == [4, 4, 4, 1]
+    assert sorted(sliced[1].placements()) == ["ns/g-0", "ns/g-1", "ns/g-2", "ns/s4"]
+    assert all(r.deferred for r in sliced[:-1]) and not sliced[-1].deferred
+    for r in sliced[:-1]:
+        assert r.actions == ("allocate",)  # take-back and stale-gang eviction wait for the last slice
+        assert set(r.deferred).isdisjoint(r.decisions)  # untried: no decision, so no status is written
+    assert sliced[-1].actions == SchedulerConfig().actions
+    merged = {k: v for r in sliced for k, v in r.placements().items()}
+    assert merged == whole[0].placements()  # one queue: the slices decide what one cycle decides
+    assert {k: v for k, v in backend.objects.items() if k[0] == "Pod"} == {
+        k: v for k, v in whole_backend.objects.items() if k[0] == "Pod"
+    }
+
+
+def test_a_gang_larger_than_the_budget_is_placed_whole() -> None:
+    _, _, records = cycles(1)
+    gang = [r for r in records if "ns/g" in r.decisions]
+    assert len(gang) == 1 and sorted(p for p, _ in gang[0].decisions["ns/g"].pods) == ["ns/g-0", "ns/g-1", "ns/g-2"]
+    assert sum(len(r.placements()) for r in records) == 13
+    assert len(records) == 11  # 10 singles and a gang, one job a slice; the last slice defers nothing
+
+
+def test_failures_do_not_count_against_the_budget() -> None:
+    objects = [node("n0", 2), pod("big", gpus=8, created=0), pod("huge", gpus=9, created=1)]
+    objects += [pod(f"s{i}", created=2 + i) for i in range(2)]
+    record = run_session(MemoryBackend(objects).snapshot(), SchedulerConfig(), now=100.0, pod_budget=1)
+    assert not record.decisions["ns/big"].placed and not record.decisions["ns/huge"].placed
+    assert list(record.placements()) == ["ns/s0"] and record.deferred == ("ns/s1",)
+
+
+def test_take_back_runs_in_the_cycle_that_decides_the_last_slice() -> None:
+    """A high-priority pod that must preempt is not helped while the backlog ahead of it is being sliced:
+    what it may evict for is known only once every job before it has been tried."""
+    objects = [node("n0"), node("n1"), pod("victim", gpus=4, node_name="n0", priority_class="train")]
+    objects += [pod(f"s{i}", priority_class="inference", created=i) for i in range(4)]
+    objects += [pod("needs-room", gpus=4, priority_class="inference", created=9)]
+    backend = MemoryBackend(objects)
+    daemon = Daemon(backend, Sink(), SchedulerConfig(), Metrics(), pod_budget=2)
+    first = daemon.cycle()
+    assert len(first.placements()) == 2 and not first.evictions()
+    assert first.deferred == ("ns/needs-room", "ns/s2", "ns/s3")
+    second = daemon.cycle()
+    assert len(second.placements()) == 2 and second.deferred == ("ns/needs-room",)
+    last = daemon.cycle()
+    assert not last.deferred and last.evictions() == {"ns/victim": ("preempt", "ns/needs-room")}
+
+
+def test_run_starts_the_next_slice_without_waiting_a_period() -> None:
+    backend = MemoryBackend(backlog())
+    config = SchedulerConfig(schedule_period_seconds=3600.0)
+    daemon = Daemon(backend, Sink(), config, Metrics(), pod_budget=4)
+    seen: list[int] = []
+    daemon.observers.append(lambda info: seen.append(len(info.record.deferred)))
+
+    class Stop(threading.Event):
+        """Stops the loop the first time it would wait for the next period."""
+
+        def wait(self, timeout: float | None = None) -> bool:
+            self.set()
+            return True
+
+    daemon.run(Stop())
+    assert seen == [7, 5, 1, 0]  # jobs deferred by each cycle: the four ran back to back
+    assert all((backend.objects[("Pod", "ns", f"s{i}")]["spec"].get("nodeName")) for i in range(10))
