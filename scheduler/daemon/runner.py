@@ -28,9 +28,11 @@ log = logging.getLogger("kaisched")
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 60.0
 DRAIN_S = 0.05  # how often the watch is applied between cycles
-# a cycle's pods placed before its commits go to the binder: at ~50 us a pod, a 5,000-pod backlog's first
-# binds start ~0.4 s sooner; every slice's cycle builds its session again (~10 us a pending pod)
-CYCLE_POD_BUDGET = 1000
+# the pods a backlog's first cycle places before its commits go to the binder (deciding takes ~50 us a pod:
+# a 5,000-pod backlog's first binds start ~0.4 s sooner); every slice's cycle builds its session again
+# (~6 us a pending pod), so the slices after it grow
+CYCLE_POD_BUDGET = 500
+SLICE_GROWTH = 4
 
 
 @dataclass(slots=True)
@@ -88,9 +90,12 @@ class Daemon:
     ) -> None:
         self.backend, self.status, self.config, self.metrics = backend, status, config, metrics
         self.json_logs = json_logs
-        # pods a cycle places before it hands them to the binder and the next cycle starts at once
-        # (`kaisched run --cycle-pod-budget`): binds begin before a large backlog is decided whole
+        # pods the first cycle of a backlog places before it hands them to the binder and the next cycle
+        # starts at once (`kaisched run --cycle-pod-budget`): binds begin before a large backlog is decided
+        # whole. Each next slice may place SLICE_GROWTH times as many, so a backlog of any size is decided
+        # in a few cycles (each builds its session again) while the binder works on the slices before it.
         self.pod_budget = pod_budget
+        self._slice = pod_budget  # this cycle's budget
         self.cycle_no = 0
         self.idle_events = 0  # watch events applied between cycles (counted in the next cycle's line)
         self.backoff = Backoff()
@@ -135,8 +140,10 @@ class Daemon:
         t1 = time.perf_counter()
         now = time.time()
         record = run_session(
-            snap, self.config, now, cycle=self.cycle_no, hold=self._holding(snap), pod_budget=self.pod_budget
+            snap, self.config, now, cycle=self.cycle_no, hold=self._holding(snap), pod_budget=self._slice
         )
+        if self._slice is not None:
+            self._slice = self._slice * SLICE_GROWTH if record.deferred else self.pod_budget
         t2 = time.perf_counter()
         commits = [c for c in record.commits if c.binds or c.pipelined or c.evictions]
         self.backend.submit(commits)  # beside the loop: outcomes come back in this or a later cycle

@@ -79,11 +79,11 @@ def cycles(budget: int | None) -> tuple[Daemon, MemoryBackend, list[SessionRecor
 def test_a_backlog_is_decided_in_slices_with_the_same_placements() -> None:
     _, whole_backend, whole = cycles(None)
     assert len(whole) == 1 and not whole[0].deferred and len(whole[0].placements()) == 13
-    _, backend, sliced = cycles(4)
-    placed = [len(r.placements()) for r in sliced]
-    # s0-s3 | s4 and the gang of 3 (never split: a slice stops before a job, never inside one) | s5-s8 | s9
-    assert placed == [4, 4, 4, 1]
-    assert sorted(sliced[1].placements()) == ["ns/g-0", "ns/g-1", "ns/g-2", "ns/s4"]
+    _, backend, sliced = cycles(2)
+    # budgets 2, 8, 32: s0-s1 | s2-s4, the gang of 3 (never split: a slice stops before a job, never inside
+    # one), s5-s6 | s7-s9
+    assert [len(r.placements()) for r in sliced] == [2, 8, 3]
+    assert sorted(sliced[1].placements()) == [*(f"ns/g-{i}" for i in range(3)), *(f"ns/s{i}" for i in range(2, 7))]
     assert all(r.deferred for r in sliced[:-1]) and not sliced[-1].deferred
     for r in sliced[:-1]:
         assert r.actions == ("allocate",)  # take-back and stale-gang eviction wait for the last slice
@@ -98,10 +98,18 @@ def test_a_backlog_is_decided_in_slices_with_the_same_placements() -> None:
 
 def test_a_gang_larger_than_the_budget_is_placed_whole() -> None:
     _, _, records = cycles(1)
-    gang = [r for r in records if "ns/g" in r.decisions]
-    assert len(gang) == 1 and sorted(p for p, _ in gang[0].decisions["ns/g"].pods) == ["ns/g-0", "ns/g-1", "ns/g-2"]
-    assert sum(len(r.placements()) for r in records) == 13
-    assert len(records) == 11  # 10 singles and a gang, one job a slice; the last slice defers nothing
+    # budgets 1, 4, 16: s0 | s1-s4 | the gang of 3 (more than a first slice) and s5-s9
+    assert [len(r.placements()) for r in records] == [1, 4, 8]
+    assert sorted(p for p, _ in records[2].decisions["ns/g"].pods) == ["ns/g-0", "ns/g-1", "ns/g-2"]
+
+
+def test_the_budget_starts_again_after_a_backlog_is_decided() -> None:
+    daemon, backend, records = cycles(2)
+    assert len(records) == 3
+    for i in range(3):
+        backend.upsert(pod(f"late{i}", created=30 + i))
+    again = daemon.cycle()
+    assert len(again.placements()) == 2 and len(again.deferred) == 1
 
 
 def test_failures_do_not_count_against_the_budget() -> None:
@@ -123,10 +131,9 @@ def test_take_back_runs_in_the_cycle_that_decides_the_last_slice() -> None:
     first = daemon.cycle()
     assert len(first.placements()) == 2 and not first.evictions()
     assert first.deferred == ("ns/needs-room", "ns/s2", "ns/s3")
-    second = daemon.cycle()
-    assert len(second.placements()) == 2 and second.deferred == ("ns/needs-room",)
-    last = daemon.cycle()
-    assert not last.deferred and last.evictions() == {"ns/victim": ("preempt", "ns/needs-room")}
+    last = daemon.cycle()  # a budget of 8: every job is tried, so take-back runs
+    assert sorted(last.placements()) == ["ns/needs-room", "ns/s2", "ns/s3"] and not last.deferred
+    assert last.evictions() == {"ns/victim": ("preempt", "ns/needs-room")}
 
 
 def test_run_starts_the_next_slice_without_waiting_a_period() -> None:
@@ -144,5 +151,5 @@ def test_run_starts_the_next_slice_without_waiting_a_period() -> None:
             return True
 
     daemon.run(Stop())
-    assert seen == [7, 5, 1, 0]  # jobs deferred by each cycle: the four ran back to back
+    assert seen == [7, 0]  # jobs deferred by each cycle (budgets 4, then 16): the two ran back to back
     assert all((backend.objects[("Pod", "ns", f"s{i}")]["spec"].get("nodeName")) for i in range(10))
