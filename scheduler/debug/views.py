@@ -292,6 +292,13 @@ def explain(
             found = (e, d)
             break
     exists = snapshot is not None and (key in snapshot.pod_groups or key in snapshot.pending)
+    deferred = bool(entries) and key in entries[-1].record.deferred
+    note = (
+        f"not tried in cycle {entries[-1].cycle}: it placed its pod budget (--cycle-pod-budget) before this gang's "
+        "turn; the next cycle, which starts at once, tries it"
+        if deferred
+        else ""
+    )
     if found is None:
         if not exists or snapshot is None:
             return None
@@ -300,7 +307,7 @@ def explain(
         return pb.ExplainPodGroupResponse(
             pod_group=key,
             state=state,
-            message=f"no decision about it in the last {len(entries)} cycles",
+            message=note or f"no decision about it in the last {len(entries)} cycles",
         )
     e, d = found
     latest = entries[-1]
@@ -331,7 +338,7 @@ def explain(
         queue=d.queue,
         state=state,
         reason=str(d.reason) if d.reason else "",
-        message=d.message,
+        message=f"{note}; in cycle {e.cycle}: {d.message}" if note and d.message else note or d.message,
         cycle=e.cycle,
         attempts=[attempt_message(a, snapshot) for a in d.attempts],
         queue_position=position,

@@ -8,6 +8,8 @@ from typing import Any
 
 from scheduler.backends.memory import MemoryBackend
 from scheduler.daemon.runner import Daemon
+from scheduler.debug.history import CycleEntry
+from scheduler.debug.views import explain
 from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.cycle import run_session
 from scheduler.framework.record import SessionRecord
@@ -153,3 +155,15 @@ def test_run_starts_the_next_slice_without_waiting_a_period() -> None:
     daemon.run(Stop())
     assert seen == [7, 0]  # jobs deferred by each cycle (budgets 4, then 16): the two ran back to back
     assert all((backend.objects[("Pod", "ns", f"s{i}")]["spec"].get("nodeName")) for i in range(10))
+
+
+def test_the_debug_api_says_a_deferred_gang_was_not_tried_yet() -> None:
+    backend = MemoryBackend(backlog())
+    snap = backend.snapshot()
+    record = run_session(snap, SchedulerConfig(), now=100.0, cycle=7, pod_budget=2)
+    entries = [CycleEntry(record, 100.0, (), {}, snapshot=snap)]
+    later = explain(entries, "ns/s9", snap, SchedulerConfig())
+    assert later is not None and later.state == "Pending"
+    assert later.message.startswith("not tried in cycle 7: it placed its pod budget (--cycle-pod-budget)")
+    placed = explain(entries, "ns/s0", snap, SchedulerConfig())
+    assert placed is not None and placed.state == "Scheduled" and "pod budget" not in placed.message

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -77,3 +80,16 @@ def test_exporters_from_env() -> None:
     t.shutdown()
     with pytest.raises(TelemetryError, match="zipkin"):
         Telemetry.from_env(Metrics(), {"OTEL_TRACES_EXPORTER": "zipkin"})
+
+
+def test_no_exporter_configured_never_loads_the_sdk() -> None:
+    """The default (no OTEL_* exporter) keeps the OpenTelemetry SDK off `kaisched run`'s start-up path."""
+    code = (
+        "import sys\n"
+        "from scheduler.telemetry.metrics import Metrics\n"
+        "from scheduler.telemetry.otel import Telemetry\n"
+        "Telemetry.from_env(Metrics(), {})\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
