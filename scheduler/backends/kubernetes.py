@@ -314,9 +314,7 @@ class KubeBackend:
         fresh = [c for c in commits if c.job not in busy]
         self.committer.assume(fresh)
         for c in fresh:
-            pods = [self.state.pod(p) for p, _ in (*c.binds, *c.pipelined)]
-            priority = max((p.priority or 0 for p in pods if p is not None), default=0)
-            if not self.pipeline.submit(c.job, c, priority):
+            if not self.pipeline.submit(c.job, c, self.committer.gang_priority(c)):
                 self.committer.release(c)  # stopping: never queued
 
     def finished(self) -> CommitOutcome:

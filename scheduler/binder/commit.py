@@ -56,7 +56,7 @@ from scheduler.api.resources import Resources
 from scheduler.binder.crash import crashpoint
 from scheduler.binder.volumes import ClaimBind, ClaimBinder
 from scheduler.cache.cluster_state import ClusterState, Snapshot
-from scheduler.kube.client import ApiError, KubeClient
+from scheduler.kube.client import ApiError, KubeClient, inherit, request_priority
 from scheduler.kube.paths import NODES, POD_GROUPS, PODS
 
 log = logging.getLogger("kaisched.binder")
@@ -301,7 +301,7 @@ class GangCommitter:
     def _run(self, calls: list[tuple[str, str, str, bool]], clear: bool = False) -> dict[tuple[str, str], str]:
         """(gang, pod, node, dry) calls in parallel; returns (gang, pod) -> error for the failed ones."""
         futures: list[tuple[str, str, Future[None]]] = [
-            (gang, pod, self.pool.submit(self._bind, pod, node, dry, clear)) for gang, pod, node, dry in calls
+            (gang, pod, self.pool.submit(inherit(self._bind), pod, node, dry, clear)) for gang, pod, node, dry in calls
         ]
         errors: dict[tuple[str, str], str] = {}
         for gang, pod, fut in futures:
@@ -372,7 +372,18 @@ class GangCommitter:
         """One gang's whole commit, API calls only (safe on any thread; the cache is only read): a gang that
         evicts records its plan and evicts, waits until its victims have left the nodes it binds to in the
         cache (bounded by their grace period and `evict_margin`), then binds whole; any other binds whole.
-        Never raises: a failure is the result's error."""
+        Never raises: a failure is the result's error. Its requests wait for the rate limiter in the line of
+        its priority (kube/client.py `request_priority`)."""
+        with request_priority(self.gang_priority(c)):
+            return self._commit_gang(c)
+
+    def gang_priority(self, c: GangWrite) -> int:
+        """The highest priority of the gang's pods: the bind pipeline's order and its requests' place in the
+        rate limiter's line."""
+        pods = [self.state.pod(p) for p, _ in (*c.binds, *c.pipelined)]
+        return max((p.priority or 0 for p in pods if p is not None), default=0)
+
+    def _commit_gang(self, c: GangWrite) -> GangResult:
         try:
             if not (c.evictions or c.pipelined):
                 error, returned = self._commit_one(c)
@@ -585,7 +596,7 @@ class GangCommitter:
         return None, intent, sorted(evicted)
 
     def _read_all(self, keys: list[str]) -> list[dict[str, Any] | None]:
-        return list(self.pool.map(self._read, keys))
+        return list(self.pool.map(inherit(self._read), keys))
 
     def _read(self, pod_key: str) -> dict[str, Any] | None:
         try:
@@ -609,7 +620,7 @@ class GangCommitter:
         deleted = int(evict(victims[0]))
         if len(victims) > 1:
             crashpoint("evict:after-first")
-            deleted += sum(self.pool.map(evict, victims[1:]))
+            deleted += sum(self.pool.map(inherit(evict), victims[1:]))
         crashpoint("evict:before-binds")
         return deleted
 

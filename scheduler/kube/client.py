@@ -8,11 +8,14 @@ published scheduler throughput.
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 import msgspec
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
     from scheduler.kube.fence import Fence
 
 TOKEN_REFRESH_S = 60.0
+T = TypeVar("T")
 
 
 # msgspec parses the API server's JSON several times faster than the json module (bench/ingest.py measures
@@ -127,27 +131,90 @@ class ApiError(Exception):
         self.body = body or {}
 
 
+_context = threading.local()
+
+
+@contextlib.contextmanager
+def request_priority(priority: int) -> Iterator[None]:
+    """Requests this thread makes inside the block wait for the rate limiter by `priority` (a gang's
+    commit: its binds, record and evictions), behind requests made outside any block (lists, watches, the
+    lease, status), which go first: a high-priority gang's commit is not queued behind a low-priority
+    backlog's binds for tokens. `inherit` carries the priority to a worker thread."""
+    before = getattr(_context, "priority", None)
+    _context.priority = priority
+    try:
+        yield
+    finally:
+        _context.priority = before
+
+
+def current_priority() -> int | None:
+    return getattr(_context, "priority", None)
+
+
+def inherit(fn: Callable[..., T]) -> Callable[..., T]:
+    """`fn`, run on another thread with this thread's request priority."""
+    priority = current_priority()
+    if priority is None:
+        return fn
+
+    def run(*args: Any, **kwargs: Any) -> T:
+        with request_priority(priority):
+            return fn(*args, **kwargs)
+
+    return run
+
+
+@dataclass(order=True, slots=True)
+class _Waiter:
+    rank: tuple[int, int, int]  # (0 for a request of no gang, else 1; -priority; arrival): the heap's head first
+    woken: threading.Event = field(compare=False, default_factory=threading.Event)
+
+
 class TokenBucket:
+    """qps tokens a second, at most `burst` saved. Waiters take tokens in rank order (`request_priority`),
+    first come first served within a rank; only the head of the line watches the clock, the others sleep
+    until they become the head (one wake-up per token, not one per waiter)."""
+
     def __init__(self, qps: float, burst: int) -> None:
         self.qps = qps
         self.capacity = max(1, burst)
         self.tokens = float(self.capacity)
         self.updated = time.monotonic()
         self.lock = threading.Lock()
+        self._line: list[_Waiter] = []
+        self._arrivals = 0
 
-    def take(self) -> None:
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.qps)
+        self.updated = now
+
+    def take(self, priority: int | None = None) -> None:
         if self.qps <= 0:
             return
+        with self.lock:
+            self._refill()
+            if not self._line and self.tokens >= 1:
+                self.tokens -= 1
+                return
+            self._arrivals += 1
+            me = _Waiter((0, 0, self._arrivals) if priority is None else (1, -priority, self._arrivals))
+            heapq.heappush(self._line, me)
         while True:
             with self.lock:
-                now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.qps)
-                self.updated = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                wait = (1 - self.tokens) / self.qps
-            time.sleep(wait)
+                self._refill()
+                wait: float | None = None
+                if self._line[0] is me:
+                    if self.tokens >= 1:
+                        self.tokens -= 1
+                        heapq.heappop(self._line)
+                        if self._line:
+                            self._line[0].woken.set()  # the next in line watches the clock now
+                        return
+                    wait = (1 - self.tokens) / self.qps
+                me.woken.clear()  # set by the waiter before it in line as it leaves with its token
+            me.woken.wait(wait)  # the head: until its token is due (one who comes in ahead watches its own)
 
 
 class KubeClient:
@@ -231,8 +298,8 @@ class KubeClient:
         """One API call. Writes are fenced (`self.fence`, set under leader election): checked after the
         rate limiter's wait, right before sending, so a write never leaves a replica that may have lost its
         lease. Only the lease's own renewal passes `fenced=False`. `decode` parses a successful answer
-        (kube/podwire.py's for pod lists)."""
-        self.bucket.take()
+        (kube/podwire.py's for pod lists). The rate limiter's line is kept by `request_priority`."""
+        self.bucket.take(current_priority())
         if fenced and method != "GET" and self.fence is not None:
             self.fence.check(f"{method} {path}")
         headers = self._auth_headers()

@@ -73,3 +73,51 @@ def test_abandon_starts_nothing_queued_and_returns_it() -> None:
     gate.release.set()
     assert gate.all_done.wait(WAIT_S)
     assert gate.order == ["running"]
+
+
+def test_a_gang_commits_requests_wait_for_tokens_in_its_priority_line() -> None:
+    """Every request of one gang's commit (its record, its binds on the committer's bind threads) reaches
+    the rate limiter with the gang's priority: the highest of its pods'."""
+    from typing import Any
+
+    from scheduler.binder.commit import GangCommitter
+    from scheduler.cache.cluster_state import ClusterState
+    from scheduler.framework.record import GangCommit
+    from scheduler.kube.client import KubeClient, TokenBucket
+
+    class Recording(TokenBucket):
+        def __init__(self) -> None:
+            super().__init__(qps=0, burst=1)
+            self.seen: list[int | None] = []
+            self.lock = threading.Lock()
+
+        def take(self, priority: int | None = None) -> None:
+            with self.lock:
+                self.seen.append(priority)
+
+    def pod(name: str, priority: int) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "ns", "uid": name, "annotations": {"pod-group-name": "g"}},
+            "spec": {"schedulerName": "kai-scheduler", "priority": priority, "containers": [{"name": "c"}]},
+            "status": {"phase": "Pending"},
+        }
+
+    state = ClusterState()
+    for name, priority in (("a", 10), ("b", 500), ("c", 10)):
+        state.apply_object(pod(name, priority))
+    client = KubeClient("http://127.0.0.1:9", qps=0)  # nothing listens: every request fails, after the limiter
+    bucket = client.bucket = Recording()
+    committer = GangCommitter(client, state, "me", parallelism=4)
+    c = GangCommit("ns/g", True, binds=(("ns/a", "n1"), ("ns/b", "n1"), ("ns/c", "n2")))
+    assert committer.gang_priority(c) == 500
+    assert committer.commit_gang(c).error
+    assert bucket.seen == [500]  # the record write, the first request (refused: nothing after it)
+    bucket.seen.clear()
+    lone = GangCommit("ns/b", False, binds=(("ns/b", "n1"),))  # no record: its bind is the first request
+    assert committer.commit_gang(lone).error
+    assert bucket.seen == [500]  # made on one of the committer's bind threads
+    bucket.seen.clear()
+    assert committer._run([("ns/g", "ns/a", "n1", False)]) and bucket.seen == [None]  # outside a commit: no gang
+    committer.close()

@@ -1,3 +1,4 @@
+import contextlib
 import time
 
 from scheduler.kube import client as kclient
@@ -85,3 +86,60 @@ def test_dechunk_ends_at_the_last_chunk_or_when_the_connection_closes_and_refuse
         list(kclient.dechunk(_reads(b"3\r\nabcXY0\r\n\r\n", [64])))  # no CRLF after the data
     with pytest.raises(kclient.ChunkedError):
         list(kclient.dechunk(_reads(b"zz\r\nabc\r\n", [64])))
+
+
+def _in_line(b: TokenBucket, n: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(b._line) < n and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert len(b._line) == n
+
+
+def test_token_bucket_serves_its_line_by_priority_then_arrival():
+    """Requests of no gang first, then by gang priority, first come first served within one."""
+    import threading
+
+    b = TokenBucket(qps=20, burst=1)
+    b.take()
+    b.tokens = -20.0  # in debt for a second: everyone below is in line before the first token
+    order: list[str] = []
+
+    def wait(name: str, priority: int | None) -> None:
+        b.take(priority)
+        order.append(name)
+
+    threads = []
+    for i, (name, priority) in enumerate([("low0", 10), ("low1", 10), ("high", 1000), ("low2", 10), ("lease", None)]):
+        t = threading.Thread(target=wait, args=(name, priority))
+        t.start()
+        threads.append(t)
+        _in_line(b, i + 1)
+    for t in threads:
+        t.join(10)
+    assert order == ["lease", "high", "low0", "low1", "low2"]
+
+
+def test_request_priority_reaches_the_limiter_from_worker_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    class Recording(TokenBucket):
+        def __init__(self) -> None:
+            super().__init__(qps=0, burst=1)
+            self.seen: list[int | None] = []
+
+        def take(self, priority: int | None = None) -> None:
+            self.seen.append(priority)
+
+    client = KubeClient("http://127.0.0.1:9", qps=0)
+    bucket = client.bucket = Recording()
+
+    def call() -> None:
+        with contextlib.suppress(Exception):  # nothing listens there: only the limiter's view matters
+            client.request("GET", "/api/v1/nodes", timeout=1.0)
+
+    call()
+    with kclient.request_priority(125), ThreadPoolExecutor(2) as pool:
+        pool.submit(kclient.inherit(call)).result()
+        pool.submit(call).result()  # a worker thread without `inherit`: no gang
+    call()
+    assert bucket.seen == [None, 125, None, None]
