@@ -40,6 +40,7 @@ it stops; their logs are copied to --log-dir first.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import sys
@@ -653,6 +654,9 @@ def main() -> int:
     png = Path(args.plot) if args.plot else Path(args.log_dir) / f"commit-qps{args.qps:g}.png"
     title = f"pods bound over time, {n_nodes} kwok nodes, client QPS/burst {args.qps:g}/{args.burst}"
     out.append(plot(png, title, series))
+    times = png.with_suffix(".json")  # the plot's data: seconds since each contender started, one per bind
+    times.write_text(json.dumps({k: sorted(t - start for t in ts) for k, (start, ts) in series.items()}))
+    out.append(f"bind times: {times}")
 
     for name in ("kaisched", "kaisched-gangs"):
         res = results.get(name, gres if name == "kaisched-gangs" else None)
