@@ -143,3 +143,18 @@ def test_request_priority_reaches_the_limiter_from_worker_threads():
         pool.submit(call).result()  # a worker thread without `inherit`: no gang
     call()
     assert bucket.seen == [None, 125, None, None]
+
+
+def test_owner_kinds_are_listed_and_probed_on_the_groupers_client():
+    """The workloads' owner kinds (17 of them, mostly CRDs a cluster does not have, probed every 10 s) are
+    the grouper's data: their requests take the grouper's tokens, never the binder's."""
+    from scheduler.backends.kubernetes import KubeBackend
+
+    binds, grouper = KubeClient("http://127.0.0.1:9"), KubeClient("http://127.0.0.1:9")
+    b = KubeBackend(binds, "kai-scheduler")
+    b.grouper.client = grouper  # as `kaisched run` sets it
+    b.stop_event.set()  # the reflectors end at once: only who they would ask is checked
+    b.start()
+    assert b.owner_reflectors and all(r.client is grouper for r in b.owner_reflectors)
+    assert all(r.client is binds for r in b.reflectors)
+    b.stop()
