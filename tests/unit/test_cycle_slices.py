@@ -14,18 +14,9 @@ from scheduler.framework.config import SchedulerConfig
 from scheduler.framework.cycle import run_session
 from scheduler.framework.record import SessionRecord
 from scheduler.telemetry.metrics import Metrics
-from tests.unit.test_backends import Sink
+from tests.unit.test_backends import Sink, node
 
 GPU = "nvidia.com/gpu"
-
-
-def node(name: str, gpus: int = 4) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
-        "status": {"allocatable": {"cpu": "64", "memory": "256Gi", GPU: str(gpus), "pods": "110"}},
-    }
 
 
 def pod(
