@@ -33,8 +33,8 @@ def _below_minimum(session: Session, job: Job) -> bool:
 @action("stalegangeviction")
 def stale_gang_eviction(session: Session) -> None:
     grace = session.config.stale_gang_grace_seconds
-    for key in sorted(session.running):
-        job = session.running[key]
+    for key in sorted(session.running_gangs):
+        job = session.running_gangs[key]
         pg = job.pod_group
         if pg is None:
             continue

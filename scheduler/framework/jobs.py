@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
 
@@ -252,9 +253,9 @@ def _single_job(pod: Pod, default_queue: str) -> Job:
     )
 
 
-def build_running_jobs(snapshot: Snapshot, default_queue: str, pending: list[Job]) -> dict[str, Job]:
-    """Every job with a running (bound, not terminating) pod: the candidates take-back may evict. A job
-    that also has pending pods is the same object as in `pending`."""
+def build_running_gangs(snapshot: Snapshot, default_queue: str, pending: list[Job]) -> dict[str, Job]:
+    """Every job with a PodGroup and a running (bound, not terminating) pod. A job that also has pending pods
+    is the same object as in `pending`."""
     by_key = {j.key: j for j in pending}
     out: dict[str, Job] = {}
     for key in sorted(snapshot.members):
@@ -269,6 +270,13 @@ def build_running_jobs(snapshot: Snapshot, default_queue: str, pending: list[Job
             job = _group_job(snapshot, key, pg, min(members, key=attrgetter("name")), default_queue)
         if job.problem is None:
             out[key] = job
+    return out
+
+
+def build_running_jobs(snapshot: Snapshot, default_queue: str, gangs: Mapping[str, Job]) -> dict[str, Job]:
+    """Every job with a running pod, the candidates take-back may evict: `gangs` (build_running_gangs), then
+    every running pod without a PodGroup as a gang of one."""
+    out = dict(gangs)
     for key in sorted(snapshot.running_singles):
         pod = snapshot.running_singles[key]
         if not pod.deleting:

@@ -5,7 +5,7 @@ configured plugins' hooks, each one documented way (framework/plugin.py). It imp
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from scheduler.api.labels import PREEMPTIBILITY_LABEL, QUEUE_LABEL
@@ -13,7 +13,7 @@ from scheduler.api.pod import Pod, PodConstraints
 from scheduler.api.reasons import Reason
 from scheduler.cache.cluster_state import Snapshot
 from scheduler.framework.config import SchedulerConfig
-from scheduler.framework.jobs import Job, build_jobs, build_running_jobs
+from scheduler.framework.jobs import Job, build_jobs, build_running_gangs, build_running_jobs
 from scheduler.framework.nodes import NAME_ORDER, NodeTable, TopologyTree
 from scheduler.framework.plugin import HOOKS, Plugin, Problem, overrides
 from scheduler.framework.queues import QueueTree, implicit_queues
@@ -52,11 +52,8 @@ class Session:
         self.jobs: list[Job] = build_jobs(snapshot, config.default_queue)
         for job in self.jobs:
             job.priority = self.priority_of(job.priority_class, job.pending[0] if job.pending else None)
-        # jobs with running pods: what take-back may evict (a job with pending pods too is the same object)
-        self.running: dict[str, Job] = build_running_jobs(snapshot, config.default_queue, self.jobs)
-        for job in self.running.values():
-            if not job.pending:
-                job.priority = self.priority_of(job.priority_class, job.bound[0] if job.bound else None)
+        self._running_gangs: dict[str, Job] | None = None
+        self._running: dict[str, Job] | None = None
         self.gone: set[str] = set()  # pods evicted by a committed statement of this session
         self._np_used: dict[str, dict[str, float]] | None = None  # queue -> non-preemptible usage
         self._preemptible: dict[str, bool] = {}  # job key -> answer (fixed for the session)
@@ -73,6 +70,30 @@ class Session:
         self._handlers_alloc = [p for p in self._hooks["on_allocate"] if p.follows_placements()]
         self._handlers_dealloc = [p for p in self._hooks["on_deallocate"] if p.follows_placements()]
 
+    @property
+    def running_gangs(self) -> dict[str, Job]:
+        """The jobs with a PodGroup and a running pod (a job with pending pods too is the same object)."""
+        if self._running_gangs is None:
+            self._running_gangs = build_running_gangs(self.snapshot, self.config.default_queue, self.jobs)
+            self._set_priorities(self._running_gangs.values())
+        return self._running_gangs
+
+    @property
+    def running(self) -> dict[str, Job]:
+        """Every job with a running pod: what take-back may evict (`running_gangs`, then each running pod
+        without a PodGroup as a gang of one). Built when first asked: a cycle with nothing pending never asks
+        (at 50,000 running pods the singles' jobs and their facts were two thirds of an idle cycle)."""
+        if self._running is None:
+            gangs = self.running_gangs
+            self._running = build_running_jobs(self.snapshot, self.config.default_queue, gangs)
+            self._set_priorities(j for k, j in self._running.items() if gangs.get(k) is not j)
+        return self._running
+
+    def _set_priorities(self, jobs: Iterable[Job]) -> None:
+        for job in jobs:
+            if not job.pending:
+                job.priority = self.priority_of(job.priority_class, job.bound[0] if job.bound else None)
+
     def shared(self, name: str, make: Callable[[], T]) -> T:
         """Per-cycle state made once by whichever asks first: plugins share what several read (which pods
         run where) through the session, never reaching into each other, and each applies its own placement
@@ -84,8 +105,11 @@ class Session:
         return cast(T, hit)
 
     def close(self) -> None:
-        """Write the facts every sink reads (job priority and preemptibility) into the record."""
-        for job in [*self.jobs, *(j for k, j in self.running.items() if not j.pending)]:
+        """Write the facts every sink reads (job priority and preemptibility) into the record: of every job
+        with pending pods, every running gang with a PodGroup (whose status the sinks write), and, when
+        take-back looked at them, every running job."""
+        running = self._running if self._running is not None else self.running_gangs
+        for job in [*self.jobs, *(j for j in running.values() if not j.pending)]:
             self.record.jobs[job.key] = JobFacts(job.priority, self.preemptible(job), job.queue)
         for p in self._hooks["close"]:
             p.close(self)
