@@ -106,10 +106,12 @@ class Session:
 
     def close(self) -> None:
         """Write the facts every sink reads (job priority and preemptibility) into the record: of every job
-        with pending pods, every running gang with a PodGroup (whose status the sinks write), and, when
-        take-back looked at them, every running job."""
+        with pending pods but those a sliced cycle left untried, every running gang with a PodGroup (whose
+        status the sinks write), and, when take-back looked at them, every running job."""
         running = self._running if self._running is not None else self.running_gangs
-        for job in [*self.jobs, *(j for j in running.values() if not j.pending)]:
+        untried = set(self.record.deferred)
+        pending = [j for j in self.jobs if j.key not in untried] if untried else self.jobs
+        for job in [*pending, *(j for j in running.values() if not j.pending)]:
             self.record.jobs[job.key] = JobFacts(job.priority, self.preemptible(job), job.queue)
         for p in self._hooks["close"]:
             p.close(self)

@@ -146,7 +146,13 @@ class Proportion(Plugin):
             node = queues.nodes.get(job.queue)
             if node is None or node.children:
                 continue
-            counts = Counter(pod.request for pod in job.pending)
+            pending = job.pending
+            if len(pending) == 1:  # a gang of one (most jobs in a large backlog): no counting to do
+                req = pending[0].request
+                for dim in QUEUE_DIMS:
+                    node.requested[dim] = node.requested.get(dim, 0.0) + req.get(dim)
+                continue
+            counts = Counter(pod.request for pod in pending)
             for req, n in counts.items():
                 for dim in QUEUE_DIMS:
                     node.requested[dim] = node.requested.get(dim, 0.0) + req.get(dim) * n

@@ -81,6 +81,7 @@ def test_a_backlog_is_decided_in_slices_with_the_same_placements() -> None:
     for r in sliced[:-1]:
         assert r.actions == ("allocate",)  # take-back and stale-gang eviction wait for the last slice
         assert set(r.deferred).isdisjoint(r.decisions)  # untried: no decision, so no status is written
+        assert set(r.deferred).isdisjoint(r.jobs) and set(r.order) <= set(r.jobs)  # facts of the tried only
     assert sliced[-1].actions == SchedulerConfig().actions
     merged = {k: v for r in sliced for k, v in r.placements().items()}
     assert merged == whole[0].placements()  # one queue: the slices decide what one cycle decides
