@@ -159,3 +159,20 @@ def test_the_debug_api_says_a_deferred_gang_was_not_tried_yet() -> None:
     assert later.message.startswith("not tried in cycle 7: it placed its pod budget (--cycle-pod-budget)")
     placed = explain(entries, "ns/s0", snap, SchedulerConfig())
     assert placed is not None and placed.state == "Scheduled" and "pod budget" not in placed.message
+
+
+def test_an_elastic_gangs_extras_come_after_every_minimum_even_across_slices() -> None:
+    """KAI's order: every gang's minimum before any gang's extras. The elastic gang's minimum (2 of its 4)
+    is placed in the first slice; its extras only once the last slice has tried every other gang's."""
+    objects = [node("n0", 3), node("n1", 3)]  # room for the minimum and the four singles, no more
+    objects += [podgroup("e", 2, created=0), *(pod(f"e-{i}", group="e", created=0) for i in range(4))]
+    objects += [pod(f"s{i}", created=1 + i) for i in range(4)]
+    backend = MemoryBackend(objects)
+    daemon = Daemon(backend, Sink(), SchedulerConfig(), Metrics(), pod_budget=2)
+    first = daemon.cycle()
+    assert sorted(first.placements()) == ["ns/e-0", "ns/e-1"] and first.deferred
+    last = daemon.cycle()  # budget 8: the four singles first, then nothing is left for the extras
+    assert not last.deferred
+    assert sorted(last.placements()) == ["ns/s0", "ns/s1", "ns/s2", "ns/s3"]
+    bound = {k[2] for k, v in backend.objects.items() if k[0] == "Pod" and v["spec"].get("nodeName")}
+    assert bound == {"e-0", "e-1", "s0", "s1", "s2", "s3"}
