@@ -201,20 +201,30 @@ class TokenBucket:
             self._arrivals += 1
             me = _Waiter((0, 0, self._arrivals) if priority is None else (1, -priority, self._arrivals))
             heapq.heappush(self._line, me)
-        while True:
-            with self.lock:
-                self._refill()
-                wait: float | None = None
-                if self._line[0] is me:
-                    if self.tokens >= 1:
-                        self.tokens -= 1
-                        heapq.heappop(self._line)
-                        if self._line:
-                            self._line[0].woken.set()  # the next in line watches the clock now
-                        return
-                    wait = (1 - self.tokens) / self.qps
-                me.woken.clear()  # set by the waiter before it in line as it leaves with its token
-            me.woken.wait(wait)  # the head: until its token is due (one who comes in ahead watches its own)
+        served = False
+        try:
+            while True:
+                with self.lock:
+                    self._refill()
+                    wait: float | None = None
+                    if self._line[0] is me:
+                        if self.tokens >= 1:
+                            self.tokens -= 1
+                            heapq.heappop(self._line)
+                            served = True
+                            if self._line:
+                                self._line[0].woken.set()  # the next in line watches the clock now
+                            return
+                        wait = (1 - self.tokens) / self.qps
+                    me.woken.clear()  # set by the waiter before it in line as it leaves with its token
+                me.woken.wait(wait)  # the head: until its token is due (one who comes in ahead watches its own)
+        finally:
+            if not served:  # left the line without a token (interrupted): never block those behind
+                with self.lock:
+                    self._line.remove(me)
+                    heapq.heapify(self._line)
+                    if self._line:
+                        self._line[0].woken.set()
 
 
 class KubeClient:

@@ -158,3 +158,34 @@ def test_owner_kinds_are_listed_and_probed_on_the_groupers_client():
     assert b.owner_reflectors and all(r.client is grouper for r in b.owner_reflectors)
     assert all(r.client is binds for r in b.reflectors)
     b.stop()
+
+
+def test_a_waiter_interrupted_in_line_leaves_it():
+    """A request interrupted while it waits for a token (a signal, a shutdown) must not stay at the head of
+    the line: everyone behind it would wait forever."""
+    import signal
+    import threading
+
+    import pytest
+
+    b = TokenBucket(qps=20, burst=1)
+    b.take()
+    b.tokens = -2.0  # in debt: the next token is 150 ms away
+    behind: list[str] = []
+    t = threading.Thread(target=lambda: (b.take(10), behind.append("served")))
+    t.start()
+    _in_line(b, 1)
+
+    def interrupt(*_: object) -> None:
+        raise TimeoutError("interrupted")
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.02)
+        with pytest.raises(TimeoutError):
+            b.take()  # a request of no gang: ahead of the waiting thread, then interrupted
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    t.join(10)
+    assert behind == ["served"] and b._line == []
