@@ -209,13 +209,15 @@ def render_cycles(r: pb.ListCyclesResponse) -> str:
             str(c.gangs_tried),
             str(c.gangs_placed),
             str(c.gangs_waiting),
+            str(c.gangs_deferred),
             str(c.pods_bound),
             str(c.bind_failures),
         ]
         for c in r.cycles
     ]
     phases = [f"{p.name.upper()}_MS" for p in r.cycles[0].phases] if r.cycles else []
-    return table(["CYCLE", *phases, "EVENTS", "TRIED", "PLACED", "WAITING", "BOUND", "BIND_FAIL"], rows)
+    head = ["CYCLE", *phases, "EVENTS", "TRIED", "PLACED", "WAITING", "DEFERRED", "BOUND", "BIND_FAIL"]
+    return table(head, rows)
 
 
 def render_decision(d: pb.Decision) -> str:

@@ -56,6 +56,7 @@ def cycle_message(e: CycleEntry, include_decisions: bool) -> pb.Cycle:
         gangs_tried=int(s.get("gangs_tried", 0)),
         gangs_placed=int(s.get("gangs_placed", 0)),
         gangs_waiting=int(s.get("gangs_waiting", 0)),
+        gangs_deferred=int(s.get("gangs_deferred", 0)),
         pods_bound=int(s.get("pods_bound", 0)),
         bind_failures=int(s.get("bind_failures", 0)),
     )

@@ -176,3 +176,16 @@ def test_an_elastic_gangs_extras_come_after_every_minimum_even_across_slices() -
     assert sorted(last.placements()) == ["ns/s0", "ns/s1", "ns/s2", "ns/s3"]
     bound = {k[2] for k, v in backend.objects.items() if k[0] == "Pod" and v["spec"].get("nodeName")}
     assert bound == {"e-0", "e-1", "s0", "s1", "s2", "s3"}
+
+
+def test_the_debug_apis_cycles_count_the_deferred_gangs() -> None:
+    from scheduler.cli.ctl import render_cycles
+    from scheduler.debug._pb import debug_pb2 as pb
+    from scheduler.debug.views import cycle_message
+
+    record = run_session(MemoryBackend(backlog()).snapshot(), SchedulerConfig(), now=100.0, cycle=3, pod_budget=2)
+    summary = {"gangs_tried": len(record.order), "gangs_deferred": len(record.deferred)}
+    message = cycle_message(CycleEntry(record, 100.0, (("allocate", 0.01),), summary), include_decisions=False)
+    assert (message.gangs_tried, message.gangs_deferred) == (2, 9)
+    text = render_cycles(pb.ListCyclesResponse(cycles=[message]))
+    assert "DEFERRED" in text.splitlines()[0] and " 9 " in f" {text.splitlines()[-1]} "

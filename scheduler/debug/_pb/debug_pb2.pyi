@@ -298,7 +298,7 @@ class Decision(_message.Message):
     def __init__(self, job: _Optional[str] = ..., queue: _Optional[str] = ..., placed: _Optional[bool] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., domain: _Optional[str] = ..., pods: _Optional[_Mapping[str, str]] = ..., cycle: _Optional[int] = ...) -> None: ...
 
 class Cycle(_message.Message):
-    __slots__ = ("cycle", "start_unix", "phases", "events", "gangs_tried", "gangs_placed", "gangs_waiting", "pods_bound", "bind_failures", "decisions")
+    __slots__ = ("cycle", "start_unix", "phases", "events", "gangs_tried", "gangs_placed", "gangs_waiting", "pods_bound", "bind_failures", "decisions", "gangs_deferred")
     CYCLE_FIELD_NUMBER: _ClassVar[int]
     START_UNIX_FIELD_NUMBER: _ClassVar[int]
     PHASES_FIELD_NUMBER: _ClassVar[int]
@@ -309,6 +309,7 @@ class Cycle(_message.Message):
     PODS_BOUND_FIELD_NUMBER: _ClassVar[int]
     BIND_FAILURES_FIELD_NUMBER: _ClassVar[int]
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    GANGS_DEFERRED_FIELD_NUMBER: _ClassVar[int]
     cycle: int
     start_unix: float
     phases: _containers.RepeatedCompositeFieldContainer[Phase]
@@ -319,7 +320,8 @@ class Cycle(_message.Message):
     pods_bound: int
     bind_failures: int
     decisions: _containers.RepeatedCompositeFieldContainer[Decision]
-    def __init__(self, cycle: _Optional[int] = ..., start_unix: _Optional[float] = ..., phases: _Optional[_Iterable[_Union[Phase, _Mapping]]] = ..., events: _Optional[int] = ..., gangs_tried: _Optional[int] = ..., gangs_placed: _Optional[int] = ..., gangs_waiting: _Optional[int] = ..., pods_bound: _Optional[int] = ..., bind_failures: _Optional[int] = ..., decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
+    gangs_deferred: int
+    def __init__(self, cycle: _Optional[int] = ..., start_unix: _Optional[float] = ..., phases: _Optional[_Iterable[_Union[Phase, _Mapping]]] = ..., events: _Optional[int] = ..., gangs_tried: _Optional[int] = ..., gangs_placed: _Optional[int] = ..., gangs_waiting: _Optional[int] = ..., pods_bound: _Optional[int] = ..., bind_failures: _Optional[int] = ..., decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., gangs_deferred: _Optional[int] = ...) -> None: ...
 
 class ListCyclesResponse(_message.Message):
     __slots__ = ("cycles",)
