@@ -33,6 +33,10 @@ def test_run_takes_the_bind_parallelism_and_sizes_the_pool_from_it():
     assert args.bind_parallelism == BIND_PARALLELISM == 64
     args = _parser("run").parse_args(["run", "--bind-parallelism", "8"])
     assert args.bind_parallelism == 8
+    from scheduler.daemon.runner import CYCLE_POD_BUDGET
+
+    assert _parser("run").parse_args(["run"]).cycle_pod_budget == CYCLE_POD_BUDGET == 500
+    assert _parser("run").parse_args(["run", "--cycle-pod-budget", "0"]).cycle_pod_budget == 0  # no limit
     client = KubeClient("http://127.0.0.1:9", pool_size=2 * 8 + 64)
     assert client.pool.connection_pool_kw["maxsize"] == 80
 
@@ -189,3 +193,22 @@ def test_a_waiter_interrupted_in_line_leaves_it():
         signal.signal(signal.SIGALRM, old)
     t.join(10)
     assert behind == ["served"] and b._line == []
+
+
+def test_a_negative_cycle_pod_budget_is_refused_before_anything_starts():
+    import logging
+
+    import pytest
+
+    from scheduler.cli.main import _parser
+    from scheduler.cli.run import run
+
+    args = _parser("run").parse_args(["run", "--kubeconfig", "/nonexistent", "--cycle-pod-budget", "-1"])
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level  # run() configures logging for the process
+    try:
+        with pytest.raises(SystemExit, match="--cycle-pod-budget must be 0"):
+            run(args)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
