@@ -14,7 +14,7 @@ from scheduler.api.reasons import Reason
 from scheduler.api.resources import CPU, GPU, MEMORY, PODS, Resources
 from scheduler.api.times import parse_duration, parse_timestamp
 from scheduler.api.topology import HOSTNAME_LABEL, PriorityClass, Topology
-from scheduler.kube.podspec import node_term, pod_extras
+from scheduler.kube.podspec import node_term, objects, pod_extras
 from scheduler.kube.quantity import QuantityError, to_canonical
 
 Obj = Mapping[str, Any]
@@ -85,11 +85,6 @@ def _container_requests(c: Obj) -> dict[str, Any]:
     return merged
 
 
-def _objects(items: Any) -> list[Obj]:
-    """The objects of a list field (anything else in it, or in its place, is not read)."""
-    return [c for c in items if isinstance(c, Mapping)] if isinstance(items, list) else []
-
-
 def _add(into: dict[str, int], more: Mapping[str, int]) -> None:
     for k, v in more.items():
         into[k] = into.get(k, 0) + v
@@ -108,11 +103,11 @@ def pod_request(spec: Obj, problems: list[tuple[str, str]]) -> Resources:
     plain dicts (quantities are never negative), made Resources once: this runs for every pod event."""
     errors: list[str] = []
     total: dict[str, int] = {}
-    for c in _objects(spec.get("containers")):
+    for c in objects(spec.get("containers")):
         _add(total, _quantities(_container_requests(c), f"container {c.get('name')}", errors))
     init_peak: dict[str, int] = {}
     sidecars: dict[str, int] = {}
-    for c in _objects(spec.get("initContainers")):
+    for c in objects(spec.get("initContainers")):
         req = _quantities(_container_requests(c), f"initContainer {c.get('name')}", errors)
         if c.get("restartPolicy") == "Always":
             _add(sidecars, req)

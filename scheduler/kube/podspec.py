@@ -112,15 +112,18 @@ def spread_constraints(items: Any, labels: Mapping[str, str]) -> tuple[SpreadCon
     return tuple(out)
 
 
+def objects(items: Any) -> list[Obj]:
+    """The objects of a list field (anything else in it, or in its place, is not read)."""
+    return [c for c in items if isinstance(c, Mapping)] if isinstance(items, list) else []
+
+
 def host_ports(spec: Obj) -> tuple[HostPort, ...]:
     """Host ports of the app containers and of sidecar (restartPolicy Always) init containers."""
-    containers = [c for c in spec.get("containers") or [] if isinstance(c, Mapping)]
-    containers += [
-        c for c in spec.get("initContainers") or [] if isinstance(c, Mapping) and c.get("restartPolicy") == "Always"
-    ]
+    containers = objects(spec.get("containers"))
+    containers += [c for c in objects(spec.get("initContainers")) if c.get("restartPolicy") == "Always"]
     out = set()
     for c in containers:
-        for p in (c.get("ports") or []) if isinstance(c, Mapping) else []:
+        for p in c.get("ports") or []:
             if isinstance(p, Mapping) and _int(p.get("hostPort"), 0) > 0:
                 out.add(
                     HostPort(_int(p.get("hostPort"), 0), str(p.get("protocol") or "TCP"), str(p.get("hostIP") or ""))
