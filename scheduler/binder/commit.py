@@ -6,19 +6,22 @@ fails, the members that did bind are rolled back (owned pods deleted for their c
 unowned pods re-created from their own spec without the node); (4) the record goes. Gangs of one need none
 of this: one bind is atomic by itself.
 
-Where the record lives: a plain gang's (no victims, no claims) is on one member, its anchor (the last of
-the plan), written through the pod's status subresource (which takes metadata annotations for pods); the
-other members are bound first, all at once, and the anchor last, by a Binding whose annotations empty the
-record (the API server copies a Binding's annotations onto the pod it binds). So the record and the last
-bind are one write: while the record exists it says what is left to do, and once it is gone every member
-is bound. A gang of N costs N + 1 requests (1.125 per pod for a gang of 8; it was 2N + 2, with a dry run of
-every bind and a request to clear the record). The record cannot be cleared by the PodGroup's status update
-instead (the API server drops metadata sent to a custom resource's status subresource). A commit with
-victims or claims keeps its record on the PodGroup (on the lone pod for a gang of one), cleared by a
-request of its own: its plan outlives any member's bind. A rollback's record goes where the commit's was (on
-the PodGroup when the anchor pod is gone); recovery reads records on PodGroups and on pending pods. The price:
-a crash mid-commit followed by the anchor pod's deletion (before the next leader recovers) leaves the bound
-members to stale-gang eviction, as a deleted PodGroup did with the record there.
+Where the record lives: a plain gang's (no victims, no claims, a record of at most ANCHOR_RECORD_MAX bytes)
+is written by the first member's bind: that member, its anchor, is bound alone by a Binding whose
+annotations carry the record (the API server copies a Binding's annotations onto the pod it binds), and the
+other members are bound at once after it. So the record and the first bind are one write, and a gang of N
+costs N requests (it was N + 1 with the record written apart and emptied by the last bind, and 2N + 2
+before that). The record stays on the anchor after the commit (emptying it would cost the request this
+saves): it is live only while a member it names is still pending as the pod object it recorded (its uid).
+A pod never returns to Pending under the same uid once bound, so a completed commit's record can never look
+live again, and while a commit is cut short its unbound members say so. A rollback's record goes on the
+PodGroup (the anchor is one of the members it deletes; on the anchor, deleted last, only when the PodGroup is
+gone), and a record on the PodGroup outranks its anchor's. A commit with victims or claims, or whose record
+is larger, keeps its record on the PodGroup (on the lone pod for a gang of one), cleared by a request of its
+own: its plan outlives any member's bind. Recovery reads records on PodGroups, on pending pods, and on the
+bound members of gangs that have a pending member. The price: a crash mid-commit followed by the deletion of
+every member still unbound (before the next leader recovers) leaves the bound members to stale-gang
+eviction, as a deleted PodGroup did with the record there.
 
 Server-side dry runs of the binds are made only where they pay, that is where a refused bind is likely or
 its rollback cannot be undone cheaply: a commit that evicts (victims are never evicted for a preemptor that
@@ -61,6 +64,9 @@ from scheduler.kube.paths import NODES, POD_GROUPS, PODS
 
 log = logging.getLogger("kaisched.binder")
 INTENT_ANNOTATION = "kai.scheduler/commit-intent"
+# the largest record a member's Binding carries (about 50 members): it stays on that pod, in every later
+# watch event of it; a larger gang's record goes on its PodGroup (two requests more, under 2% at that size)
+ANCHOR_RECORD_MAX = 8192
 EVICT_MARGIN_S = 15.0  # how much longer than their grace period victims may take to go before a plan is given up
 DEFAULT_GRACE_S = 30  # a pod's terminationGracePeriodSeconds when its spec says none (the API's default)
 # GangCommit eviction reason -> (the victim's event reason, what its condition and event say)
@@ -142,7 +148,7 @@ class Intent:
     at: float = 0.0  # wall-clock time the eviction plan was recorded (its victims' deadline counts from it)
     on_pod: bool = False  # recorded on the pod `gang` itself (a gang of one), not on a PodGroup
     claims: tuple[ClaimBind, ...] = ()  # WaitForFirstConsumer claims written before any bind
-    # the member pod that holds the record of a plain gang's commit (bound last, its bind clears the record);
+    # the member pod whose bind (the first) writes the record of a plain gang's commit, and which keeps it;
     # "" when the record is on the PodGroup (or, `on_pod`, on the lone pod itself)
     anchor: str = ""
 
@@ -162,6 +168,13 @@ class Intent:
         if self.claims:
             data["claims"] = {b.claim: {"uid": b.uid, "volume": b.volume, "node": b.node} for b in self.claims}
         return json.dumps(data, sort_keys=True)
+
+    def unfinished(self, pending: Mapping[str, Any]) -> bool:
+        """Whether a member of the plan is still pending as the pod object it recorded (`pending`: pod key ->
+        pod, the cache's pending pods): only then can an anchor's record be a commit cut short. Once every
+        member is bound, or gone, or another pod object of its name, no later state makes it one again."""
+        uids = dict(self.uids)
+        return any((pod := pending.get(p)) is not None and uids.get(p) == pod.uid for p, _ in self.bindings)
 
     def victims_on_bind_nodes(self) -> tuple[Victim, ...]:
         """The victims whose room the plan binds into: they must be gone before any bind."""
@@ -258,16 +271,16 @@ class GangCommitter:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     # --- API calls ----------------------------------------------------------------------------
-    def _bind(self, pod_key: str, node: str, dry: bool, clear: bool = False) -> None:
-        """POST the pod's Binding (`dry`: validated only). `clear`: the pod is its gang's anchor, and the
-        Binding's annotations (which the API server copies onto the pod as it binds it) empty its record."""
+    def _bind(self, pod_key: str, node: str, dry: bool, record: str | None = None) -> None:
+        """POST the pod's Binding (`dry`: validated only). `record`: the pod is its gang's anchor, and the
+        Binding's annotations (which the API server copies onto the pod as it binds it) carry the record."""
         ns, name = pod_key.split("/", 1)
         pod = self.state.pod(pod_key)
         meta: dict[str, Any] = {"name": name, "namespace": ns}
         if pod is not None and pod.uid:
             meta["uid"] = pod.uid  # a recreated pod of the same name must not receive this decision
-        if clear:
-            meta["annotations"] = {INTENT_ANNOTATION: ""}
+        if record is not None:
+            meta["annotations"] = {INTENT_ANNOTATION: record}
         body = {
             "apiVersion": PODS.api_version,
             "kind": "Binding",
@@ -298,10 +311,10 @@ class GangCommitter:
             content_type="application/merge-patch+json",
         )
 
-    def _run(self, calls: list[tuple[str, str, str, bool]], clear: bool = False) -> dict[tuple[str, str], str]:
+    def _run(self, calls: list[tuple[str, str, str, bool]], record: str | None = None) -> dict[tuple[str, str], str]:
         """(gang, pod, node, dry) calls in parallel; returns (gang, pod) -> error for the failed ones."""
         futures: list[tuple[str, str, Future[None]]] = [
-            (gang, pod, self.pool.submit(inherit(self._bind), pod, node, dry, clear)) for gang, pod, node, dry in calls
+            (gang, pod, self.pool.submit(inherit(self._bind), pod, node, dry, record)) for gang, pod, node, dry in calls
         ]
         errors: dict[tuple[str, str], str] = {}
         for gang, pod, fut in futures:
@@ -416,9 +429,11 @@ class GangCommitter:
         if error is not None:
             return f"{error}; nothing was written or bound", []
         if (c.has_pod_group and len(bindings) > 1) or claims:
-            # a plain gang's record is on its last member, whose bind (last) clears it; claims keep theirs
-            # on the PodGroup (their undo outlives any member's bind)
-            intent = self._intent(c, (), claims, "" if claims else bindings[-1][0])
+            # a plain gang's record is written by its first member's bind, and stays on it; claims keep theirs
+            # on the PodGroup (their undo outlives any member's bind), as does a record too large to carry
+            intent = self._intent(c, (), claims, bindings[0][0])
+            if claims or len(intent.to_json()) > ANCHOR_RECORD_MAX or len(intent.uids) < len(bindings):
+                intent = dataclasses.replace(intent, anchor="")
             error = self._record_and_validate(intent, validate=bool(claims) or self._refused(c.job))
             if error is not None:
                 return error, []
@@ -472,10 +487,11 @@ class GangCommitter:
         return self._binds(gang, bindings, intent)
 
     def _record_and_validate(self, intent: Intent, validate: bool) -> str | None:
-        """Write the intent record, then (`validate`, where it pays: see the module's docstring) dry-run every
-        bind; an error (nothing bound, no intent left) or None."""
+        """Write the intent record (unless its anchor's bind carries it), then (`validate`, where it pays: see
+        the module's docstring) dry-run every bind; an error (nothing bound, no intent left) or None."""
         try:
-            self._set_intent(intent, intent)
+            if not intent.anchor:
+                self._set_intent(intent, intent)
         except ApiError as err:
             where = "preemptor pod" if intent.on_pod else "PodGroup"
             return f"could not record the commit intent on the {where}: {err}"
@@ -486,7 +502,8 @@ class GangCommitter:
             if refused:
                 self._refused(intent.gang, True)
                 first = min((p, e) for (_, p), e in refused.items())
-                self._clear_intent(intent.gang, intent)
+                if not intent.anchor:
+                    self._clear_intent(intent.gang, intent)
                 return f"validation (dry run) refused {first[0]}: {first[1]}; nothing was bound"
         return None
 
@@ -502,30 +519,37 @@ class GangCommitter:
         errs = {p: e for (_, p), e in failed.items()}
         first = min(errs.items())
         what = f"{len(errs)}/{len(bindings)} binds failed (first: {first[0]}: {first[1]})"
+        # a bind that failed may yet have landed (its answer lost): a gang's rollback reads every bind sent (a
+        # lone pod's that landed is no harm: it is bound)
+        sent = [(p, n) for p, n in bindings if ((gang, p) in failed and len(bindings) > 1) or (p, n) in done]
         try:
-            self._return_to_pending(gang, intent, done)
+            returned = self._return_to_pending(gang, intent, sent)
         except ApiError as err:  # fenced, or the API away: the intent stays for whoever recovers
             return f"{what}; rollback left to recovery: {err}", []
-        return f"{what}; rolled back {len(done)} bound members", done
+        return f"{what}; rolled back {len(returned)} bound members", returned
 
     def _bind_all(
         self, gang: str, bindings: list[tuple[str, str]], intent: Intent | None
     ) -> tuple[dict[tuple[str, str], str], list[tuple[str, str]]]:
-        """Bind the members concurrently, the record's anchor last (its bind clears the record): (failed,
-        bound). The anchor is bound only once every other member is, so while the record exists it says
-        what is left, and once it is gone every member is bound."""
+        """Bind the members concurrently, the record's anchor first and alone (its bind writes the record):
+        (failed, bound). The others are bound only once the anchor is, so no member is bound without the
+        record that says what is left; an anchor that fails to bind leaves nothing bound and no record."""
         anchor = intent.anchor if intent is not None else ""
+        first = [(p, n) for p, n in bindings if p == anchor]
+        done: list[tuple[str, str]] = []
+        if first:
+            assert intent is not None
+            failed = self._run([(gang, p, n, False) for p, n in first], record=intent.to_json())
+            if failed:
+                return failed, done
+            done += first
         rest = [(p, n) for p, n in bindings if p != anchor]
         failed = self._run([(gang, p, n, False) for p, n in rest])
-        done = [(p, n) for p, n in rest if (gang, p) not in failed]
-        last = [(p, n) for p, n in bindings if p == anchor]
-        if last and not failed:
-            failed = self._run([(gang, p, n, False) for p, n in last], clear=True)
-            done += [(p, n) for p, n in last if (gang, p) not in failed]
+        done += [(p, n) for p, n in rest if (gang, p) not in failed]
         return failed, done
 
     def _completed(self, gang: str, intent: Intent | None) -> None:
-        """Every member is bound: the record goes (an anchor's went with its bind, no request left)."""
+        """Every member is bound: the record goes (an anchor keeps its record: no request left)."""
         if intent is not None and intent.anchor and intent.anchor in dict(intent.bindings):
             with self._cleared_lock:
                 self.cleared.add(intent.commit_id)
@@ -715,14 +739,18 @@ class GangCommitter:
             if pod is not None and pod.node_name:
                 self.state.upsert_pod(dataclasses.replace(pod, node_name=""))
 
-    def _return_to_pending(self, gang: str, intent: Intent | None, bound: list[tuple[str, str]]) -> None:
+    def _return_to_pending(
+        self, gang: str, intent: Intent | None, bound: list[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
         """Durable rollback. First the intent on the PodGroup records, for every member still bound where
         the plan put it, the pod object to delete (uid) and, for a pod no controller owns, its spec to
         create again; only then is anything deleted. Deletes carry preconditions (uid and the
         resourceVersion just read), so they never touch a pod someone else created or changed since.
-        Whoever recovers resumes from the record (`_resume`), at any crash point."""
+        Whoever recovers resumes from the record (`_resume`), at any crash point. `bound`: the members whose
+        bind was sent (each is read: one not bound there is skipped); returns those it returned to Pending."""
         uids = dict(intent.uids) if intent is not None else {}
         undo: list[Undo] = []
+        returned: list[tuple[str, str]] = []
         for pod_key, node in bound:
             try:
                 obj = self.client.request("GET", PODS.of_key(pod_key))
@@ -732,6 +760,8 @@ class GangCommitter:
                 raise
             meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
             uid = str(meta.get("uid") or "")
+            if not spec.get("nodeName"):
+                continue  # its bind did not land
             if spec.get("nodeName") != node or (pod_key in uids and uids[pod_key] != uid):
                 log.warning(
                     "rollback of %s: %s is not the pod this commit bound to %s; left alone", gang, pod_key, node
@@ -739,30 +769,41 @@ class GangCommitter:
                 continue
             owned = any(o.get("controller") for o in meta.get("ownerReferences") or [])
             undo.append(Undo.of(pod_key, uid, None if owned else pending_copy(obj)))
+            returned.append((pod_key, node))
         if not undo:
             if intent is not None:
                 self.claims.undo(intent.claims)
-            self._clear_intent(gang, intent)
-            return
+            if intent is None or not intent.anchor or self._carries(intent):
+                self._clear_intent(gang, intent)  # (an anchor that never bound has no record to clear)
+            return returned
         base = intent if intent is not None else Intent(uuid.uuid4().hex, gang, tuple(bound), self.identity)
-        # the plan's evictions are done by now (binds come after them): the record carries the rollback only
-        record = dataclasses.replace(base, holder=self.identity, undo=tuple(undo), evictions=())
+        # the plan's evictions are done by now (binds come after them): the record carries the rollback only;
+        # it goes on the PodGroup, as the anchor is one of the members it deletes
+        record = dataclasses.replace(base, holder=self.identity, undo=tuple(undo), evictions=(), anchor="")
         try:
             self._set_intent(record, record)  # raises (fenced, API away): then nothing was deleted
         except ApiError as err:
-            if err.status != 404 or not record.anchor:
+            if err.status != 404 or not base.anchor or base.on_pod:
                 raise
-            record = dataclasses.replace(record, anchor="")  # the anchor pod is gone: the PodGroup keeps it
-            self._set_intent(record, record)
+            record = dataclasses.replace(record, anchor=base.anchor)  # the PodGroup is gone: on the anchor,
+            self._set_intent(record, record)  # which `_resume` deletes last
         crashpoint("rollback:before-delete")
         self._resume(record)
+        return returned
+
+    def _carries(self, intent: Intent) -> bool:
+        """Whether the cache shows the intent's anchor carrying its record (a record written through the
+        pod's status by an earlier version of this code; a failed bind writes none)."""
+        pod = self.state.pod(intent.anchor)
+        text = pod.annotation(INTENT_ANNOTATION) if pod is not None else None
+        return bool(text) and intent.commit_id in str(text)
 
     def _resume(self, intent: Intent) -> bool:
         """Carry a recorded rollback through: delete each member that is still the recorded pod object,
         create again what no controller will, clear the intent. Idempotent; False when a re-create must
         wait for the old object to finish terminating (the intent stays for the next cycle)."""
         done = True
-        for u in intent.undo:
+        for u in sorted(intent.undo, key=lambda u: u.pod == intent.anchor):  # the record's holder last
             path = PODS.of_key(u.pod)
             try:
                 obj: dict[str, Any] | None = self.client.request("GET", path)
@@ -827,9 +868,19 @@ class GangCommitter:
         gangs whose commit the bind pipeline is running now; their records are theirs, not leftovers."""
         actions: list[str] = self._orphans(snapshot, busy)
         # intents on PodGroups, then the eviction plans of lone preemptors (on the pending pod itself; a
-        # lone preemptor that bound before its record was cleared keeps a stale, harmless annotation)
+        # lone preemptor that bound before its record was cleared keeps a stale, harmless annotation), then
+        # the anchors' records on the bound members of gangs with a member pending (of any other gang, every
+        # member is bound or gone: its record cannot be live)
         records = [(k, pg.annotation(INTENT_ANNOTATION), False) for k, pg in sorted(snapshot.pod_groups.items())]
         records += [(k, p.annotation(INTENT_ANNOTATION), True) for k, p in sorted(snapshot.pending.items())]
+        waiting = sorted({p.group_key for p in snapshot.pending.values() if p.group_key})
+        records += [
+            (p.key, text, True)
+            for g in waiting
+            for p in snapshot.members.get(g, ())
+            if p.node_name and (text := p.annotation(INTENT_ANNOTATION))
+        ]
+        on_groups = {k for k, text, on_pod in records if text and not on_pod}
         with self._cleared_lock:
             cleared, self.cleared = self.cleared, set()
             self.refused &= {*snapshot.pod_groups, *snapshot.pending, *busy}
@@ -839,6 +890,13 @@ class GangCommitter:
             intent = Intent.parse(key, text, on_pod)
             if intent is not None and intent.gang in busy:
                 continue  # an anchor's record of a commit the pipeline is running now
+            if (
+                intent is not None
+                and intent.anchor
+                and not intent.undo
+                and (intent.gang in on_groups or not intent.unfinished(snapshot.pending))
+            ):
+                continue  # a completed commit's record, or one whose rollback its PodGroup's record holds
             if intent is not None and intent.commit_id in cleared:
                 with self._cleared_lock:
                     self.cleared.add(intent.commit_id)  # still shown: keep skipping it until the watch says
@@ -954,5 +1012,9 @@ def pending_copy(obj: Mapping[str, Any]) -> dict[str, Any]:
     meta = obj.get("metadata") or {}
     spec = dict(obj.get("spec") or {})
     spec.pop("nodeName", None)
-    keep = ("name", "namespace", "labels", "annotations", "ownerReferences", "finalizers")
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {k: meta[k] for k in keep if k in meta}, "spec": spec}
+    keep = ("name", "namespace", "labels", "ownerReferences", "finalizers")
+    out = {k: meta[k] for k in keep if k in meta}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != INTENT_ANNOTATION}
+    if annotations:  # an anchor's record is the old pod's, never the new one's
+        out["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": out, "spec": spec}

@@ -4,6 +4,7 @@ After every fault: no partial gang, no lost pod, no pod bound twice, no over-com
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -93,17 +94,36 @@ def setup_gang(kube: Kube, n: int = 4, per_node: int = 2, name: str = "g") -> tu
 
 
 def intent_of(kube: Kube, pg: str) -> str | None:
-    """The gang's commit record: on its PodGroup, or on the member that anchors a plain gang's commit (that
-    member's bind, the last, empties it)."""
+    """The gang's live commit record: on its PodGroup, or on the member that anchors a plain gang's commit
+    (its bind, the first, wrote it) while a member it names is still unbound as the pod object it recorded,
+    or while it holds a rollback. The anchor keeps a completed commit's record: that one is not live."""
     obj = kube.req("GET", f"/apis/scheduling.run.ai/v2alpha2/namespaces/{kube.ns}/podgroups/{pg}")
     text = (obj["metadata"].get("annotations") or {}).get(INTENT)
     if text:
         return str(text)
-    for p in kube.pods().values():
+    pods = kube.pods()
+    for p in pods.values():
         ann = p["metadata"].get("annotations") or {}
         if ann.get("pod-group-name") == pg and ann.get(INTENT):
-            return str(ann[INTENT])
+            record = json.loads(ann[INTENT])
+            uids = record.get("uids") or {}
+            for key in record["bindings"]:
+                member = pods.get(key.split("/", 1)[1])
+                if member and member["metadata"]["uid"] == uids.get(key) and not member["spec"].get("nodeName"):
+                    return str(ann[INTENT])
+            if record.get("rollback"):
+                return str(ann[INTENT])
     return None
+
+
+def anchor_records(kube: Kube, pg: str) -> dict[str, dict[str, Any]]:
+    """Member name -> the commit record it carries (live or not)."""
+    out = {}
+    for name, p in kube.pods().items():
+        ann = p["metadata"].get("annotations") or {}
+        if ann.get("pod-group-name") == pg and ann.get(INTENT):
+            out[name] = json.loads(ann[INTENT])
+    return out
 
 
 @pytest.mark.parametrize("status", [500, 409, 429])
@@ -123,9 +143,9 @@ def test_kth_bind_fails_gang_rolls_back_then_binds(status: int, kube: Kube, daem
     ev = wait_for(lambda: kube.events("FailedBinding"), "a FailedBinding event", daemon)
     assert "rolled back" in ev[0]["note"], ev[0]["note"]
     recreated = [n for n, p in kube.pods().items() if p["metadata"]["uid"] != uids[n]]
-    # binds go out together but for the anchor's, which waits for them: the two that succeeded were returned
-    # (re-created unbound, so new uids)
-    assert len(recreated) == 2, recreated
+    # the anchor's bind goes first and alone, the other three together after it: the anchor and the two of
+    # those that succeeded were returned (re-created unbound, so new uids)
+    assert len(recreated) == 3, recreated
     wait_for(lambda: intent_of(kube, "g") is None or None, "intent cleared", daemon)
 
 
@@ -161,13 +181,13 @@ def _held(rule: Rule, n: int) -> bool:
 
 
 def hold_all_binds(kube: Kube, daemon: Daemons, proxy: FaultProxy) -> tuple[list[str], dict[str, int], Watcher]:
-    """A gang of 4 whose binds sit at the proxy until `proxy.clear()` lets them go: the three sent together
-    (the anchor's bind waits for them)."""
+    """A gang of 4 whose binds sit at the proxy until `proxy.clear()` lets them go: the anchor's first (the
+    others wait for it), then the other three together."""
     names, nodes = setup_gang(kube)
     w = Watcher(kube)
     rule = proxy.add(Rule("POST", BIND, "delay", hold=threading.Event(), delay=30))
     daemon.start()
-    wait_for(lambda: _held(rule, 3) or None, "the three binds in flight held at the proxy", daemon)
+    wait_for(lambda: _held(rule, 1) or None, "the anchor's bind held at the proxy", daemon)
     return names, nodes, w
 
 
@@ -213,8 +233,8 @@ def test_sigkill_mid_commit_then_restart(kube: Kube, daemon: Daemons, proxy: Fau
     rule = proxy.add(Rule("POST", BIND, "drop", hold=hold, nth=(3,), delay=60))
     d = daemon.start()
     wait_for(
-        lambda: sum(1 for n in names if kube.pods()[n]["spec"].get("nodeName")) == 2 or None,
-        "two members bound, the third held (the anchor's bind waits for it)",
+        lambda: sum(1 for n in names if kube.pods()[n]["spec"].get("nodeName")) == 3 or None,
+        "three members bound (the anchor first), the fourth held",
         daemon,
     )
     assert intent_of(kube, "g"), "the commit record is on the API server while binding"
@@ -222,13 +242,13 @@ def test_sigkill_mid_commit_then_restart(kube: Kube, daemon: Daemons, proxy: Fau
     proxy.clear()  # the held request is dropped: the old process never learns its fate
     assert rule.fired == 1
     time.sleep(0.5)
-    assert sum(1 for n in names if kube.pods()[n]["spec"].get("nodeName")) == 2
+    assert sum(1 for n in names if kube.pods()[n]["spec"].get("nodeName")) == 3
     daemon.start()
     wait_for(lambda: kube.all_bound(names), "recovery completed the gang", daemon)
     wait_for(lambda: intent_of(kube, "g") is None or None, "intent cleared", daemon)
     invariants(kube, w, {"g": (names, 4)}, nodes)
     line = wait_for(lambda: "recovery" in daemon.tail() and daemon.tail(), "the recovery log line", daemon)
-    assert "completed (2 members bound)" in line, line
+    assert "completed (1 members bound)" in line, line
 
 
 def test_apiserver_restart_mid_commit(
@@ -270,17 +290,102 @@ def gang_writes(proxy: FaultProxy, ns: str, pg: str, names: list[str]) -> dict[s
     return seen
 
 
-def test_gang_happy_path_costs_one_request_per_pod_and_one(kube: Kube, daemon: Daemons, proxy: FaultProxy) -> None:
+def test_gang_happy_path_costs_one_request_per_pod(kube: Kube, daemon: Daemons, proxy: FaultProxy) -> None:
     """Issue 15 point 3: a gang whose binds are not expected to fail is not dry-run first, and its record
-    is emptied by its anchor's bind: the record, one bind per member (N + 1 requests; before, every bind
-    was dry-run too and the record cleared by a request of its own: 2N + 2)."""
+    is written by its anchor's bind: one bind per member and nothing else (N requests; N + 1 with the record
+    written apart, 2N + 2 with every bind dry-run and the record cleared by a request of its own). The
+    anchor keeps the record, which a daemon started afresh reads as done: it touches nothing."""
     names, nodes = setup_gang(kube)
+    w = Watcher(kube)
+    first = daemon.start()
+    wait_for(lambda: kube.all_bound(names), "the gang bound", daemon)
+    invariants(kube, w, {"g": (names, 4)}, nodes)
+    assert gang_writes(proxy, kube.ns, "g", names) == {"binds": 4, "dry runs": 0, "record writes": 0}
+    records = anchor_records(kube, "g")
+    assert len(records) == 1 and intent_of(kube, "g") is None, records
+    ((anchor, record),) = records.items()
+    assert kube.pods()[anchor]["spec"]["nodeName"] == record["bindings"][f"{kube.ns}/{anchor}"]
+    assert sorted(record["bindings"]) == sorted(f"{kube.ns}/{n}" for n in names) and record["gang"] == f"{kube.ns}/g"
+    uids = {n: p["metadata"]["uid"] for n, p in kube.pods().items()}
+    first.kill()
+    seen = len(proxy.received)
+    second = daemon.start()  # recovery reads the anchor's record every cycle: a completed commit, left alone
+    daemon.wait_cycles(second, 3)
+    later = list(proxy.received)[seen:]
+    writes = [(m, p) for _t, m, p, _ua in later if m in ("POST", "PATCH", "PUT", "DELETE") and "/leases/" not in p]
+    assert not [w for w in writes if f"/namespaces/{kube.ns}/" in w[1]], writes
+    assert {n: p["metadata"]["uid"] for n, p in kube.pods().items()} == uids
+    assert anchor_records(kube, "g") == records
+    assert "recovery" not in daemon.tail()
+
+
+def test_a_large_gangs_record_goes_on_its_podgroup(kube: Kube, daemon: Daemons, proxy: FaultProxy) -> None:
+    """A record too large to ride on a member for good (over 8 KiB: here 40 members with long names) is
+    written on the PodGroup and cleared by a request of its own (N + 2), and no member keeps one."""
+    pg = "large-gang-whose-members-have-rather-long-names"
+    names, nodes = setup_gang(kube, n=40, per_node=2, name=pg)
     w = Watcher(kube)
     daemon.start()
     wait_for(lambda: kube.all_bound(names), "the gang bound", daemon)
-    wait_for(lambda: intent_of(kube, "g") is None or None, "intent cleared", daemon)
+    wait_for(lambda: intent_of(kube, pg) is None or None, "intent cleared", daemon)
+    invariants(kube, w, {pg: (names, 40)}, nodes)
+    assert gang_writes(proxy, kube.ns, pg, names) == {"binds": 40, "dry runs": 0, "record writes": 2}
+    assert not anchor_records(kube, pg)
+
+
+def test_a_member_replaced_after_the_commit_leaves_the_gang_alone(
+    kube: Kube, daemon: Daemons, proxy: FaultProxy
+) -> None:
+    """The anchor's record names every member by uid: a member deleted after the commit and created again
+    (a new pod object, pending) does not make the record live. Here its room was taken meanwhile, so a
+    record read as live would roll the three running members back (no room to finish the plan); instead
+    they run on untouched, and the new member binds once room comes back."""
+    names, nodes = setup_gang(kube)
+    w = Watcher(kube)
+    first = daemon.start()
+    wait_for(lambda: kube.all_bound(names), "the gang bound", daemon)
+    (anchor,) = anchor_records(kube, "g")
+    other = next(n for n in names if n != anchor)
+    node = kube.pods()[other]["spec"]["nodeName"]
+    first.kill()
+    kube.req("DELETE", f"/api/v1/namespaces/{kube.ns}/pods/{other}", body={"gracePeriodSeconds": 0})
+    wait_for(lambda: other not in kube.pods() or None, "the member gone", daemon)
+    kube.pod("filler", 1, scheduler="default-scheduler", node_name=node)  # its room taken
+    kube.pod(other, pg="g")  # created again: pending, a new uid
+    kept = {n: p["metadata"]["uid"] for n, p in kube.pods().items() if n != other}
+    second = daemon.start()
+    daemon.wait_cycles(second, 5)
+    pods = kube.pods()
+    assert {n: p["metadata"]["uid"] for n, p in pods.items() if n != other} == kept, daemon.tail()
+    assert not pods[other]["spec"].get("nodeName")
+    assert "recovery" not in daemon.tail()
+    kube.req("DELETE", f"/api/v1/namespaces/{kube.ns}/pods/filler", body={"gracePeriodSeconds": 0})
+    wait_for(lambda: kube.all_bound(names), "the new member bound beside the others", daemon)
+    assert {n: p["metadata"]["uid"] for n, p in kube.pods().items() if n != other} == {
+        n: u for n, u in kept.items() if n != "filler"
+    }
     invariants(kube, w, {"g": (names, 4)}, nodes)
-    assert gang_writes(proxy, kube.ns, "g", names) == {"binds": 4, "dry runs": 0, "record writes": 1}
+
+
+def test_sigkill_after_the_anchor_bound_then_restart(kube: Kube, daemon: Daemons, proxy: FaultProxy) -> None:
+    """The daemon dies right after the anchor's bind (which wrote the record) while the other binds are held:
+    the next daemon finds the record live on the bound anchor and completes the gang."""
+    names, nodes = setup_gang(kube)
+    w = Watcher(kube)
+    rule = proxy.add(Rule("POST", BIND, "drop", hold=threading.Event(), nth=(2, 3, 4), delay=60))
+    d = daemon.start()
+    wait_for(lambda: rule.seen >= 4 or None, "the anchor bound, the other three binds held", daemon)
+    bound = [n for n in names if kube.pods()[n]["spec"].get("nodeName")]
+    assert len(bound) == 1 and list(anchor_records(kube, "g")) == bound
+    assert intent_of(kube, "g"), "the anchor's record is live: three members it names are unbound"
+    d.kill()
+    proxy.clear()
+    daemon.start()
+    wait_for(lambda: kube.all_bound(names), "recovery completed the gang", daemon)
+    invariants(kube, w, {"g": (names, 4)}, nodes)
+    line = wait_for(lambda: "recovery" in daemon.tail() and daemon.tail(), "the recovery log line", daemon)
+    assert "completed (3 members bound)" in line, line
+    wait_for(lambda: intent_of(kube, "g") is None or None, "no live record", daemon)
 
 
 def test_retry_after_a_refused_bind_is_dry_run_first(kube: Kube, daemon: Daemons, proxy: FaultProxy) -> None:
@@ -299,6 +404,6 @@ def test_retry_after_a_refused_bind_is_dry_run_first(kube: Kube, daemon: Daemons
         for _t, method, path, _ua in list(proxy.received)
         if method == "POST" and path.partition("?")[0].endswith("/binding")
     ]
-    # first commit: 3 real binds (one refused; the anchor's bind waits for them, so it is never sent), no dry
-    # run; the retry: 4 dry runs, then 4 real binds
-    assert binds == ["bind"] * 3 + ["dry"] * 4 + ["bind"] * 4, binds
+    # first commit: 4 real binds (the anchor's, then three together, one refused), no dry run; the retry: 4
+    # dry runs, then 4 real binds
+    assert binds == ["bind"] * 4 + ["dry"] * 4 + ["bind"] * 4, binds

@@ -68,8 +68,8 @@ def test_deposed_leader_writes_nothing(kube: Kube, daemon: Daemons, proxy: Fault
     proxy.add(Rule("POST", BIND, "status", status=500, hold=hold, nth=(3,), delay=120))
     leader = daemon.start(*base, "--identity", "replica-l")
     wait_for(
-        lambda: sum(1 for n in names if kube.pods()[n]["spec"].get("nodeName")) == 2 or None,
-        "two members bound, one held at the proxy (the anchor's bind waits for it)",
+        lambda: sum(1 for n in names if kube.pods()[n]["spec"].get("nodeName")) == 3 or None,
+        "three members bound (the anchor first), one held at the proxy",
         daemon,
     )
     assert intent_of(kube, "g"), "L's commit record is on the API server"
@@ -100,8 +100,8 @@ def test_deposed_leader_writes_nothing(kube: Kube, daemon: Daemons, proxy: Fault
 def test_crash_at_each_rollback_step_loses_no_pod(point: str, kube: Kube, daemon: Daemons, proxy: FaultProxy) -> None:
     """A gang of unowned pods (no controller would re-create them) rolls back after a failed bind; the
     daemon dies at one step of the rollback. The next daemon finishes the rollback from the record (on the
-    gang's anchor member, which was never bound) and then binds the gang whole: no pod is ever lost, none
-    bound twice."""
+    gang's PodGroup: the anchor member that carried the commit's record is one the rollback deletes) and then
+    binds the gang whole: no pod is ever lost, none bound twice."""
     names, nodes = setup_gang(kube)
     w = Watcher(kube)
     proxy.add(Rule("POST", BIND, "status", status=500, nth=(3,)))
@@ -110,7 +110,8 @@ def test_crash_at_each_rollback_step_loses_no_pod(point: str, kube: Kube, daemon
     text = intent_of(kube, "g")
     assert text, "the rollback record is on the API server"
     record = json.loads(text)
-    assert len(record["rollback"]) == 2 and all(v["recreate"] for v in record["rollback"].values())
+    # the anchor's bind, then three together, the third of all refused: three members to return
+    assert len(record["rollback"]) == 3 and all(v["recreate"] for v in record["rollback"].values())
     proxy.clear()
     daemon.start()
     wait_for(lambda: kube.all_bound(names), "recovery finished the rollback and the gang bound whole", daemon)

@@ -4,8 +4,9 @@ knows which claims to finish or give back (and which claim objects: their uids).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
-from scheduler.binder.commit import Intent
+from scheduler.binder.commit import INTENT_ANNOTATION, Intent, pending_copy
 from scheduler.binder.volumes import ClaimBind
 
 
@@ -42,3 +43,40 @@ def test_an_anchor_record_names_its_gang_and_is_read_back_from_the_member_pod() 
     lone = Intent("c2", "ns/solo", (("ns/solo", "n1"),), "me", on_pod=True)
     assert "gang" not in json.loads(lone.to_json())
     assert Intent.parse("ns/solo", lone.to_json(), on_pod=True) == lone
+
+
+def test_an_anchor_record_is_live_only_while_a_member_is_pending_as_the_pod_it_recorded() -> None:
+    """The record stays on its anchor after the commit; it says work is left only while a member it names is
+    pending with the uid it recorded. A member pending under another uid (deleted and created again after
+    the commit) does not count: a bound pod never returns to Pending under its uid."""
+
+    @dataclass
+    class P:
+        uid: str
+
+    intent = Intent(
+        "c1", "ns/g", (("ns/a", "n1"), ("ns/b", "n2")), "me", (("ns/a", "u-a"), ("ns/b", "u-b")), anchor="ns/a"
+    )
+    assert intent.unfinished({"ns/b": P("u-b")})  # cut short: b never bound
+    assert not intent.unfinished({})  # every member bound (or gone)
+    assert not intent.unfinished({"ns/b": P("u-b2")})  # b replaced after the commit
+    assert not intent.unfinished({"ns/c": P("u-b")})  # another gang's pod
+
+
+def test_a_pod_created_again_never_carries_the_old_pods_record() -> None:
+    """A rollback re-creates an unowned anchor from its own object: the copy keeps its other annotations but
+    not the record its old bind wrote (that record would name the new pod's gang with stale uids)."""
+    obj = {
+        "metadata": {
+            "name": "a",
+            "namespace": "ns",
+            "uid": "u-a",
+            "annotations": {"pod-group-name": "g", INTENT_ANNOTATION: '{"id": "c1"}'},
+        },
+        "spec": {"nodeName": "n1", "containers": []},
+    }
+    copy = pending_copy(obj)
+    assert copy["metadata"]["annotations"] == {"pod-group-name": "g"}
+    assert "nodeName" not in copy["spec"] and "uid" not in copy["metadata"]
+    only = {"metadata": {"name": "a", "annotations": {INTENT_ANNOTATION: "{}"}}, "spec": {}}
+    assert "annotations" not in pending_copy(only)["metadata"]
