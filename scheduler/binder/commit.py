@@ -312,11 +312,18 @@ class GangCommitter:
         )
 
     def _run(self, calls: list[tuple[str, str, str, bool]], record: str | None = None) -> dict[tuple[str, str], str]:
-        """(gang, pod, node, dry) calls in parallel; returns (gang, pod) -> error for the failed ones."""
+        """(gang, pod, node, dry) calls in parallel; returns (gang, pod) -> error for the failed ones. The last
+        call is made on this thread (a lone pod's bind never waits on a hand-off to another thread)."""
         futures: list[tuple[str, str, Future[None]]] = [
-            (gang, pod, self.pool.submit(inherit(self._bind), pod, node, dry, record)) for gang, pod, node, dry in calls
+            (gang, pod, self.pool.submit(inherit(self._bind), pod, node, dry, record))
+            for gang, pod, node, dry in calls[:-1]
         ]
         errors: dict[tuple[str, str], str] = {}
+        for gang, pod, node, dry in calls[-1:]:
+            try:
+                self._bind(pod, node, dry, record)
+            except Exception as err:
+                errors[(gang, pod)] = str(err)
         for gang, pod, fut in futures:
             try:
                 fut.result()

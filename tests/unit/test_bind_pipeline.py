@@ -83,7 +83,7 @@ def test_a_gang_commits_requests_wait_for_tokens_in_its_priority_line() -> None:
     from scheduler.binder.commit import GangCommitter
     from scheduler.cache.cluster_state import ClusterState
     from scheduler.framework.record import GangCommit
-    from scheduler.kube.client import KubeClient, TokenBucket
+    from scheduler.kube.client import KubeClient, TokenBucket, request_priority
 
     class Recording(TokenBucket):
         def __init__(self) -> None:
@@ -118,7 +118,11 @@ def test_a_gang_commits_requests_wait_for_tokens_in_its_priority_line() -> None:
     bucket.seen.clear()
     lone = GangCommit("ns/b", False, binds=(("ns/b", "n1"),))  # no record: its bind is the first request
     assert committer.commit_gang(lone).error
-    assert bucket.seen == [500]  # made on one of the committer's bind threads
+    assert bucket.seen == [500]  # made on the committing thread itself
+    bucket.seen.clear()
+    with request_priority(7):  # calls beside the last are made on the committer's bind threads: they inherit it
+        assert len(committer._run([("ns/g", "ns/a", "n1", False), ("ns/g", "ns/c", "n2", False)])) == 2
+    assert bucket.seen == [7, 7]
     bucket.seen.clear()
     assert committer._run([("ns/g", "ns/a", "n1", False)]) and bucket.seen == [None]  # outside a commit: no gang
     committer.close()
