@@ -142,7 +142,7 @@ _LABEL = re.compile(r'(\w+)="([^"]*)"')
 ApiKey = tuple[str, str, str, bool]  # (verb, resource, subresource, dry run)
 # kwok's writes as the kubelet: node status, and the DELETE that removes a terminating pod (the previous
 # contender's, deleted before this one starts; a rollback would delete too, but the happy path has none). Its pod
-# status writes share their path with the records a gang's anchor member keeps (PATCH pods/status): counted apart.
+# status writes (PATCH pods/status) are counted apart.
 KWOK = {("PATCH", "nodes", "status"), ("PUT", "nodes", "status"), ("DELETE", "pods", "")}
 
 
@@ -193,8 +193,8 @@ def mix_lines(mixes: dict[str, dict[str, float]], others: dict[str, list[str]]) 
     lines.append(
         "  (commit = binds + dry runs + PodGroup writes; issue 15's target for gangs: at most ~1.2. pods/status:"
     )
-    lines.append("  kwok's status writes and a gang's record on its anchor member, one per gang: compare gangs with")
-    lines.append("  singles. status+events: PodGroup and Queue status, events, as sent before the contender stopped)")
+    lines.append("  kwok's status writes (a gang's record rides on its first member's Binding: no write of its own).")
+    lines.append("  status+events: PodGroup and Queue status, events, as sent before the contender stopped)")
     lines.extend(f"  other, {name}: {', '.join(rest)}" for name, rest in others.items() if rest)
     return lines
 

@@ -27,7 +27,7 @@ def test_request_mix_counts_the_commit_and_leaves_kwok_out() -> None:
             ("POST", "events", "", False): 80,
             ("LIST", "pods", "", False): 2,
             ("WATCH", "pods", "", False): 5,  # watches and kwok's writes are not the scheduler's cost
-            ("PATCH", "pods", "status", False): 160,  # kwok's status writes (and anchors' records)
+            ("PATCH", "pods", "status", False): 160,  # kwok's status writes
             ("PUT", "leases", "", False): 50,
             ("PATCH", "nodes", "status", False): 30,
         }
@@ -36,7 +36,7 @@ def test_request_mix_counts_the_commit_and_leaves_kwok_out() -> None:
     assert mix["binds"] == 1.0 and mix["dry runs"] == 0.1 and mix["PodGroup writes"] == 0.25
     assert mix["commit"] == pytest.approx(1.35)
     assert mix["status+events"] == pytest.approx(90 / 80) and mix["other"] == pytest.approx(2 / 80)
-    assert mix["pods/status"] == 2.0  # kwok's, and the anchors' records: the path is the same
+    assert mix["pods/status"] == 2.0  # kwok's status writes
 
 
 def test_api_counts_parses_the_servers_metric_lines() -> None:
