@@ -39,7 +39,7 @@ WATCH_TIMEOUT_S = 240
 MAX_BACKOFF_S = 10.0
 # commits and binds in flight: the API server answers a bind in tens of ms, so throughput is in-flight /
 # latency; at QPS 2000, 64 bound single pods 1.2x and gangs 1.4x as fast as 32 did (bench/commit.py, README)
-BIND_PARALLELISM = 64
+BIND_PARALLELISM = 128
 SPEC_MEMO_SIZE = 8192  # distinct pod specs remembered (a workload's replicas share one)
 
 

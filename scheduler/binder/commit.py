@@ -245,6 +245,9 @@ class GangCommitter:
         self.identity = identity
         self.dry_run = dry_run
         self.pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="bind")
+        # binds in flight at once, whichever thread makes them (a lone pod's on its committing thread, a gang's
+        # on bind threads too): `parallelism` commits of 8 would otherwise send up to twice as many
+        self.slots = threading.BoundedSemaphore(parallelism)
         # gang pipelines wait on member calls in `pool`; a separate pool so they can never starve it
         self.gang_pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="gang")
         self.assumed: dict[str, tuple[str, float]] = {}  # pod key -> (node, when) until the watch confirms
@@ -287,12 +290,13 @@ class GangCommitter:
             "metadata": meta,
             "target": {"apiVersion": NODES.api_version, "kind": NODES.kind, "name": node},
         }
-        self.client.request(
-            "POST",
-            PODS.item(name, ns, "binding"),
-            params={"dryRun": "All"} if dry else None,
-            body=body,
-        )
+        with self.slots:
+            self.client.request(
+                "POST",
+                PODS.item(name, ns, "binding"),
+                params={"dryRun": "All"} if dry else None,
+                body=body,
+            )
 
     def _set_intent(self, where: Intent, intent: Intent | None) -> None:
         """Write (or, None, clear) the intent record where `where` keeps it: its PodGroup, or its lone pod.

@@ -126,3 +126,71 @@ def test_a_gang_commits_requests_wait_for_tokens_in_its_priority_line() -> None:
     bucket.seen.clear()
     assert committer._run([("ns/g", "ns/a", "n1", False)]) and bucket.seen == [None]  # outside a commit: no gang
     committer.close()
+
+
+def test_binds_in_flight_never_exceed_the_parallelism_whichever_thread_makes_them() -> None:
+    """A gang's binds are made on its committing thread and on bind threads; `parallelism` commits of 4 would
+    send up to twice `parallelism` binds at once without the committer's slots. A real HTTP server counts the
+    binds it holds at once."""
+    import json
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from typing import Any
+
+    from scheduler.binder.commit import GangCommitter
+    from scheduler.cache.cluster_state import ClusterState
+    from scheduler.framework.record import GangCommit
+    from scheduler.kube.client import KubeClient
+
+    lock = threading.Lock()
+    now = [0, 0]  # in flight, most at once
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with lock:
+                now[0] += 1
+                now[1] = max(now)
+            time.sleep(0.05)
+            with lock:
+                now[0] -= 1
+            body = json.dumps({"kind": "Status", "status": "Success"}).encode()
+            self.send_response(201)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def pod(name: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "ns", "uid": name, "annotations": {"pod-group-name": "g"}},
+            "spec": {"schedulerName": "kai-scheduler", "containers": [{"name": "c"}]},
+            "status": {"phase": "Pending"},
+        }
+
+    state = ClusterState()
+    gangs = []
+    for g in range(3):
+        names = [f"g{g}-{i}" for i in range(4)]
+        for name in names:
+            state.apply_object(pod(name))
+        gangs.append(GangCommit(f"ns/g{g}", True, binds=tuple((f"ns/{n}", "n1") for n in names)))
+    client = KubeClient(f"http://127.0.0.1:{server.server_address[1]}", qps=0, pool_size=32)
+    committer = GangCommitter(client, state, "me", parallelism=3)
+    try:
+        out = committer.commit(gangs)
+        assert not out.errors and len(out.bound) == 3
+        assert now[1] == 3, now  # three gangs in flight at once, never more than three binds
+    finally:
+        committer.close()
+        server.shutdown()

@@ -30,7 +30,7 @@ def test_run_takes_the_bind_parallelism_and_sizes_the_pool_from_it():
     from scheduler.cli.main import _parser
 
     args = _parser("run").parse_args(["run"])
-    assert args.bind_parallelism == BIND_PARALLELISM == 64
+    assert args.bind_parallelism == BIND_PARALLELISM == 128
     args = _parser("run").parse_args(["run", "--bind-parallelism", "8"])
     assert args.bind_parallelism == 8
     from scheduler.daemon.runner import CYCLE_POD_BUDGET
