@@ -5,8 +5,21 @@ decided by the pipeline, not by timing."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from scheduler.binder.pipeline import BindPipeline
+
+
+def _pending_member(name: str, priority: int = 0) -> dict[str, Any]:
+    """A pending pod of PodGroup ns/g (its uid is its name), as the API server sends it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "ns", "uid": name, "annotations": {"pod-group-name": "g"}},
+        "spec": {"schedulerName": "kai-scheduler", "priority": priority, "containers": [{"name": "c"}]},
+        "status": {"phase": "Pending"},
+    }
+
 
 WAIT_S = 30.0  # a generous bound on a hang; never part of what is asserted
 
@@ -78,7 +91,6 @@ def test_abandon_starts_nothing_queued_and_returns_it() -> None:
 def test_a_gang_commits_requests_wait_for_tokens_in_its_priority_line() -> None:
     """Every request of one gang's commit (its record, its binds on the committer's bind threads) reaches
     the rate limiter with the gang's priority: the highest of its pods'."""
-    from typing import Any
 
     from scheduler.binder.commit import GangCommitter
     from scheduler.cache.cluster_state import ClusterState
@@ -95,18 +107,9 @@ def test_a_gang_commits_requests_wait_for_tokens_in_its_priority_line() -> None:
             with self.lock:
                 self.seen.append(priority)
 
-    def pod(name: str, priority: int) -> dict[str, Any]:
-        return {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "namespace": "ns", "uid": name, "annotations": {"pod-group-name": "g"}},
-            "spec": {"schedulerName": "kai-scheduler", "priority": priority, "containers": [{"name": "c"}]},
-            "status": {"phase": "Pending"},
-        }
-
     state = ClusterState()
     for name, priority in (("a", 10), ("b", 500), ("c", 10)):
-        state.apply_object(pod(name, priority))
+        state.apply_object(_pending_member(name, priority))
     client = KubeClient("http://127.0.0.1:9", qps=0)  # nothing listens: every request fails, after the limiter
     bucket = client.bucket = Recording()
     committer = GangCommitter(client, state, "me", parallelism=4)
@@ -135,7 +138,6 @@ def test_binds_in_flight_never_exceed_the_parallelism_whichever_thread_makes_the
     import json
     import time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from typing import Any
 
     from scheduler.binder.commit import GangCommitter
     from scheduler.cache.cluster_state import ClusterState
@@ -169,21 +171,12 @@ def test_binds_in_flight_never_exceed_the_parallelism_whichever_thread_makes_the
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
-    def pod(name: str) -> dict[str, Any]:
-        return {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "namespace": "ns", "uid": name, "annotations": {"pod-group-name": "g"}},
-            "spec": {"schedulerName": "kai-scheduler", "containers": [{"name": "c"}]},
-            "status": {"phase": "Pending"},
-        }
-
     state = ClusterState()
     gangs = []
     for g in range(3):
         names = [f"g{g}-{i}" for i in range(4)]
         for name in names:
-            state.apply_object(pod(name))
+            state.apply_object(_pending_member(name))
         gangs.append(GangCommit(f"ns/g{g}", True, binds=tuple((f"ns/{n}", "n1") for n in names)))
     client = KubeClient(f"http://127.0.0.1:{server.server_address[1]}", qps=0, pool_size=32)
     committer = GangCommitter(client, state, "me", parallelism=3)
