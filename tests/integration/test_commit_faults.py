@@ -102,24 +102,21 @@ def intent_of(kube: Kube, pg: str) -> str | None:
     if text:
         return str(text)
     pods = kube.pods()
-    for p in pods.values():
-        ann = p["metadata"].get("annotations") or {}
-        if ann.get("pod-group-name") == pg and ann.get(INTENT):
-            record = json.loads(ann[INTENT])
-            uids = record.get("uids") or {}
-            for key in record["bindings"]:
-                member = pods.get(key.split("/", 1)[1])
-                if member and member["metadata"]["uid"] == uids.get(key) and not member["spec"].get("nodeName"):
-                    return str(ann[INTENT])
-            if record.get("rollback"):
-                return str(ann[INTENT])
+    for name, record in anchor_records(kube, pg, pods).items():
+        uids = record.get("uids") or {}
+        for key in record["bindings"]:
+            member = pods.get(key.split("/", 1)[1])
+            if member and member["metadata"]["uid"] == uids.get(key) and not member["spec"].get("nodeName"):
+                return str(pods[name]["metadata"]["annotations"][INTENT])
+        if record.get("rollback"):
+            return str(pods[name]["metadata"]["annotations"][INTENT])
     return None
 
 
-def anchor_records(kube: Kube, pg: str) -> dict[str, dict[str, Any]]:
-    """Member name -> the commit record it carries (live or not)."""
+def anchor_records(kube: Kube, pg: str, pods: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Member name -> the commit record it carries (live or not), of `pods` (else the namespace's now)."""
     out = {}
-    for name, p in kube.pods().items():
+    for name, p in (kube.pods() if pods is None else pods).items():
         ann = p["metadata"].get("annotations") or {}
         if ann.get("pod-group-name") == pg and ann.get(INTENT):
             out[name] = json.loads(ann[INTENT])
